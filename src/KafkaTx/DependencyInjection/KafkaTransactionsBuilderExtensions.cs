@@ -1,0 +1,52 @@
+using Confluent.Kafka;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace KafkaTx;
+
+/// <summary>Further configuration of a producer registered with <c>AddKafkaTransactions</c>.</summary>
+public static class KafkaTransactionsBuilderExtensions
+{
+    /// <summary>Changes the producer's options after they were bound (for example to set values computed at start-up).</summary>
+    /// <param name="builder">The builder.</param>
+    /// <param name="configure">Changes the options.</param>
+    /// <returns>The same builder.</returns>
+    public static IKafkaTransactionsBuilder Configure(this IKafkaTransactionsBuilder builder, Action<KafkaTransactionsOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(configure);
+        builder.Services.Configure(builder.Name, configure);
+        return builder;
+    }
+
+    /// <summary>
+    /// Registers the serializer this producer uses for keys and values of type <typeparamref name="T"/>, in every
+    /// topic. string, byte[], Null, int, long, float and double need none.
+    /// </summary>
+    /// <typeparam name="T">The key or value type.</typeparam>
+    /// <param name="builder">The builder.</param>
+    /// <param name="serializer">The serializer; it must be thread-safe.</param>
+    /// <returns>The same builder.</returns>
+    public static IKafkaTransactionsBuilder AddSerializer<T>(this IKafkaTransactionsBuilder builder, ISerializer<T> serializer)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(serializer);
+        builder.Services.Configure<KafkaTransactionsOptions>(builder.Name, options => options.Serializers.Add(serializer));
+        return builder;
+    }
+
+    /// <summary>
+    /// Replaces the factory of Kafka clients for every KafkaTx producer in the application (for example with a fake or
+    /// an in-memory Kafka in tests).
+    /// </summary>
+    /// <param name="builder">The builder.</param>
+    /// <param name="factory">The factory.</param>
+    /// <returns>The same builder.</returns>
+    public static IKafkaTransactionsBuilder UseClientFactory(this IKafkaTransactionsBuilder builder, IKafkaClientFactory factory)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(factory);
+        builder.Services.Replace(ServiceDescriptor.Singleton(factory));
+        return builder;
+    }
+}

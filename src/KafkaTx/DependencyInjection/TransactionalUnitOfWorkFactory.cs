@@ -1,0 +1,42 @@
+using KafkaTx.Telemetry;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+
+namespace KafkaTx.DependencyInjection;
+
+/// <summary>
+/// Creates the unit of work of each named producer, and refuses to create two producers with the same
+/// transactional.id in one application: they would fence each other.
+/// </summary>
+internal sealed class TransactionalUnitOfWorkFactory(
+    IOptionsMonitor<KafkaTransactionsOptions> options,
+    IKafkaClientFactory clientFactory,
+    KafkaTxInstrumentation instrumentation,
+    TimeProvider timeProvider,
+    ILoggerFactory? loggerFactory = null)
+{
+    private readonly Dictionary<string, string> _namesById = new(StringComparer.Ordinal);
+    private readonly Lock _lock = new();
+
+    public TransactionalUnitOfWork Create(string name)
+    {
+        var settings = options.Get(name); // throws OptionsValidationException naming every problem
+        var id = settings.ResolveTransactionalId()!;
+        lock (_lock)
+        {
+            if (_namesById.TryGetValue(id, out var other) && other != name)
+            {
+                throw new InvalidOperationException(
+                    $"The transactional producers '{Display(other)}' and '{Display(name)}' both resolve to transactional.id '{id}'. They would fence each other: give each a distinct TransactionalIdPrefix or TransactionalId.");
+            }
+
+            _namesById[id] = name;
+        }
+
+        var logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("KafkaTx.TransactionalUnitOfWork");
+        return new TransactionalUnitOfWork(name, settings, clientFactory, logger, instrumentation, timeProvider);
+    }
+
+    private static string Display(string name) => name.Length == 0 ? "(default)" : name;
+}

@@ -1,0 +1,132 @@
+using Confluent.Kafka;
+using KafkaTx.Serialization;
+
+namespace KafkaTx;
+
+/// <summary>
+/// Settings of one transactional producer. Bound from configuration or set in code with
+/// <c>services.AddKafkaTransactions(options =&gt; ...)</c>, and validated when the application starts:
+/// a contradictory setting is reported with the names of the settings involved, before anything is sent.
+/// </summary>
+public sealed class KafkaTransactionsOptions
+{
+    /// <summary>The environment variable read for <see cref="InstanceId"/> when it is not set in code or configuration.</summary>
+    public const string InstanceIdEnvironmentVariable = "KAFKATX_INSTANCE_ID";
+
+    /// <summary>Kafka's <c>bootstrap.servers</c>: a comma-separated list of host:port. Required.</summary>
+    public string? BootstrapServers { get; set; }
+
+    /// <summary>
+    /// The complete transactional.id. Set either this, or <see cref="TransactionalIdPrefix"/> (with an instance id).
+    /// It must be stable across restarts of one instance and unique across instances: see <c>docs/transactional-id.md</c>.
+    /// </summary>
+    public string? TransactionalId { get; set; }
+
+    /// <summary>
+    /// The service part of the transactional.id, for example <c>order-processor</c>. The id becomes
+    /// <c>{prefix}-{instance id}</c>.
+    /// </summary>
+    public string? TransactionalIdPrefix { get; set; }
+
+    /// <summary>
+    /// The stable identity of this instance, for example a StatefulSet pod ordinal or a shard number. When unset,
+    /// the <c>KAFKATX_INSTANCE_ID</c> environment variable is used. Never a random value: a new id at every start
+    /// cannot fence the previous incarnation of this instance.
+    /// </summary>
+    public string? InstanceId { get; set; }
+
+    /// <summary>
+    /// Kafka's <c>transaction.timeout.ms</c>: a transaction open longer than this is aborted by the broker.
+    /// KafkaTx also refuses to commit a transaction older than this, and aborts it instead. Default 60 seconds.
+    /// The broker caps it at its <c>transaction.max.timeout.ms</c> (15 minutes by default).
+    /// </summary>
+    public TimeSpan TransactionTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// Kafka's <c>message.timeout.ms</c> (the delivery timeout): how long a record may take to be acknowledged.
+    /// Must be below <see cref="TransactionTimeout"/>, so that a record that cannot be delivered fails the
+    /// transaction with its own error instead of the broker silently aborting the transaction. Default 45 seconds.
+    /// </summary>
+    public TimeSpan DeliveryTimeout { get; set; } = TimeSpan.FromSeconds(45);
+
+    /// <summary>The deadline for InitTransactions, including retries while the coordinator is unavailable. Default 30 seconds.</summary>
+    public TimeSpan InitTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// The deadline for a commit, including its retries. It may not exceed <see cref="TransactionTimeout"/>.
+    /// When it passes, the outcome is unknown (<see cref="TransactionErrorKind.OutcomeUnknown"/>). Default 30 seconds.
+    /// </summary>
+    public TimeSpan CommitTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The deadline for an abort, including its retries. Default 30 seconds.</summary>
+    public TimeSpan AbortTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The deadline for sending consumer offsets to the transaction, including its retries. Default 30 seconds.</summary>
+    public TimeSpan SendOffsetsTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Kafka's <c>linger.ms</c>: how long the producer waits to fill a batch. Inside a transaction the commit
+    /// flushes anyway, so a short linger mostly trades a little latency per record for fewer requests. Default 5 ms.
+    /// </summary>
+    public TimeSpan Linger { get; set; } = TimeSpan.FromMilliseconds(5);
+
+    /// <summary>
+    /// Kafka's <c>retry.backoff.ms</c>: the pause before librdkafka retries a request. This bounds how quickly a
+    /// transaction that begins right after a commit gets going: while the coordinator still writes the previous
+    /// transaction's markers it answers CONCURRENT_TRANSACTIONS, and librdkafka retries after this backoff.
+    /// Lower it for many small back-to-back transactions. Default 20 ms (librdkafka's own default is 100 ms).
+    /// </summary>
+    public TimeSpan RetryBackoff { get; set; } = TimeSpan.FromMilliseconds(20);
+
+    /// <summary>How <c>ExecuteAsync</c> re-runs work after an abortable failure.</summary>
+    public TransactionRetryOptions Retry { get; set; } = new();
+
+    /// <summary>
+    /// Further librdkafka producer settings (for example security settings). Settings that KafkaTx owns, or that
+    /// contradict transactions (<c>enable.idempotence=false</c>, <c>acks</c> other than all), are rejected at start-up.
+    /// </summary>
+    public IDictionary<string, string> ClientSettings { get; set; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
+    /// <summary>Serializers registered per type with <c>AddSerializer</c>; the built-in ones need no registration.</summary>
+    internal SerializerRegistry Serializers { get; } = new();
+
+    /// <summary>The transactional.id these options resolve to, or <see langword="null"/> when they do not name one.</summary>
+    /// <returns>The complete transactional.id.</returns>
+    public string? ResolveTransactionalId()
+    {
+        if (!string.IsNullOrWhiteSpace(TransactionalId))
+        {
+            return TransactionalId;
+        }
+
+        var instance = string.IsNullOrWhiteSpace(InstanceId) ? Environment.GetEnvironmentVariable(InstanceIdEnvironmentVariable) : InstanceId;
+        if (string.IsNullOrWhiteSpace(TransactionalIdPrefix) || string.IsNullOrWhiteSpace(instance))
+        {
+            return null;
+        }
+
+        return $"{TransactionalIdPrefix}-{instance}";
+    }
+
+    /// <summary>Builds the librdkafka configuration. Call only on validated options.</summary>
+    internal ProducerConfig ToProducerConfig()
+    {
+        var config = new ProducerConfig(new Dictionary<string, string>(ClientSettings, StringComparer.Ordinal))
+        {
+            BootstrapServers = BootstrapServers,
+            TransactionalId = ResolveTransactionalId(),
+            EnableIdempotence = true,
+            Acks = Acks.All,
+            TransactionTimeoutMs = ToMilliseconds(TransactionTimeout),
+            MessageTimeoutMs = ToMilliseconds(DeliveryTimeout),
+            LingerMs = Linger.TotalMilliseconds,
+            RetryBackoffMs = ToMilliseconds(RetryBackoff),
+        };
+
+        // Delivery reports only need the status and the partition: skipping key and value avoids copying them back.
+        config.Set("dotnet.producer.enable.delivery.report.fields", "status");
+        return config;
+    }
+
+    private static int ToMilliseconds(TimeSpan value) => (int)Math.Ceiling(value.TotalMilliseconds);
+}
