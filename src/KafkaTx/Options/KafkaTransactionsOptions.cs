@@ -124,7 +124,7 @@ public sealed class KafkaTransactionsOptions
         };
 
         // Delivery reports only need the status and the partition: skipping key and value avoids copying them back.
-        config.Set("dotnet.producer.enable.delivery.report.fields", "status");
+        config.Set("dotnet.producer.delivery.report.fields", "status");
         return config;
     }
 
