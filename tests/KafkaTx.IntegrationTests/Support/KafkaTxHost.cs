@@ -8,9 +8,14 @@ internal sealed class KafkaTxHost : IAsyncDisposable
 {
     private readonly ServiceProvider _provider;
 
-    public KafkaTxHost(string bootstrapServers, string transactionalId, Action<KafkaTransactionsOptions>? configure = null)
+    public KafkaTxHost(string bootstrapServers, string transactionalId, Action<KafkaTransactionsOptions>? configure = null, TimeProvider? clock = null)
     {
         var services = new ServiceCollection();
+        if (clock is not null)
+        {
+            services.AddSingleton(clock);
+        }
+
         services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Debug).AddProvider(Logs));
         services.AddKafkaTransactions(options =>
         {
