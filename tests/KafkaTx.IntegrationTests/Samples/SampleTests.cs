@@ -1,0 +1,41 @@
+using System.Diagnostics;
+
+namespace KafkaTx.IntegrationTests.Samples;
+
+/// <summary>The samples are run as users run them, on their embedded default, and must reach their verdict.</summary>
+public sealed class SampleTests
+{
+    [Fact]
+    public async Task AtomicMultiTopicWrites_runs_on_its_embedded_default_and_finds_the_writes_atomic()
+    {
+        var (exitCode, output) = await RunSampleAsync("AtomicMultiTopicWrites");
+
+        output.Should().Contain("Backend: embedded librdkafka mock cluster");
+        output.Should().Contain("does not enforce read_committed or fencing");
+        output.Should().Contain("its transaction was aborted");
+        output.Should().Contain("in all three topics: yes").And.Contain("in none of them:      yes");
+        output.Should().Contain("Verdict: atomic.");
+        exitCode.Should().Be(0, output);
+    }
+
+    private static async Task<(int ExitCode, string Output)> RunSampleAsync(string name)
+    {
+        // The sample is a project reference, so its build output sits next to the tests.
+        var dll = Path.Combine(AppContext.BaseDirectory, name + ".dll");
+        File.Exists(dll).Should().BeTrue($"{dll} is built with the tests");
+        var start = new ProcessStartInfo("dotnet", [dll])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = AppContext.BaseDirectory,
+        };
+        start.Environment.Remove("KAFKATX_BOOTSTRAP_SERVERS"); // the embedded default is what is under test
+        start.Environment.Remove("KAFKATX_INSTANCE_ID");
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        await process.WaitForExitAsync(timeout.Token);
+        return (process.ExitCode, await stdout + await stderr);
+    }
+}
