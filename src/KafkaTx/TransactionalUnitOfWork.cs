@@ -291,6 +291,7 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
                 if (deadline == 0)
                 {
                     deadline = _time.GetTimestamp();
+                    Log.WaitingForQueueRoom(_logger, TransactionalId);
                 }
                 else if (_time.GetElapsedTime(deadline) >= _options.DeliveryTimeout)
                 {

@@ -60,6 +60,9 @@ internal static partial class Log
     [LoggerMessage(18, LogLevel.Warning, "Disposing {TransactionalId}: the open transaction could not be aborted; the broker aborts it after transaction.timeout.ms, or at once when a new producer with this id initializes")]
     public static partial void DisposeAbortFailed(ILogger logger, string transactionalId, Exception exception);
 
+    [LoggerMessage(19, LogLevel.Debug, "The local queue of {TransactionalId} is full; Produce waits for deliveries to make room")]
+    public static partial void WaitingForQueueRoom(ILogger logger, string transactionalId);
+
     public static LogLevel ToLogLevel(SyslogLevel level) => level switch
     {
         SyslogLevel.Emergency or SyslogLevel.Alert or SyslogLevel.Critical => LogLevel.Critical,

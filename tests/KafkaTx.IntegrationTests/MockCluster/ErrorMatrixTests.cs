@@ -240,4 +240,44 @@ public sealed class ErrorMatrixTests : IDisposable
         host.Unit.State.Should().Be(TransactionState.Ready);
         TopicReader.ReadAll(_cluster.BootstrapServers, IsolationLevel.ReadUncommitted, TimeSpan.FromSeconds(30), "recovered").Select(r => r.Value).Should().Contain("kept");
     }
+
+    [Fact]
+    public async Task A_full_local_queue_makes_produce_wait_for_room_instead_of_failing()
+    {
+        // queue.buffering.max.messages=5 makes librdkafka raise Local_QueueFull after five records in flight.
+        await using var host = new KafkaTxHost(_cluster.BootstrapServers, KafkaTxHost.UniqueName("queue-full"), o => o.ClientSettings["queue.buffering.max.messages"] = "5");
+
+        await host.Unit.ExecuteAsync((scope, _) =>
+        {
+            for (var i = 0; i < 200; i++)
+            {
+                scope.Produce(new TopicPartition("backpressure", 0), new Message<Null, string> { Value = i.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+            }
+
+            return ValueTask.CompletedTask;
+        });
+
+        host.Logs.Entries.Should().Contain(e => e.Message.Contains("local queue", StringComparison.Ordinal), "the queue did fill up");
+        TopicReader.ReadAll(_cluster.BootstrapServers, IsolationLevel.ReadCommitted, TimeSpan.FromSeconds(30), "backpressure").Should().HaveCount(200);
+    }
+
+    [Fact]
+    public async Task A_fatal_error_reaches_the_application_as_its_own_code_flagged_fatal_never_as_Local_Fatal()
+    {
+        await using var host = new KafkaTxHost(_cluster.BootstrapServers, KafkaTxHost.UniqueName("fatal-shape"), o => o.Retry.MaxAttempts = 1);
+        await host.Unit.InitializeAsync();
+
+        var failure = await host.Unit.Awaiting(u => u.ExecuteAsync((scope, _) =>
+        {
+            _cluster.PushRequestErrors(KafkaApi.Produce, ErrorCode.OutOfOrderSequenceNumber);
+            scope.Produce("fatal-topic", new Message<string, string> { Key = "k", Value = "v" });
+            return ValueTask.CompletedTask;
+        })).Should().ThrowAsync<KafkaTransactionException>();
+
+        failure.Which.Error.Code.Should().Be(ErrorCode.OutOfOrderSequenceNumber);
+        failure.Which.Error.IsFatal.Should().BeTrue();
+        await host.Logs.WaitFor(m => m.Contains("reported a fatal error", StringComparison.Ordinal)).WaitAsync(TimeSpan.FromSeconds(10));
+        host.Logs.Entries.Where(e => e.Message.Contains("reported a fatal error", StringComparison.Ordinal))
+            .Should().OnlyContain(e => e.Message.Contains("OutOfOrderSequenceNumber", StringComparison.Ordinal) && !e.Message.Contains("Local_Fatal", StringComparison.Ordinal));
+    }
 }
