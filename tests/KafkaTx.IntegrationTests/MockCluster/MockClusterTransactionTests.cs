@@ -123,19 +123,13 @@ public sealed class MockClusterTransactionTests : IDisposable
         host.Unit.BeginTransaction();
         host.Unit.Produce(new TopicPartition("outage", 0), new Message<Null, string> { Value = "v" });
 
-        for (var broker = 1; broker <= MockKafkaCluster.BrokerCount; broker++)
-        {
-            _cluster.SetBrokerDown(broker);
-        }
+        _cluster.SetAllBrokersDown();
 
         var commit = host.Unit.CommitAsync();
         await host.Logs.WaitFor(m => m.Contains("CommitTransaction", StringComparison.Ordinal) && m.Contains("retrying the call", StringComparison.Ordinal)).WaitAsync(TimeSpan.FromSeconds(15));
         commit.IsCompleted.Should().BeFalse("the brokers are down");
         host.Unit.State.Should().Be(TransactionState.Committing);
-        for (var broker = 1; broker <= MockKafkaCluster.BrokerCount; broker++)
-        {
-            _cluster.SetBrokerUp(broker);
-        }
+        _cluster.SetAllBrokersUp();
 
         await commit.WaitAsync(TimeSpan.FromSeconds(20));
         host.Unit.State.Should().Be(TransactionState.Ready);
@@ -150,10 +144,7 @@ public sealed class MockClusterTransactionTests : IDisposable
         await host.Unit.InitializeAsync();
         host.Unit.BeginTransaction();
         host.Unit.Produce(new TopicPartition("pending", 0), new Message<Null, string> { Value = "v" });
-        for (var broker = 1; broker <= MockKafkaCluster.BrokerCount; broker++)
-        {
-            _cluster.SetBrokerDown(broker);
-        }
+        _cluster.SetAllBrokersDown();
 
         var failure = await host.Unit.Awaiting(u => u.CommitAsync()).Should().ThrowAsync<KafkaTransactionException>();
 
@@ -162,10 +153,7 @@ public sealed class MockClusterTransactionTests : IDisposable
         host.Unit.State.Should().Be(TransactionState.Committing);
         host.Unit.Invoking(u => u.BeginTransaction()).Should().Throw<InvalidOperationException>();
 
-        for (var broker = 1; broker <= MockKafkaCluster.BrokerCount; broker++)
-        {
-            _cluster.SetBrokerUp(broker);
-        }
+        _cluster.SetAllBrokersUp();
 
         await host.Unit.CommitAsync(); // resumes the same commit and learns its outcome
         host.Unit.State.Should().Be(TransactionState.Ready);
@@ -176,19 +164,13 @@ public sealed class MockClusterTransactionTests : IDisposable
     public async Task Initialization_that_cannot_reach_a_coordinator_is_retriable_and_resumes()
     {
         await using var host = new KafkaTxHost(_cluster.BootstrapServers, KafkaTxHost.UniqueName("init-down"), o => o.InitTimeout = TimeSpan.FromSeconds(2));
-        for (var broker = 1; broker <= MockKafkaCluster.BrokerCount; broker++)
-        {
-            _cluster.SetBrokerDown(broker);
-        }
+        _cluster.SetAllBrokersDown();
 
         var failure = await host.Unit.Awaiting(u => u.InitializeAsync()).Should().ThrowAsync<KafkaTransactionException>();
         failure.Which.Kind.Should().Be(TransactionErrorKind.Retriable);
         host.Unit.State.Should().Be(TransactionState.Uninitialized);
 
-        for (var broker = 1; broker <= MockKafkaCluster.BrokerCount; broker++)
-        {
-            _cluster.SetBrokerUp(broker);
-        }
+        _cluster.SetAllBrokersUp();
 
         await host.Unit.InitializeAsync();
         host.Unit.State.Should().Be(TransactionState.Ready);

@@ -53,6 +53,23 @@ internal sealed class MockKafkaCluster : IDisposable
 
     public void SetBrokerUp(int brokerId) => Check(NativeMock.rd_kafka_mock_broker_set_up(_cluster, brokerId));
 
+    /// <summary>Takes every broker down: no coordinator, no leader, until <see cref="SetAllBrokersUp"/>.</summary>
+    public void SetAllBrokersDown()
+    {
+        for (var broker = 1; broker <= BrokerCount; broker++)
+        {
+            SetBrokerDown(broker);
+        }
+    }
+
+    public void SetAllBrokersUp()
+    {
+        for (var broker = 1; broker <= BrokerCount; broker++)
+        {
+            SetBrokerUp(broker);
+        }
+    }
+
     /// <summary>Moves the transaction coordinator of a transactional.id to a broker.</summary>
     public void SetTransactionCoordinator(string transactionalId, int brokerId) =>
         Check(NativeMock.rd_kafka_mock_coordinator_set(_cluster, "transaction", transactionalId, brokerId));

@@ -1,4 +1,4 @@
-namespace KafkaTx.Tests.Fakes;
+namespace KafkaTx.Testing.Shared;
 
 /// <summary>A clock that moves only when told to; timers and delays still run on real time.</summary>
 internal sealed class ManualClock : TimeProvider
