@@ -50,6 +50,8 @@ public class ProduceOverheadBenchmarks
     private sealed class NoOpClientFactory : IKafkaClientFactory
     {
         public IProducer<byte[]?, byte[]?> CreateProducer(ProducerConfig config, Action<Error> errorHandler, Action<LogMessage> logHandler) => new NoOpProducer();
+
+        public IConsumer<byte[]?, byte[]?> CreateConsumer(ConsumerConfig config, ConsumerEventHandlers handlers) => throw new NotSupportedException();
     }
 
     private sealed class NoOpProducer : IProducer<byte[]?, byte[]?>

@@ -16,4 +16,10 @@ public interface IKafkaClientFactory
     /// <remarks>KafkaTx reuses the <see cref="Message{TKey, TValue}"/> it passes to Produce once the call returns, as
     /// Confluent.Kafka permits: an implementation must copy whatever it keeps of it.</remarks>
     IProducer<byte[]?, byte[]?> CreateProducer(ProducerConfig config, Action<Error> errorHandler, Action<LogMessage> logHandler);
+
+    /// <summary>Creates a consumer of raw bytes for a transactional processor; KafkaTx deserializes itself.</summary>
+    /// <param name="config">The complete, validated configuration (read_committed, no auto-commit).</param>
+    /// <param name="handlers">Rebalance, error and log callbacks the consumer must invoke, on the thread that calls Consume.</param>
+    /// <returns>A consumer that has not yet subscribed.</returns>
+    IConsumer<byte[]?, byte[]?> CreateConsumer(ConsumerConfig config, ConsumerEventHandlers handlers);
 }

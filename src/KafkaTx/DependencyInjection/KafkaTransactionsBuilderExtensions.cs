@@ -36,6 +36,22 @@ public static class KafkaTransactionsBuilderExtensions
     }
 
     /// <summary>
+    /// Registers the deserializer a processor of this producer uses for input keys and values of type
+    /// <typeparamref name="T"/>. string, byte[], Null, Ignore, int, long, float and double need none.
+    /// </summary>
+    /// <typeparam name="T">The key or value type.</typeparam>
+    /// <param name="builder">The builder.</param>
+    /// <param name="deserializer">The deserializer; it must be thread-safe.</param>
+    /// <returns>The same builder.</returns>
+    public static IKafkaTransactionsBuilder AddDeserializer<T>(this IKafkaTransactionsBuilder builder, IDeserializer<T> deserializer)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(deserializer);
+        builder.Services.Configure<KafkaTransactionsOptions>(builder.Name, options => options.Deserializers.Add(deserializer));
+        return builder;
+    }
+
+    /// <summary>
     /// Replaces the factory of Kafka clients for every KafkaTx producer in the application (for example with a fake or
     /// an in-memory Kafka in tests).
     /// </summary>

@@ -63,6 +63,77 @@ internal static partial class Log
     [LoggerMessage(19, LogLevel.Debug, "The local queue of {TransactionalId} is full; Produce waits for deliveries to make room")]
     public static partial void WaitingForQueueRoom(ILogger logger, string transactionalId);
 
+    // ---- processors (event ids 100+)
+
+    [LoggerMessage(100, LogLevel.Information, "Processor {Name} ({TransactionalId}) started: topics {Topics}, group {GroupId}")]
+    public static partial void ProcessorStarted(ILogger logger, string name, string transactionalId, string topics, string groupId);
+
+    [LoggerMessage(101, LogLevel.Information, "Processor {Name} ({TransactionalId}) stopped in state {State} after {Transactions} transactions and {Records} records")]
+    public static partial void ProcessorStopped(ILogger logger, string name, string transactionalId, ProcessorState state, long transactions, long records);
+
+    [LoggerMessage(102, LogLevel.Warning, "Processor {Name}: handling {Topic} [{Partition}] @{Offset} failed (attempt {Attempt} of {MaxAttempts}); aborting and rewinding")]
+    public static partial void HandlerFailed(ILogger logger, string name, string topic, int partition, long offset, int attempt, int maxAttempts, Exception exception);
+
+    [LoggerMessage(103, LogLevel.Error, "Processor {Name}: {Topic} [{Partition}] @{Offset} failed {Attempts} times and was written to the dead-letter topic {DeadLetterTopic}")]
+    public static partial void DeadLettered(ILogger logger, string name, string topic, int partition, long offset, int attempts, string deadLetterTopic, Exception lastError);
+
+    [LoggerMessage(104, LogLevel.Error, "Processor {Name}: {Topic} [{Partition}] @{Offset} failed {Attempts} times and was skipped without output")]
+    public static partial void PoisonSkipped(ILogger logger, string name, string topic, int partition, long offset, int attempts, Exception lastError);
+
+    [LoggerMessage(105, LogLevel.Critical, "Processor {Name}: {Topic} [{Partition}] @{Offset} failed {Attempts} times; the poison record policy is Stop, so the processor stops")]
+    public static partial void PoisonStopped(ILogger logger, string name, string topic, int partition, long offset, int attempts, Exception lastError);
+
+    [LoggerMessage(106, LogLevel.Warning, "Processor {Name} ({TransactionalId}): the commit failed ({Kind}) with {Records} records; aborted, rewinding and trying again")]
+    public static partial void CommitFailed(ILogger logger, string name, string transactionalId, TransactionErrorKind kind, int records, Exception exception);
+
+    [LoggerMessage(107, LogLevel.Information, "Processor {Name} ({TransactionalId}): aborting the transaction: {Reason}")]
+    public static partial void ProcessorAborting(ILogger logger, string name, string transactionalId, string reason);
+
+    [LoggerMessage(108, LogLevel.Critical, "Processor {Name} ({TransactionalId}) was fenced: another instance with this transactional.id took over. It stops at once and writes nothing more")]
+    public static partial void ProcessorFenced(ILogger logger, string name, string transactionalId, Exception exception);
+
+    [LoggerMessage(109, LogLevel.Warning, "Processor {Name} ({TransactionalId}): replacing the producer after a fatal error (recovery {Recovery} of {MaxRecoveries}); resuming from the committed offsets")]
+    public static partial void ProcessorRecovering(ILogger logger, string name, string transactionalId, int recovery, int maxRecoveries, Exception exception);
+
+    [LoggerMessage(110, LogLevel.Critical, "Processor {Name} ({TransactionalId}) stops: {Recoveries} producer recoveries did not help")]
+    public static partial void ProcessorGaveUp(ILogger logger, string name, string transactionalId, int recoveries, Exception exception);
+
+    [LoggerMessage(111, LogLevel.Critical, "Processor {Name} ({TransactionalId}) failed and stops")]
+    public static partial void ProcessorFailed(ILogger logger, string name, string transactionalId, Exception exception);
+
+    [LoggerMessage(112, LogLevel.Warning, "Processor {Name} ({TransactionalId}) could not initialize its producer; trying again in {DelayMs} ms")]
+    public static partial void ProcessorInitRetry(ILogger logger, string name, string transactionalId, long delayMs, Exception exception);
+
+    [LoggerMessage(113, LogLevel.Warning, "Processor {Name} ({TransactionalId}): an abort did not complete; it is resumed before the next transaction")]
+    public static partial void ProcessorAbortIncomplete(ILogger logger, string name, string transactionalId, Exception exception);
+
+    [LoggerMessage(114, LogLevel.Warning, "Processor {Name} ({TransactionalId}): could not read the committed offsets to rewind; consuming waits until it can")]
+    public static partial void RewindFailed(ILogger logger, string name, string transactionalId, Exception exception);
+
+    [LoggerMessage(115, LogLevel.Debug, "Processor {Name}: rewound to the committed offsets {Offsets}")]
+    public static partial void Rewound(ILogger logger, string name, string offsets);
+
+    [LoggerMessage(116, LogLevel.Debug, "Processor {Name}: no seek for {Partition} ({Reason}); it starts from its committed offset")]
+    public static partial void SeekSkipped(ILogger logger, string name, string partition, string reason);
+
+    [LoggerMessage(117, LogLevel.Information, "Processor {Name}: partitions assigned: {Partitions}")]
+    public static partial void PartitionsAssigned(ILogger logger, string name, string partitions);
+
+    [LoggerMessage(118, LogLevel.Information, "Processor {Name}: partitions revoked: {Partitions} (transaction open: {InTransaction})")]
+    public static partial void PartitionsRevoked(ILogger logger, string name, string partitions, bool inTransaction);
+
+    [LoggerMessage(119, LogLevel.Warning, "Processor {Name}: partitions lost: {Partitions} (transaction open: {InTransaction}); aborting")]
+    public static partial void PartitionsLost(ILogger logger, string name, string partitions, bool inTransaction);
+
+    [LoggerMessage(120, LogLevel.Warning, "Processor {Name}: consumer reported {ErrorCode}: {Reason} (fatal: {IsFatal})")]
+    public static partial void ConsumerError(ILogger logger, string name, ErrorCode errorCode, string reason, bool isFatal);
+
+    [LoggerMessage(121, LogLevel.Warning, "Processor {Name} ({TransactionalId}): the open transaction could not be committed during shutdown; aborting it")]
+    public static partial void ShutdownCommitFailed(ILogger logger, string name, string transactionalId, Exception exception);
+
+    [LoggerMessage(122, LogLevel.Information, "Processor {Name} ({TransactionalId}): the transaction has been open {AgeMs} ms, half the transaction timeout; committing early")]
+    public static partial void CommittingEarly(ILogger logger, string name, string transactionalId, long ageMs);
+
     public static LogLevel ToLogLevel(SyslogLevel level) => level switch
     {
         SyslogLevel.Emergency or SyslogLevel.Alert or SyslogLevel.Critical => LogLevel.Critical,

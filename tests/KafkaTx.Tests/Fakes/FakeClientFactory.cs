@@ -13,9 +13,24 @@ internal sealed class FakeClientFactory : IKafkaClientFactory
 
     public FakeProducer Current => Producers[^1];
 
+    /// <summary>When set, producers commit sent offsets to it and consumers read from it.</summary>
+    public FakeBroker? Broker { get; set; }
+
+    public List<FakeConsumer> Consumers { get; } = [];
+
+    public List<ConsumerConfig> ConsumerConfigs { get; } = [];
+
+    public IConsumer<byte[]?, byte[]?> CreateConsumer(ConsumerConfig config, ConsumerEventHandlers handlers)
+    {
+        var consumer = new FakeConsumer(Broker ?? throw new InvalidOperationException("Set Broker to create consumers."), handlers);
+        Consumers.Add(consumer);
+        ConsumerConfigs.Add(config);
+        return consumer;
+    }
+
     public IProducer<byte[]?, byte[]?> CreateProducer(ProducerConfig config, Action<Error> errorHandler, Action<LogMessage> logHandler)
     {
-        var producer = new FakeProducer();
+        var producer = new FakeProducer { Broker = Broker };
         Setup?.Invoke(producer);
         Producers.Add(producer);
         Configs.Add(config);

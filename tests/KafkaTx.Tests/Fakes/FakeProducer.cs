@@ -43,6 +43,9 @@ internal sealed class FakeProducer : IProducer<byte[]?, byte[]?>
 
     public bool IsDisposed { get; private set; }
 
+    /// <summary>Receives the offsets of each committed transaction, and sees the commits in its event log.</summary>
+    public FakeBroker? Broker { get; set; }
+
     public int ProducedCount { get; private set; }
 
     public Handle Handle => throw new NotSupportedException("The fake has no librdkafka handle.");
@@ -65,10 +68,19 @@ internal sealed class FakeProducer : IProducer<byte[]?, byte[]?>
     {
         ReleaseDeliveries();
         Blocking("Commit", timeout, CommitFailures);
+        List<TopicPartitionOffset> offsets;
         lock (_lock)
         {
             Committed.AddRange(_open);
             _open.Clear();
+            offsets = [.. _pendingOffsets];
+            _pendingOffsets.Clear();
+        }
+
+        Broker?.Record("commit");
+        if (offsets.Count > 0)
+        {
+            Broker?.CommitGroupOffsets(offsets);
         }
     }
 
@@ -83,6 +95,8 @@ internal sealed class FakeProducer : IProducer<byte[]?, byte[]?>
             _open.Clear();
             _pendingOffsets.Clear();
         }
+
+        Broker?.Record("abort");
     }
 
     public void AbortTransaction() => AbortTransaction(Timeout.InfiniteTimeSpan);

@@ -331,7 +331,3 @@ public class StateMachineTests
         unit.State.Should().Be(TransactionState.Faulted);
     }
 }
-
-internal sealed class FakeGroupMetadata : IConsumerGroupMetadata
-{
-}

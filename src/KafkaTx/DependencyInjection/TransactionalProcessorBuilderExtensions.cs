@@ -1,0 +1,56 @@
+using KafkaTx.Processing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace KafkaTx;
+
+/// <summary>Registers exactly-once consume-transform-produce processors.</summary>
+public static class TransactionalProcessorBuilderExtensions
+{
+    /// <summary>
+    /// Runs <typeparamref name="THandler"/> as a hosted consume-transform-produce processor: it consumes the options'
+    /// topics with read_committed, hands each record to the handler, and commits the handler's output together with
+    /// the consumer's progress. The processor owns this builder's producer (and its transactional.id): register a
+    /// separate producer for other writers. Resolve its status as a keyed <see cref="ITransactionalProcessor"/>.
+    /// </summary>
+    /// <typeparam name="THandler">A class implementing <see cref="ITransactionalHandler{TKey, TValue}"/> once; resolved per transaction from a DI scope.</typeparam>
+    /// <param name="builder">The producer's builder.</param>
+    /// <param name="configure">Sets the processor's options: at least the topics and the group.</param>
+    /// <returns>The same builder.</returns>
+    public static IKafkaTransactionsBuilder AddTransactionalProcessor<THandler>(this IKafkaTransactionsBuilder builder, Action<TransactionalProcessorOptions> configure)
+        where THandler : class
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(configure);
+
+        var handlerInterfaces = typeof(THandler).GetInterfaces()
+            .Where(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(ITransactionalHandler<,>))
+            .ToList();
+        if (handlerInterfaces.Count != 1)
+        {
+            throw new ArgumentException(
+                $"{typeof(THandler).FullName} must implement ITransactionalHandler<TKey, TValue> exactly once (it implements it {handlerInterfaces.Count} times).", nameof(THandler));
+        }
+
+        var name = builder.Name;
+        var services = builder.Services;
+        if (services.Any(d => d.IsKeyedService && d.ServiceType == typeof(ITransactionalProcessor) && Equals(d.ServiceKey, name)))
+        {
+            throw new InvalidOperationException(
+                $"The producer '{(name.Length == 0 ? "(default)" : name)}' already has a processor. A processor owns its producer and transactional.id: register another producer for another processor.");
+        }
+
+        services.Configure(name, configure);
+        services.AddOptions<TransactionalProcessorOptions>(name).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TransactionalProcessorOptions>, TransactionalProcessorOptionsValidator>());
+        services.TryAddScoped<THandler>();
+
+        var processorType = typeof(TransactionalProcessor<,>).MakeGenericType(handlerInterfaces[0].GetGenericArguments());
+        services.AddKeyedSingleton<ITransactionalProcessor>(name, (sp, _) =>
+            (ITransactionalProcessor)ActivatorUtilities.CreateInstance(sp, processorType, name, typeof(THandler), sp));
+        services.AddSingleton<IHostedService>(sp => (IHostedService)sp.GetRequiredKeyedService<ITransactionalProcessor>(name));
+        return builder;
+    }
+}

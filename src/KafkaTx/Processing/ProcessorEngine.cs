@@ -1,0 +1,667 @@
+using System.Globalization;
+using System.Text;
+using Confluent.Kafka;
+using KafkaTx.Retry;
+using KafkaTx.Serialization;
+using KafkaTx.Telemetry;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace KafkaTx.Processing;
+
+/// <summary>
+/// The consume-transform-produce loop. Records are handled as they are consumed, inside a transaction that commits
+/// after <see cref="TransactionalProcessorOptions.MaxBatchSize"/> records or
+/// <see cref="TransactionalProcessorOptions.MaxBatchDuration"/>, together with the consumer's positions
+/// (SendOffsetsToTransaction, KIP-447), so that outputs and progress commit or vanish together.
+/// </summary>
+/// <remarks>
+/// Threading: everything runs on the loop's thread. Confluent.Kafka runs the rebalance callbacks inside Consume, on
+/// that same thread, so they may complete the open transaction directly (blocking on the unit of work's async
+/// calls, which never capture a synchronization context).
+/// Rewinding: after an abort, every assigned partition is moved back to its committed offset before anything else
+/// is consumed; a record that Consume returned after a rewind became due is dropped, since it lies past records
+/// whose outputs were aborted. Without the rewind, those records would be skipped for good.
+/// </remarks>
+internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
+{
+    private static readonly TimeSpan IdlePoll = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan CommittedOffsetsTimeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan RewindRetryDelay = TimeSpan.FromMilliseconds(200);
+
+    private readonly TransactionalProcessorOptions _options;
+    private readonly KafkaTransactionsOptions _producerOptions;
+    private readonly ITransactionalUnitOfWork _unit;
+    private readonly IKafkaClientFactory _clientFactory;
+    private readonly IServiceScopeFactory _scopes;
+    private readonly Type _handlerType;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly DeserializerRegistry _deserializers;
+
+    private readonly HashSet<TopicPartition> _touched = [];
+    private readonly List<RecordKey> _processed = [];
+    private readonly Dictionary<RecordKey, RecordFailure> _failures = [];
+    private readonly Dictionary<TopicPartition, long> _isolateThrough = [];
+
+    private IConsumer<byte[]?, byte[]?>? _consumer;
+    private AsyncServiceScope? _scope;
+    private ITransactionalHandler<TKey, TValue>? _handler;
+    private bool _inTransaction;
+    private long _transactionStartedAt;
+    private bool _rewindPending;
+    private bool _stopRequested;
+    private int _recoveries;
+    private int _state;
+    private long _committedTransactions;
+    private long _committedRecords;
+
+    public ProcessorEngine(
+        string name,
+        TransactionalProcessorOptions options,
+        KafkaTransactionsOptions producerOptions,
+        ITransactionalUnitOfWork unit,
+        IKafkaClientFactory clientFactory,
+        IServiceScopeFactory scopes,
+        Type handlerType,
+        ILogger logger,
+        TimeProvider time)
+    {
+        Name = name;
+        _options = options;
+        _producerOptions = producerOptions;
+        _unit = unit;
+        _clientFactory = clientFactory;
+        _scopes = scopes;
+        _handlerType = handlerType;
+        _logger = logger;
+        _time = time;
+        _deserializers = producerOptions.Deserializers;
+    }
+
+    public string Name { get; }
+
+    public ProcessorState State => (ProcessorState)Volatile.Read(ref _state);
+
+    public Exception? Failure { get; private set; }
+
+    public long CommittedTransactions => Interlocked.Read(ref _committedTransactions);
+
+    public long CommittedRecords => Interlocked.Read(ref _committedRecords);
+
+    private string Id => _unit.TransactionalId;
+
+    // ---------------------------------------------------------------- the loop
+
+    public async Task RunAsync(CancellationToken stoppingToken)
+    {
+        SetState(ProcessorState.Starting);
+        try
+        {
+            await InitializeProducerAsync(stoppingToken).ConfigureAwait(false);
+            _consumer = _clientFactory.CreateConsumer(ProcessorConsumerConfig.Build(_options, _producerOptions), new ConsumerEventHandlers
+            {
+                PartitionsAssigned = OnPartitionsAssigned,
+                PartitionsRevoked = OnPartitionsRevoked,
+                PartitionsLost = OnPartitionsLost,
+                Error = OnConsumerError,
+                Log = OnConsumerLog,
+            });
+            _consumer.Subscribe(_options.Topics);
+            SetState(ProcessorState.Running);
+            Log.ProcessorStarted(_logger, Name, Id, string.Join(",", _options.Topics), _options.GroupId!);
+
+            while (!_stopRequested && !stoppingToken.IsCancellationRequested)
+            {
+                await StepAsync(stoppingToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // The host is stopping: ShutdownAsync finishes the open transaction.
+        }
+        catch (Exception e) when (State is not (ProcessorState.Fenced or ProcessorState.Faulted))
+        {
+            Stop(ProcessorState.Faulted, e);
+            Log.ProcessorFailed(_logger, Name, Id, e);
+        }
+        finally
+        {
+            await ShutdownAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task InitializeProducerAsync(CancellationToken cancellationToken)
+    {
+        var attempt = 1;
+        while (true)
+        {
+            try
+            {
+                await _unit.InitializeAsync(cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (KafkaTransactionException e) when (e.Kind == TransactionErrorKind.Retriable)
+            {
+                // The coordinator may come back; a processor keeps trying until the host stops it.
+                var delay = RetryBackoff.DelayBefore(_options.Retry, ++attempt, Random.Shared.NextDouble());
+                Log.ProcessorInitRetry(_logger, Name, Id, (long)delay.TotalMilliseconds, e);
+                await Task.Delay(delay, _time, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task StepAsync(CancellationToken cancellationToken)
+    {
+        if (_rewindPending && !TryRewind())
+        {
+            await Task.Delay(RewindRetryDelay, _time, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        var result = _consumer!.Consume(ConsumeTimeout());
+        if (_stopRequested)
+        {
+            return;
+        }
+
+        if (_rewindPending)
+        {
+            // A rebalance callback aborted the transaction while Consume ran: this record may lie past aborted ones.
+            return;
+        }
+
+        if (result is not null && !result.IsPartitionEOF)
+        {
+            await ProcessAsync(result, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (_inTransaction && !_stopRequested && IsDueForCommit())
+        {
+            await CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private TimeSpan ConsumeTimeout()
+    {
+        if (!_inTransaction)
+        {
+            return IdlePoll;
+        }
+
+        var remaining = _options.MaxBatchDuration - _time.GetElapsedTime(_transactionStartedAt);
+        return remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero;
+    }
+
+    private bool IsDueForCommit()
+    {
+        var age = _time.GetElapsedTime(_transactionStartedAt);
+        if (_processed.Count >= _options.MaxBatchSize || age >= _options.MaxBatchDuration)
+        {
+            return true;
+        }
+
+        // A transaction approaching transaction.timeout.ms is committed early rather than left for the broker to abort.
+        if (age >= _producerOptions.TransactionTimeout / 2)
+        {
+            Log.CommittingEarly(_logger, Name, Id, (long)age.TotalMilliseconds);
+            return true;
+        }
+
+        // While re-processing the records of a failed transaction, commit each on its own to find the one at fault.
+        var last = _processed.Count > 0 ? _processed[^1] : default;
+        return _processed.Count > 0 && _isolateThrough.TryGetValue(last.TopicPartition, out var through) && last.Offset <= through;
+    }
+
+    // ---------------------------------------------------------------- one record
+
+    private async Task ProcessAsync(ConsumeResult<byte[]?, byte[]?> result, CancellationToken cancellationToken)
+    {
+        var key = RecordKey.Of(result);
+        if (!_inTransaction)
+        {
+            await BeginAsync().ConfigureAwait(false);
+        }
+
+        _failures.TryGetValue(key, out var failure);
+        if (failure is not null && failure.Attempts >= _options.Retry.MaxAttempts)
+        {
+            await HandlePoisonAsync(result, key, failure).ConfigureAwait(false);
+            return;
+        }
+
+        try
+        {
+            var record = Deserialize(result);
+            await _handler!.HandleAsync(record, _unit, cancellationToken).ConfigureAwait(false);
+            _touched.Add(key.TopicPartition);
+            _processed.Add(key);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception e)
+        {
+            if (_unit.State is TransactionState.Fenced or TransactionState.Faulted)
+            {
+                await HandleTerminalAsync(e, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+
+            var attempts = (failure?.Attempts ?? 0) + 1;
+            _failures[key] = new RecordFailure(attempts, e);
+            Log.HandlerFailed(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, attempts, _options.Retry.MaxAttempts, e);
+            await AbortAndRewindAsync($"the handler failed on {key}").ConfigureAwait(false);
+            await BackoffAsync(attempts, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task HandlePoisonAsync(ConsumeResult<byte[]?, byte[]?> result, RecordKey key, RecordFailure failure)
+    {
+        switch (_options.PoisonRecordPolicy)
+        {
+            case PoisonRecordPolicy.DeadLetter:
+                var deadLetterTopic = _options.DeadLetterTopicFor(key.TopicPartition.Topic);
+                _unit.Produce(deadLetterTopic, new Message<byte[]?, byte[]?>
+                {
+                    Key = result.Message.Key,
+                    Value = result.Message.Value,
+                    Timestamp = result.Message.Timestamp,
+                    Headers = DeadLetterHeadersFor(result, key, failure),
+                });
+                Log.DeadLettered(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, failure.Attempts, deadLetterTopic, failure.LastError);
+                break;
+            case PoisonRecordPolicy.Skip:
+                Log.PoisonSkipped(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, failure.Attempts, failure.LastError);
+                break;
+            default:
+                Log.PoisonStopped(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, failure.Attempts, failure.LastError);
+                await AbortAndRewindAsync("a poison record met the Stop policy").ConfigureAwait(false);
+                Stop(ProcessorState.Faulted, new InvalidOperationException(
+                    $"Processor '{Name}' stopped at {key}: the record failed {failure.Attempts} times and the poison record policy is Stop. Fix the handler or the record, or choose DeadLetter or Skip, then restart.",
+                    failure.LastError));
+                return;
+        }
+
+        _touched.Add(key.TopicPartition);
+        _processed.Add(key);
+    }
+
+    private static Headers DeadLetterHeadersFor(ConsumeResult<byte[]?, byte[]?> result, RecordKey key, RecordFailure failure)
+    {
+        var headers = new Headers();
+        if (result.Message.Headers is { } original)
+        {
+            foreach (var header in original)
+            {
+                headers.Add(header.Key, header.GetValueBytes());
+            }
+        }
+
+        headers.Add(DeadLetterHeaders.Topic, Encoding.UTF8.GetBytes(key.TopicPartition.Topic));
+        headers.Add(DeadLetterHeaders.Partition, Encoding.UTF8.GetBytes(key.TopicPartition.Partition.Value.ToString(CultureInfo.InvariantCulture)));
+        headers.Add(DeadLetterHeaders.Offset, Encoding.UTF8.GetBytes(key.Offset.ToString(CultureInfo.InvariantCulture)));
+        headers.Add(DeadLetterHeaders.ErrorType, Encoding.UTF8.GetBytes(failure.LastError.GetType().FullName ?? failure.LastError.GetType().Name));
+        headers.Add(DeadLetterHeaders.ErrorMessage, Encoding.UTF8.GetBytes(failure.LastError.Message));
+        headers.Add(DeadLetterHeaders.Attempts, Encoding.UTF8.GetBytes(failure.Attempts.ToString(CultureInfo.InvariantCulture)));
+        return headers;
+    }
+
+    private ConsumeResult<TKey, TValue> Deserialize(ConsumeResult<byte[]?, byte[]?> result)
+    {
+        var headers = result.Message.Headers;
+        return new ConsumeResult<TKey, TValue>
+        {
+            TopicPartitionOffset = result.TopicPartitionOffset,
+            Message = new Message<TKey, TValue>
+            {
+                Key = _deserializers.Deserialize<TKey>(result.Message.Key, new SerializationContext(MessageComponentType.Key, result.Topic, headers)),
+                Value = _deserializers.Deserialize<TValue>(result.Message.Value, new SerializationContext(MessageComponentType.Value, result.Topic, headers)),
+                Headers = headers,
+                Timestamp = result.Message.Timestamp,
+            },
+            LeaderEpoch = result.LeaderEpoch,
+        };
+    }
+
+    // ---------------------------------------------------------------- transactions
+
+    private async Task BeginAsync()
+    {
+        if (_unit.State == TransactionState.Aborting)
+        {
+            await _unit.AbortAsync().ConfigureAwait(false); // resume an abort that timed out
+        }
+
+        _unit.BeginTransaction();
+        _inTransaction = true;
+        _transactionStartedAt = _time.GetTimestamp();
+        _scope = _scopes.CreateAsyncScope();
+        _handler = (ITransactionalHandler<TKey, TValue>)_scope.Value.ServiceProvider.GetRequiredService(_handlerType);
+    }
+
+    private async Task CommitAsync(CancellationToken cancellationToken)
+    {
+        var records = _processed.Count;
+        try
+        {
+            // The consumer's positions, not "last offset + 1": transaction markers leave gaps, and the position is
+            // where the next read starts. Group metadata is read now, never cached across a rebalance.
+            var offsets = _touched.Select(tp => new TopicPartitionOffset(tp, _consumer!.Position(tp))).Where(o => o.Offset.Value >= 0).ToList();
+            if (offsets.Count > 0)
+            {
+                await _unit.SendOffsetsAsync(offsets, _consumer!.ConsumerGroupMetadata, cancellationToken).ConfigureAwait(false);
+            }
+
+            await _unit.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (KafkaTransactionException e)
+        {
+            await HandleCommitFailureAsync(e, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        foreach (var key in _processed)
+        {
+            _failures.Remove(key);
+            if (_isolateThrough.TryGetValue(key.TopicPartition, out var through) && key.Offset >= through)
+            {
+                _isolateThrough.Remove(key.TopicPartition);
+            }
+        }
+
+        Interlocked.Increment(ref _committedTransactions);
+        Interlocked.Add(ref _committedRecords, records);
+        await EndTransactionAsync().ConfigureAwait(false);
+    }
+
+    private async Task HandleCommitFailureAsync(KafkaTransactionException failure, CancellationToken cancellationToken)
+    {
+        switch (failure.Kind)
+        {
+            case TransactionErrorKind.Fenced or TransactionErrorKind.Fatal:
+                await HandleTerminalAsync(failure, cancellationToken).ConfigureAwait(false);
+                return;
+            case TransactionErrorKind.OutcomeUnknown:
+                // Replace the producer: its InitTransactions completes or aborts the pending commit, and the rewind
+                // below starts from whatever offsets the group really has, so nothing is lost or written twice.
+                await HandleTerminalAsync(failure, cancellationToken).ConfigureAwait(false);
+                return;
+        }
+
+        if (_unit.State is TransactionState.InTransaction or TransactionState.Aborting)
+        {
+            await AbortQuietlyAsync().ConfigureAwait(false);
+        }
+
+        if (_processed.Count == 1)
+        {
+            var key = _processed[0];
+            var attempts = (_failures.TryGetValue(key, out var previous) ? previous.Attempts : 0) + 1;
+            _failures[key] = new RecordFailure(attempts, failure);
+        }
+        else
+        {
+            foreach (var key in _processed)
+            {
+                _isolateThrough[key.TopicPartition] = Math.Max(_isolateThrough.GetValueOrDefault(key.TopicPartition, -1), key.Offset);
+            }
+        }
+
+        Log.CommitFailed(_logger, Name, Id, failure.Kind, _processed.Count, failure);
+        var backoffAttempts = _processed.Count == 1 ? _failures[_processed[0]].Attempts : 1;
+        await EndTransactionAsync().ConfigureAwait(false);
+        _rewindPending = true;
+        await BackoffAsync(backoffAttempts, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task AbortAndRewindAsync(string reason)
+    {
+        if (_inTransaction && _unit.State is TransactionState.InTransaction or TransactionState.Aborting)
+        {
+            Log.ProcessorAborting(_logger, Name, Id, reason);
+            await AbortQuietlyAsync().ConfigureAwait(false);
+        }
+
+        await EndTransactionAsync().ConfigureAwait(false);
+        _rewindPending = true;
+    }
+
+    private async Task AbortQuietlyAsync()
+    {
+        try
+        {
+            await _unit.AbortAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (KafkaTransactionException e) when (e.Kind is TransactionErrorKind.Fenced or TransactionErrorKind.Fatal)
+        {
+            await HandleTerminalAsync(e, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (KafkaTransactionException e)
+        {
+            // Still Aborting: the next BeginAsync resumes the abort. Nothing of it is visible meanwhile.
+            Log.ProcessorAbortIncomplete(_logger, Name, Id, e);
+        }
+    }
+
+    private async Task EndTransactionAsync()
+    {
+        _inTransaction = false;
+        _touched.Clear();
+        _processed.Clear();
+        _handler = null;
+        if (_scope is { } scope)
+        {
+            _scope = null;
+            await scope.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task HandleTerminalAsync(Exception failure, CancellationToken cancellationToken)
+    {
+        await EndTransactionAsync().ConfigureAwait(false);
+        if (_unit.State == TransactionState.Fenced || TransactionErrorClassifier.Classify(failure) == TransactionErrorKind.Fenced)
+        {
+            Log.ProcessorFenced(_logger, Name, Id, failure);
+            Stop(ProcessorState.Fenced, failure);
+            return;
+        }
+
+        if (_recoveries >= _options.MaxProducerRecoveries)
+        {
+            Log.ProcessorGaveUp(_logger, Name, Id, _recoveries, failure);
+            Stop(ProcessorState.Faulted, failure);
+            return;
+        }
+
+        _recoveries++;
+        SetState(ProcessorState.Recovering);
+        Log.ProcessorRecovering(_logger, Name, Id, _recoveries, _options.MaxProducerRecoveries, failure);
+        await _unit.ResetAsync(cancellationToken).ConfigureAwait(false);
+        await InitializeProducerAsync(cancellationToken).ConfigureAwait(false);
+        _rewindPending = true;
+        SetState(ProcessorState.Running);
+    }
+
+    private async Task BackoffAsync(int attempts, CancellationToken cancellationToken)
+    {
+        var delay = RetryBackoff.DelayBefore(_options.Retry, attempts + 1, Random.Shared.NextDouble());
+        if (delay > TimeSpan.Zero)
+        {
+            await Task.Delay(delay, _time, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    // ---------------------------------------------------------------- rewind and rebalance
+
+    /// <summary>Moves every assigned partition back to its committed offset. False when the offsets could not be read.</summary>
+    private bool TryRewind()
+    {
+        var assignment = _consumer!.Assignment;
+        if (assignment.Count == 0)
+        {
+            _rewindPending = false;
+            return true;
+        }
+
+        List<TopicPartitionOffset> committed;
+        try
+        {
+            committed = _consumer.Committed(assignment, CommittedOffsetsTimeout);
+        }
+        catch (KafkaException e)
+        {
+            Log.RewindFailed(_logger, Name, Id, e);
+            return false;
+        }
+
+        foreach (var position in committed)
+        {
+            var target = position.Offset == Offset.Unset
+                ? (_options.AutoOffsetReset == AutoOffsetReset.Latest ? Offset.End : Offset.Beginning)
+                : position.Offset;
+            try
+            {
+                _consumer.Seek(new TopicPartitionOffset(position.TopicPartition, target));
+            }
+            catch (KafkaException e)
+            {
+                // Not fetching yet: it will start from the committed offset anyway.
+                Log.SeekSkipped(_logger, Name, position.TopicPartition.ToString(), e.Error.Reason);
+            }
+        }
+
+        Log.Rewound(_logger, Name, string.Join(", ", committed.Select(c => c.ToString())));
+        _rewindPending = false;
+        return true;
+    }
+
+    private void OnPartitionsAssigned(IReadOnlyList<TopicPartition> partitions) =>
+        Log.PartitionsAssigned(_logger, Name, string.Join(", ", partitions));
+
+    private void OnPartitionsRevoked(IReadOnlyList<TopicPartitionOffset> partitions)
+    {
+        Log.PartitionsRevoked(_logger, Name, string.Join(", ", partitions.Select(p => p.TopicPartition)), _inTransaction);
+        if (_inTransaction && State is ProcessorState.Running)
+        {
+            // Complete the open transaction before the partitions are given up: the callback must not return
+            // while this member could still commit offsets for them. Blocking is safe: no synchronization context.
+            CommitAsync(CancellationToken.None).GetAwaiter().GetResult();
+        }
+
+        Forget(partitions.Select(p => p.TopicPartition));
+    }
+
+    private void OnPartitionsLost(IReadOnlyList<TopicPartitionOffset> partitions)
+    {
+        Log.PartitionsLost(_logger, Name, string.Join(", ", partitions.Select(p => p.TopicPartition)), _inTransaction);
+        if (_inTransaction)
+        {
+            // Other members may own these partitions already: never commit, abort.
+            AbortAndRewindAsync("partitions were lost").GetAwaiter().GetResult();
+        }
+
+        Forget(partitions.Select(p => p.TopicPartition));
+        _rewindPending = true;
+    }
+
+    private void Forget(IEnumerable<TopicPartition> partitions)
+    {
+        var gone = partitions.ToHashSet();
+        foreach (var key in _failures.Keys.Where(k => gone.Contains(k.TopicPartition)).ToList())
+        {
+            _failures.Remove(key);
+        }
+
+        foreach (var partition in gone)
+        {
+            _isolateThrough.Remove(partition);
+        }
+    }
+
+    private void OnConsumerError(Error error) => Log.ConsumerError(_logger, Name, error.Code, error.Reason, error.IsFatal);
+
+    private void OnConsumerLog(LogMessage message)
+    {
+        var level = Log.ToLogLevel(message.Level);
+        if (_logger.IsEnabled(level))
+        {
+            Log.ClientLog(_logger, level, Name, message.Facility, message.Message);
+        }
+    }
+
+    // ---------------------------------------------------------------- shutdown
+
+    private async Task ShutdownAsync()
+    {
+        if (_consumer is null)
+        {
+            StopIfRunning();
+            return;
+        }
+
+        if (_inTransaction && _unit.State == TransactionState.InTransaction)
+        {
+            using var deadline = new CancellationTokenSource(_options.ShutdownTimeout);
+            try
+            {
+                await CommitAsync(deadline.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or KafkaException)
+            {
+                Log.ShutdownCommitFailed(_logger, Name, Id, e);
+            }
+
+            if (_unit.State is TransactionState.InTransaction or TransactionState.Aborting)
+            {
+                await AbortQuietlyAsync().ConfigureAwait(false);
+            }
+
+            await EndTransactionAsync().ConfigureAwait(false);
+        }
+
+        try
+        {
+            _consumer.Close(); // leave the group now, so that the partitions move without waiting for a session timeout
+        }
+        catch (KafkaException e)
+        {
+            Log.ConsumerError(_logger, Name, e.Error.Code, e.Error.Reason, e.Error.IsFatal);
+        }
+        finally
+        {
+            _consumer.Dispose();
+            _consumer = null;
+        }
+
+        StopIfRunning();
+        Log.ProcessorStopped(_logger, Name, Id, State, CommittedTransactions, CommittedRecords);
+    }
+
+    private void StopIfRunning()
+    {
+        if (State is ProcessorState.Created or ProcessorState.Starting or ProcessorState.Running or ProcessorState.Recovering)
+        {
+            SetState(ProcessorState.Stopped);
+        }
+    }
+
+    private void Stop(ProcessorState state, Exception failure)
+    {
+        Failure = failure;
+        SetState(state);
+        _stopRequested = true;
+    }
+
+    private void SetState(ProcessorState state) => Volatile.Write(ref _state, (int)state);
+
+    private readonly record struct RecordKey(TopicPartition TopicPartition, long Offset)
+    {
+        public static RecordKey Of(ConsumeResult<byte[]?, byte[]?> result) => new(result.TopicPartition, result.Offset.Value);
+
+        public override string ToString() => $"{TopicPartition.Topic} [{TopicPartition.Partition.Value}] @{Offset}";
+    }
+
+    private sealed record RecordFailure(int Attempts, Exception LastError);
+}

@@ -1,0 +1,62 @@
+using Confluent.Kafka;
+
+namespace KafkaTx;
+
+/// <summary>Settings of a consume-transform-produce processor. Validated when the host starts.</summary>
+public sealed class TransactionalProcessorOptions
+{
+    /// <summary>The topics to consume. Required.</summary>
+    public IList<string> Topics { get; set; } = [];
+
+    /// <summary>The consumer group. Instances with the same group share the partitions; Kafka's group protocol is the distribution engine. Required.</summary>
+    public string? GroupId { get; set; }
+
+    /// <summary>
+    /// The most records one transaction covers. Default 500: large enough that the commit's fixed cost (about one
+    /// coordinator round trip and a marker per partition) is spread thin, small enough that a retry redoes little.
+    /// </summary>
+    public int MaxBatchSize { get; set; } = 500;
+
+    /// <summary>
+    /// The longest a transaction stays open collecting records before it commits. Default 100 ms, as Kafka Streams'
+    /// exactly-once mode. Longer means more throughput, and more latency for read_committed readers, who see
+    /// nothing of a transaction until it commits. Must be below the producer's TransactionTimeout.
+    /// </summary>
+    public TimeSpan MaxBatchDuration { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
+    /// Per record: how many times it is handled before it is poison (MaxAttempts), and the backoff between attempts.
+    /// Default 3 attempts, 100 ms doubling to 5 s, with jitter.
+    /// </summary>
+    public TransactionRetryOptions Retry { get; set; } = new();
+
+    /// <summary>What happens to a record that failed <see cref="TransactionRetryOptions.MaxAttempts"/> times. Default DeadLetter.</summary>
+    public PoisonRecordPolicy PoisonRecordPolicy { get; set; } = PoisonRecordPolicy.DeadLetter;
+
+    /// <summary>The dead-letter topic. Default: the record's topic followed by <c>.DLT</c>.</summary>
+    public string? DeadLetterTopic { get; set; }
+
+    /// <summary>
+    /// The partition assignor. Default CooperativeSticky: a rebalance revokes only the partitions that move, so the
+    /// other partitions' transactions go on. Range and RoundRobin (eager) are supported too.
+    /// </summary>
+    public PartitionAssignmentStrategy AssignmentStrategy { get; set; } = PartitionAssignmentStrategy.CooperativeSticky;
+
+    /// <summary>Where to start in a partition without a committed offset. Default Earliest.</summary>
+    public AutoOffsetReset AutoOffsetReset { get; set; } = AutoOffsetReset.Earliest;
+
+    /// <summary>On shutdown, how long the open transaction may take to commit before it is aborted. Default 10 s.</summary>
+    public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How many times the producer is replaced after fatal errors before the processor stops. Default 3.</summary>
+    public int MaxProducerRecoveries { get; set; } = 3;
+
+    /// <summary>
+    /// Further librdkafka consumer settings. Security settings (<c>security.protocol</c>, <c>sasl.*</c>, <c>ssl.*</c>)
+    /// of the producer's ClientSettings apply to the consumer too unless set here. Settings that would break
+    /// exactly-once (auto-commit, read_uncommitted) are refused at start-up.
+    /// </summary>
+    public IDictionary<string, string> ConsumerSettings { get; set; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
+    internal string DeadLetterTopicFor(string topic) => string.IsNullOrWhiteSpace(DeadLetterTopic) ? topic + ".DLT" : DeadLetterTopic;
+}

@@ -1,0 +1,253 @@
+using Confluent.Kafka;
+
+namespace KafkaTx.Tests.Fakes;
+
+/// <summary>
+/// A consumer over a <see cref="FakeBroker"/>. Rebalances are queued by the test and delivered inside the next
+/// Consume call, on the consuming thread, as Confluent.Kafka delivers them.
+/// </summary>
+internal sealed class FakeConsumer(FakeBroker broker, ConsumerEventHandlers handlers) : IConsumer<byte[]?, byte[]?>
+{
+    private readonly Lock _lock = new();
+    private readonly Queue<(string Kind, List<TopicPartition> Partitions)> _rebalances = new();
+    private readonly List<TopicPartition> _assignment = [];
+    private readonly Dictionary<TopicPartition, long> _positions = [];
+    private int _next;
+
+    public IReadOnlyList<string> Subscribed { get; private set; } = [];
+
+    public bool IsClosed { get; private set; }
+
+    public int GroupMetadataReads { get; private set; }
+
+    public List<TopicPartition> Assignment
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _assignment];
+            }
+        }
+    }
+
+    public List<string> Subscription => [.. Subscribed];
+
+    public string MemberId => "fake-member";
+
+    public IConsumerGroupMetadata ConsumerGroupMetadata
+    {
+        get
+        {
+            GroupMetadataReads++;
+            return new FakeGroupMetadata();
+        }
+    }
+
+    public Handle Handle => throw new NotSupportedException();
+
+    public string Name => "fake-consumer";
+
+    public void Rebalance(string kind, params TopicPartition[] partitions)
+    {
+        lock (_lock)
+        {
+            _rebalances.Enqueue((kind, [.. partitions]));
+        }
+
+        broker.Signal();
+    }
+
+    public void Subscribe(IEnumerable<string> topics) => Subscribed = [.. topics];
+
+    public void Subscribe(string topic) => Subscribe([topic]);
+
+    public ConsumeResult<byte[]?, byte[]?>? Consume(TimeSpan timeout)
+    {
+        DeliverRebalances();
+        var found = NextRecord();
+        if (found is null && timeout > TimeSpan.Zero)
+        {
+            broker.WaitForChange(timeout);
+            DeliverRebalances();
+            found = NextRecord();
+        }
+
+        return found;
+    }
+
+    public ConsumeResult<byte[]?, byte[]?>? Consume(int millisecondsTimeout) => Consume(TimeSpan.FromMilliseconds(millisecondsTimeout));
+
+    public ConsumeResult<byte[]?, byte[]?> Consume(CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+    public Offset Position(TopicPartition partition)
+    {
+        lock (_lock)
+        {
+            return _positions.TryGetValue(partition, out var position) ? position : Offset.Unset;
+        }
+    }
+
+    public void Seek(TopicPartitionOffset tpo)
+    {
+        lock (_lock)
+        {
+            _positions[tpo.TopicPartition] = tpo.Offset == Offset.Beginning ? 0 : tpo.Offset.Value;
+        }
+
+        broker.Record($"seek:{tpo.Partition.Value}@{tpo.Offset.Value}");
+    }
+
+    public List<TopicPartitionOffset> Committed(IEnumerable<TopicPartition> partitions, TimeSpan timeout) =>
+        [.. partitions.Select(tp => new TopicPartitionOffset(tp, broker.GroupOffset(tp) is { } offset ? new Offset(offset) : Offset.Unset))];
+
+    public List<TopicPartitionOffset> Committed(TimeSpan timeout) => Committed(Assignment, timeout);
+
+    public void Close()
+    {
+        var revoked = Assignment;
+        if (revoked.Count > 0)
+        {
+            broker.Record("revoke-begin");
+            handlers.PartitionsRevoked([.. revoked.Select(tp => new TopicPartitionOffset(tp, Position(tp)))]);
+            broker.Record("revoke-end");
+        }
+
+        lock (_lock)
+        {
+            _assignment.Clear();
+        }
+
+        IsClosed = true;
+        broker.Record("closed");
+    }
+
+    public void Dispose()
+    {
+    }
+
+    private void DeliverRebalances()
+    {
+        while (true)
+        {
+            (string Kind, List<TopicPartition> Partitions) next;
+            lock (_lock)
+            {
+                if (!_rebalances.TryDequeue(out next))
+                {
+                    return;
+                }
+            }
+
+            switch (next.Kind)
+            {
+                case "assign":
+                    lock (_lock)
+                    {
+                        foreach (var tp in next.Partitions)
+                        {
+                            _assignment.Add(tp);
+                            _positions[tp] = broker.GroupOffset(tp) ?? 0;
+                        }
+                    }
+
+                    handlers.PartitionsAssigned(next.Partitions);
+                    break;
+                case "revoke":
+                    broker.Record("revoke-begin");
+                    handlers.PartitionsRevoked([.. next.Partitions.Select(tp => new TopicPartitionOffset(tp, Position(tp)))]);
+                    broker.Record("revoke-end");
+                    Unassign(next.Partitions);
+                    break;
+                default:
+                    broker.Record("lost");
+                    handlers.PartitionsLost([.. next.Partitions.Select(tp => new TopicPartitionOffset(tp, Position(tp)))]);
+                    Unassign(next.Partitions);
+                    break;
+            }
+        }
+    }
+
+    private void Unassign(List<TopicPartition> partitions)
+    {
+        lock (_lock)
+        {
+            _assignment.RemoveAll(partitions.Contains);
+            foreach (var tp in partitions)
+            {
+                _positions.Remove(tp);
+            }
+        }
+    }
+
+    private ConsumeResult<byte[]?, byte[]?>? NextRecord()
+    {
+        lock (_lock)
+        {
+            for (var i = 0; i < _assignment.Count; i++)
+            {
+                var tp = _assignment[(_next + i) % _assignment.Count];
+                var record = broker.RecordAtOrAfter(tp, _positions[tp]);
+                if (record is null)
+                {
+                    continue;
+                }
+
+                _next = (_next + i + 1) % _assignment.Count;
+                _positions[tp] = record.NextPosition;
+                return new ConsumeResult<byte[]?, byte[]?>
+                {
+                    TopicPartitionOffset = new TopicPartitionOffset(tp, record.Offset),
+                    Message = new Message<byte[]?, byte[]?> { Key = record.Key, Value = record.Value },
+                };
+            }
+
+            return null;
+        }
+    }
+
+    // Members the processor does not use.
+    public void Unsubscribe() => Subscribed = [];
+
+    public void Assign(TopicPartition partition) => throw new NotSupportedException();
+
+    public void Assign(TopicPartitionOffset partition) => throw new NotSupportedException();
+
+    public void Assign(IEnumerable<TopicPartitionOffset> partitions) => throw new NotSupportedException();
+
+    public void Assign(IEnumerable<TopicPartition> partitions) => throw new NotSupportedException();
+
+    public void IncrementalAssign(IEnumerable<TopicPartitionOffset> partitions) => throw new NotSupportedException();
+
+    public void IncrementalAssign(IEnumerable<TopicPartition> partitions) => throw new NotSupportedException();
+
+    public void IncrementalUnassign(IEnumerable<TopicPartition> partitions) => throw new NotSupportedException();
+
+    public void Unassign() => throw new NotSupportedException();
+
+    public void StoreOffset(ConsumeResult<byte[]?, byte[]?> result) => throw new NotSupportedException("a processor never stores offsets");
+
+    public void StoreOffset(TopicPartitionOffset offset) => throw new NotSupportedException("a processor never stores offsets");
+
+    public List<TopicPartitionOffset> Commit() => throw new NotSupportedException("a processor never commits outside a transaction");
+
+    public void Commit(IEnumerable<TopicPartitionOffset> offsets) => throw new NotSupportedException("a processor never commits outside a transaction");
+
+    public void Commit(ConsumeResult<byte[]?, byte[]?> result) => throw new NotSupportedException("a processor never commits outside a transaction");
+
+    public void Pause(IEnumerable<TopicPartition> partitions) => throw new NotSupportedException();
+
+    public void Resume(IEnumerable<TopicPartition> partitions) => throw new NotSupportedException();
+
+    public List<TopicPartitionOffset> OffsetsForTimes(IEnumerable<TopicPartitionTimestamp> timestampsToSearch, TimeSpan timeout) => throw new NotSupportedException();
+
+    public WatermarkOffsets GetWatermarkOffsets(TopicPartition topicPartition) => throw new NotSupportedException();
+
+    public WatermarkOffsets QueryWatermarkOffsets(TopicPartition topicPartition, TimeSpan timeout) => throw new NotSupportedException();
+
+    public int AddBrokers(string brokers) => 0;
+
+    public void SetSaslCredentials(string username, string password)
+    {
+    }
+}

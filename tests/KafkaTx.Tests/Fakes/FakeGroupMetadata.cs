@@ -1,0 +1,7 @@
+using Confluent.Kafka;
+
+namespace KafkaTx.Tests.Fakes;
+
+internal sealed class FakeGroupMetadata : IConsumerGroupMetadata
+{
+}
