@@ -48,6 +48,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
     private AsyncServiceScope? _scope;
     private ITransactionalHandler<TKey, TValue>? _handler;
     private bool _inTransaction;
+    private string? _deadLetterTopicInTransaction;
     private long _transactionStartedAt;
     private bool _rewindPending;
     private bool _stopRequested;
@@ -184,13 +185,14 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
 
     private TimeSpan ConsumeTimeout()
     {
+        // Never wait longer than IdlePoll, so that a stop request is noticed promptly even with a long batch window.
         if (!_inTransaction)
         {
             return IdlePoll;
         }
 
         var remaining = _options.MaxBatchDuration - _time.GetElapsedTime(_transactionStartedAt);
-        return remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero;
+        return remaining <= TimeSpan.Zero ? TimeSpan.Zero : remaining < IdlePoll ? remaining : IdlePoll;
     }
 
     private bool IsDueForCommit()
@@ -270,6 +272,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
                     Timestamp = result.Message.Timestamp,
                     Headers = DeadLetterHeadersFor(result, key, failure),
                 });
+                _deadLetterTopicInTransaction = deadLetterTopic;
                 Log.DeadLettered(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, failure.Attempts, deadLetterTopic, failure.LastError);
                 break;
             case PoisonRecordPolicy.Skip:
@@ -395,6 +398,17 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
             await AbortQuietlyAsync().ConfigureAwait(false);
         }
 
+        if (_processed.Count == 1 && _deadLetterTopicInTransaction is { } deadLetterTopic)
+        {
+            // Writing the poison record to the dead-letter topic failed: retrying would loop for ever.
+            await EndTransactionAsync().ConfigureAwait(false);
+            Log.ProcessorFailed(_logger, Name, Id, failure);
+            Stop(ProcessorState.Faulted, new InvalidOperationException(
+                $"Processor '{Name}' could not write a poison record to the dead-letter topic '{deadLetterTopic}' ({failure.Error.Code}: {failure.Error.Reason}). Create the topic (or allow writing to it), or choose another DeadLetterTopic or poison record policy, then restart.",
+                failure));
+            return;
+        }
+
         if (_processed.Count == 1)
         {
             var key = _processed[0];
@@ -448,6 +462,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
     private async Task EndTransactionAsync()
     {
         _inTransaction = false;
+        _deadLetterTopicInTransaction = null;
         _touched.Clear();
         _processed.Clear();
         _handler = null;

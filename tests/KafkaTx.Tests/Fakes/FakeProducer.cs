@@ -35,6 +35,9 @@ internal sealed class FakeProducer : IProducer<byte[]?, byte[]?>
     /// <summary>Decides the delivery report of each record; null means delivered.</summary>
     public Func<string, int, Error?> DeliveryError { get; set; } = (_, _) => null;
 
+    /// <summary>Decides the delivery report of each record by its content, before <see cref="DeliveryError"/>.</summary>
+    public Func<ProducedRecord, Error?> DeliveryErrorFor { get; set; } = _ => null;
+
     /// <summary>When set, delivery reports wait until <see cref="ReleaseDeliveries"/> (or a commit) sends them.</summary>
     public bool HoldDeliveries { get; set; }
 
@@ -128,7 +131,7 @@ internal sealed class FakeProducer : IProducer<byte[]?, byte[]?>
         // Copy: KafkaTx reuses the message object after Produce returns, exactly as Confluent.Kafka allows.
         var partition = topicPartition.Partition == Partition.Any ? 0 : topicPartition.Partition.Value;
         var record = new ProducedRecord(topicPartition.Topic, partition, message.Key?.ToArray(), message.Value?.ToArray(), message.Headers);
-        var error = DeliveryError(topicPartition.Topic, partition);
+        var error = DeliveryErrorFor(record) ?? DeliveryError(topicPartition.Topic, partition);
         lock (_lock)
         {
             ProducedCount++;

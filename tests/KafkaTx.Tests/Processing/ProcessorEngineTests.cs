@@ -1,0 +1,439 @@
+using System.Text;
+using Confluent.Kafka;
+using KafkaTx.Tests.Fakes;
+using static KafkaTx.Tests.Processing.ProcessorHarness;
+
+namespace KafkaTx.Tests.Processing;
+
+public class ProcessorEngineTests
+{
+    private static string[] Values(int count) => [.. Enumerable.Range(0, count).Select(i => "v" + i)];
+
+    [Fact]
+    public async Task A_transaction_commits_after_MaxBatchSize_records_with_the_consumer_positions()
+    {
+        await using var h = new ProcessorHarness(o =>
+        {
+            o.MaxBatchSize = 3;
+            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+        });
+        h.Broker.AppendMany("in", 0, 6);
+
+        await h.StartAsync();
+        await Until(() => h.Broker.GroupOffset(P0) == 6, "six records are committed");
+
+        h.Factory.Current.CommittedOffsets.Select(o => o.Single().Offset.Value).Should().Equal(3L, 6L);
+        h.CommittedOutput.Should().Equal(Values(6));
+        h.Factory.Consumers.Single().Subscribed.Should().Equal("in");
+    }
+
+    [Fact]
+    public async Task A_transaction_commits_after_MaxBatchDuration_even_when_not_full()
+    {
+        await using var h = new ProcessorHarness(o =>
+        {
+            o.MaxBatchSize = 1000;
+            o.MaxBatchDuration = TimeSpan.FromMilliseconds(50);
+        });
+        h.Broker.AppendMany("in", 0, 2);
+
+        await h.StartAsync();
+        await Until(() => h.Broker.GroupOffset(P0) == 2, "the two records are committed");
+
+        h.Factory.Current.CommittedOffsets.Should().ContainSingle().Which.Single().Offset.Value.Should().Be(2);
+        h.CommittedOutput.Should().Equal("v0", "v1");
+    }
+
+    [Fact]
+    public async Task After_a_handler_failure_the_transaction_is_aborted_and_every_partition_rewound_so_no_record_is_skipped()
+    {
+        await using var h = new ProcessorHarness(o =>
+        {
+            o.MaxBatchSize = 100;
+            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+        });
+        h.Script.Fail = (value, seen) => value == "v2" && seen == 1;
+        h.Broker.AppendMany("in", 0, 5);
+
+        await h.StartAsync();
+        await Until(() => h.Script.TimesSeen("v4") == 1, "the last record is handled");
+        await h.StopAsync(); // commits the open transaction
+
+        h.Script.Seen.Should().Equal("v0", "v1", "v2", "v0", "v1", "v2", "v3", "v4");
+        h.Factory.Current.Aborted.Select(r => r.ValueText).Should().Equal("v0", "v1");
+        h.CommittedOutput.Should().Equal(Values(5));
+        h.Broker.GroupOffset(P0).Should().Be(5);
+        h.Broker.EventsSnapshot().Should().ContainInOrder("abort", "seek:0@-2");
+    }
+
+    [Fact]
+    public async Task A_record_failing_MaxAttempts_times_is_dead_lettered_in_the_same_transaction_as_its_offset()
+    {
+        await using var h = new ProcessorHarness(o =>
+        {
+            o.MaxBatchSize = 100;
+            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+            o.Retry.MaxAttempts = 3;
+        });
+        h.Script.Fail = (value, _) => value == "v2";
+        h.Broker.AppendMany("in", 0, 5);
+
+        await h.StartAsync();
+        await Until(() => h.Script.TimesSeen("v4") == 1, "the records after the poison one are handled");
+        await h.StopAsync();
+
+        h.Script.TimesSeen("v2").Should().Be(3);
+        h.CommittedOutput.Should().Equal("v0", "v1", "v3", "v4");
+        var deadLetter = h.CommittedTo("in.DLT").Should().ContainSingle().Subject;
+        deadLetter.ValueText.Should().Be("v2");
+        deadLetter.KeyText.Should().Be("k2");
+        Header(deadLetter, DeadLetterHeaders.Topic).Should().Be("in");
+        Header(deadLetter, DeadLetterHeaders.Partition).Should().Be("0");
+        Header(deadLetter, DeadLetterHeaders.Offset).Should().Be("2");
+        Header(deadLetter, DeadLetterHeaders.ErrorType).Should().Be(typeof(InvalidDataException).FullName);
+        Header(deadLetter, DeadLetterHeaders.ErrorMessage).Should().Be("cannot handle v2");
+        Header(deadLetter, DeadLetterHeaders.Attempts).Should().Be("3");
+
+        // The dead-letter record and the offset past it were committed by one and the same commit.
+        var producer = h.Factory.Current;
+        producer.Committed.Select(r => r.ValueText).Should().ContainInOrder("v0", "v1", "v2", "v3", "v4");
+        h.Broker.GroupOffset(P0).Should().Be(5);
+    }
+
+    [Fact]
+    public async Task The_Skip_policy_commits_past_a_poison_record_without_output()
+    {
+        await using var h = new ProcessorHarness(o =>
+        {
+            o.MaxBatchSize = 100;
+            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+            o.Retry.MaxAttempts = 2;
+            o.PoisonRecordPolicy = PoisonRecordPolicy.Skip;
+        });
+        h.Script.Fail = (value, _) => value == "v1";
+        h.Broker.AppendMany("in", 0, 3);
+
+        await h.StartAsync();
+        await Until(() => h.Script.TimesSeen("v2") == 1, "the last record is handled");
+        await h.StopAsync();
+
+        h.CommittedOutput.Should().Equal("v0", "v2");
+        h.CommittedTo("in.DLT").Should().BeEmpty();
+        h.Broker.GroupOffset(P0).Should().Be(3);
+    }
+
+    [Fact]
+    public async Task The_Stop_policy_stops_the_processor_without_committing_past_the_poison_record()
+    {
+        await using var h = new ProcessorHarness(o =>
+        {
+            o.MaxBatchSize = 100;
+            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+            o.Retry.MaxAttempts = 2;
+            o.PoisonRecordPolicy = PoisonRecordPolicy.Stop;
+        });
+        h.Script.Fail = (value, _) => value == "v1";
+        h.Broker.AppendMany("in", 0, 3);
+
+        await h.StartAsync();
+        await h.Running!.WaitAsync(TimeSpan.FromSeconds(10));
+
+        h.Engine.State.Should().Be(ProcessorState.Faulted);
+        h.Engine.Failure!.Message.Should().Contain("in [0] @1").And.Contain("Stop");
+        h.CommittedOutput.Should().BeEmpty();
+        h.Broker.GroupOffset(P0).Should().BeNull();
+        h.Consumer.IsClosed.Should().BeTrue();
+    }
+
+    [Fact]
+    public async Task When_a_multi_record_commit_fails_the_records_are_retried_one_per_transaction_so_only_the_culprit_is_dead_lettered()
+    {
+        // The broker rejects the output of v1; which record caused it is not known when a three-record commit fails.
+        var rejected = new Error(ErrorCode.MsgSizeTooLarge, "Broker: Message size too large");
+        await using var h = new ProcessorHarness(
+            o =>
+            {
+                o.MaxBatchSize = 100;
+                o.MaxBatchDuration = TimeSpan.FromMilliseconds(200);
+                o.Retry.MaxAttempts = 2;
+            },
+            setupProducer: p => p.DeliveryErrorFor = r => r.Topic == "out" && r.ValueText == "v1" ? rejected : null);
+        h.Broker.AppendMany("in", 0, 3);
+
+        await h.StartAsync();
+        await Until(() => h.Broker.GroupOffset(P0) == 3, "all three records are committed");
+
+        h.CommittedOutput.Should().Equal("v0", "v2");
+        h.CommittedTo("in.DLT").Select(r => r.ValueText).Should().Equal("v1");
+    }
+
+    [Fact]
+    public async Task A_dead_letter_topic_that_cannot_be_written_stops_the_processor_instead_of_looping()
+    {
+        var rejected = new Error(ErrorCode.TopicAuthorizationFailed, "Broker: Topic authorization failed");
+        await using var h = new ProcessorHarness(
+            o =>
+            {
+                o.MaxBatchSize = 1;
+                o.Retry.MaxAttempts = 2;
+            },
+            setupProducer: p => p.DeliveryErrorFor = r => r.Topic == "in.DLT" ? rejected : null);
+        h.Script.Fail = (value, _) => value == "v0";
+        h.Broker.AppendMany("in", 0, 2);
+
+        await h.StartAsync();
+        await h.Running!.WaitAsync(TimeSpan.FromSeconds(10));
+
+        h.Engine.State.Should().Be(ProcessorState.Faulted);
+        h.Engine.Failure!.Message.Should().Contain("dead-letter topic 'in.DLT'").And.Contain("TopicAuthorizationFailed");
+        h.Broker.GroupOffset(P0).Should().BeNull("nothing is committed past the poison record");
+    }
+
+    [Fact]
+    public async Task A_revoke_during_an_open_transaction_commits_it_before_the_revoke_callback_returns()
+    {
+        await using var h = new ProcessorHarness(o =>
+        {
+            o.MaxBatchSize = 100;
+            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+        });
+        h.Broker.AppendMany("in", 0, 2);
+        h.Broker.AppendMany("in", 1, 2);
+
+        await h.StartAsync(P0, P1);
+        await Until(() => h.Script.Seen.Count == 4, "four records are handled in one open transaction");
+        h.Broker.GroupOffset(P0).Should().BeNull("nothing is committed yet");
+        h.Consumer.Rebalance("revoke", P1);
+        await Until(() => h.Broker.EventsSnapshot().Contains("revoke-end"), "the revoke callback returns");
+
+        var events = h.Broker.EventsSnapshot();
+        events.Should().ContainInOrder("revoke-begin", "commit", "revoke-end");
+        h.Broker.GroupOffset(P0).Should().Be(2, "the whole open transaction commits, not only the revoked partitions");
+        h.CommittedOutput.Should().BeEquivalentTo("v0", "v1", "v0", "v1");
+    }
+
+    [Fact]
+    public async Task Lost_partitions_abort_the_open_transaction_and_nothing_of_it_commits()
+    {
+        await using var h = new ProcessorHarness(o =>
+        {
+            o.MaxBatchSize = 100;
+            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+        });
+        h.Broker.AppendMany("in", 0, 2);
+
+        await h.StartAsync();
+        await Until(() => h.Script.Seen.Count == 2, "two records are handled");
+        h.Consumer.Rebalance("lost", P0);
+        await Until(() => h.Factory.Current.CallCount("Abort") == 1, "the transaction is aborted");
+
+        h.Broker.EventsSnapshot().Should().ContainInOrder("lost", "abort").And.NotContain("commit");
+        h.Factory.Current.Aborted.Select(r => r.ValueText).Should().Equal("v0", "v1");
+
+        // When the partition comes back, its records are processed again and committed once.
+        h.Consumer.Rebalance("assign", P0);
+        await Until(() => h.Script.Seen.Count == 4, "both records are handled again");
+        await h.StopAsync();
+        h.CommittedOutput.Should().Equal("v0", "v1");
+    }
+
+    [Fact]
+    public async Task Shutdown_with_an_open_transaction_commits_it_and_closes_the_consumer()
+    {
+        await using var h = new ProcessorHarness(o =>
+        {
+            o.MaxBatchSize = 100;
+            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+        });
+        h.Broker.AppendMany("in", 0, 3);
+
+        await h.StartAsync();
+        await Until(() => h.Script.Seen.Count == 3, "three records are handled");
+        await h.StopAsync();
+
+        h.Broker.GroupOffset(P0).Should().Be(3);
+        h.CommittedOutput.Should().Equal(Values(3));
+        h.Broker.EventsSnapshot().Should().ContainInOrder("commit", "closed");
+        h.Consumer.IsClosed.Should().BeTrue();
+        h.Engine.State.Should().Be(ProcessorState.Stopped);
+    }
+
+    [Fact]
+    public async Task Shutdown_aborts_the_open_transaction_when_it_cannot_commit()
+    {
+        await using var h = new ProcessorHarness(o =>
+        {
+            o.MaxBatchSize = 100;
+            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+            o.ShutdownTimeout = TimeSpan.FromMilliseconds(300);
+        });
+        h.Broker.AppendMany("in", 0, 2);
+
+        await h.StartAsync();
+        await Until(() => h.Script.Seen.Count == 2, "two records are handled");
+        for (var i = 0; i < 1000; i++)
+        {
+            h.Factory.Current.CommitFailures.Enqueue(KafkaErrors.TimedOut());
+        }
+
+        h.Factory.Current.OnBlockingCall = (call, _) => Thread.Sleep(call == "Commit" ? 20 : 0);
+        await h.StopAsync();
+
+        h.CommittedOutput.Should().BeEmpty();
+        h.Broker.GroupOffset(P0).Should().BeNull();
+        h.Consumer.IsClosed.Should().BeTrue();
+    }
+
+    [Fact]
+    public async Task A_fenced_producer_stops_the_loop_at_once_and_nothing_more_is_written()
+    {
+        await using var h = new ProcessorHarness(o =>
+        {
+            o.MaxBatchSize = 2;
+            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+        }, setupProducer: p => p.CommitFailures.Enqueue(KafkaErrors.Fenced()));
+        h.Broker.AppendMany("in", 0, 10);
+
+        await h.StartAsync();
+        await h.Running!.WaitAsync(TimeSpan.FromSeconds(10));
+
+        h.Engine.State.Should().Be(ProcessorState.Fenced);
+        h.Engine.Failure.Should().BeOfType<KafkaTransactionException>().Which.Kind.Should().Be(TransactionErrorKind.Fenced);
+        h.Script.Seen.Should().HaveCount(2, "nothing is handled after the fencing");
+        h.Factory.Producers.Should().ContainSingle("a fenced producer is never replaced");
+        h.CommittedOutput.Should().BeEmpty();
+        h.Consumer.IsClosed.Should().BeTrue();
+    }
+
+    [Fact]
+    public async Task A_fatal_error_replaces_the_producer_and_resumes_from_the_committed_offsets()
+    {
+        var producers = 0;
+        await using var h = new ProcessorHarness(
+            o =>
+            {
+                o.MaxBatchSize = 2;
+                o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+            },
+            setupProducer: p =>
+            {
+                if (++producers == 1)
+                {
+                    p.CommitFailures.Enqueue(KafkaErrors.Fatal(ErrorCode.InvalidTxnState));
+                }
+            });
+        h.Broker.AppendMany("in", 0, 4);
+
+        await h.StartAsync();
+        await Until(() => h.Broker.GroupOffset(P0) == 4, "all four records are committed");
+
+        h.Factory.Producers.Should().HaveCount(2);
+        h.Factory.Producers[0].IsDisposed.Should().BeTrue();
+        h.Factory.Producers[1].Calls.Should().StartWith("Init");
+        h.CommittedOutput.Should().Equal(Values(4));
+        h.Engine.State.Should().Be(ProcessorState.Running);
+    }
+
+    [Fact]
+    public async Task Fatal_errors_beyond_the_recovery_budget_stop_the_processor()
+    {
+        await using var h = new ProcessorHarness(o =>
+        {
+            o.MaxBatchSize = 1;
+            o.MaxProducerRecoveries = 2;
+        }, setupProducer: p => p.CommitFailures.Enqueue(KafkaErrors.Fatal()));
+        h.Broker.AppendMany("in", 0, 3);
+
+        await h.StartAsync();
+        await h.Running!.WaitAsync(TimeSpan.FromSeconds(10));
+
+        h.Engine.State.Should().Be(ProcessorState.Faulted);
+        h.Factory.Producers.Should().HaveCount(3);
+        h.CommittedOutput.Should().BeEmpty();
+    }
+
+    [Fact]
+    public async Task Offsets_sent_are_the_consumer_positions_and_group_metadata_is_read_at_each_send()
+    {
+        await using var h = new ProcessorHarness(o =>
+        {
+            o.MaxBatchSize = 2;
+            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+        });
+        h.Broker.Append("in", 0, "k0", "v0");
+        h.Broker.Append("in", 0, "k1", "v1", gapAfter: 1); // a commit marker follows: the position is 3, not 2
+        h.Broker.Append("in", 0, "k3", "v3");
+        h.Broker.Append("in", 0, "k4", "v4");
+
+        await h.StartAsync();
+        await Until(() => h.Broker.GroupOffset(P0) == 5, "both transactions commit");
+
+        h.Factory.Current.CommittedOffsets.Select(o => o.Single().Offset.Value).Should().Equal(3L, 5L);
+        h.Consumer.GroupMetadataReads.Should().Be(2);
+    }
+
+    [Fact]
+    public async Task A_transaction_approaching_the_transaction_timeout_is_committed_early()
+    {
+        var clock = new ManualClock();
+        await using var h = new ProcessorHarness(
+            o =>
+            {
+                o.MaxBatchSize = 100;
+                o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+            },
+            producer: p => p.TransactionTimeout = TimeSpan.FromSeconds(60),
+            clock: clock);
+        h.Script.OnHandle = value =>
+        {
+            if (value == "v0")
+            {
+                clock.Advance(TimeSpan.FromSeconds(31)); // a slow record
+            }
+        };
+        h.Broker.AppendMany("in", 0, 1);
+
+        await h.StartAsync();
+        await Until(() => h.Broker.GroupOffset(P0) == 1, "the transaction commits early");
+
+        h.CommittedOutput.Should().Equal("v0");
+    }
+
+    [Fact]
+    public async Task A_record_that_cannot_be_deserialized_counts_as_a_failure_and_is_dead_lettered()
+    {
+        await using var h = new ProcessorHarness(o =>
+        {
+            o.MaxBatchSize = 100;
+            o.MaxBatchDuration = TimeSpan.FromMilliseconds(100);
+            o.Retry.MaxAttempts = 2;
+        });
+        h.Broker.Append("in", 0, "k0", "v0");
+        h.Broker.Append("in", 0, null, null); // a null value for a string handler deserializes to null and fails the handler below
+        h.Script.Fail = (value, _) => value is null;
+
+        await h.StartAsync();
+        await Until(() => h.Broker.GroupOffset(P0) == 2, "both records are committed");
+
+        h.CommittedOutput.Should().Equal("v0");
+        h.CommittedTo("in.DLT").Should().ContainSingle();
+    }
+
+    [Fact]
+    public async Task The_consumer_is_configured_for_exactly_once()
+    {
+        await using var h = new ProcessorHarness();
+        await h.StartAsync();
+
+        var config = h.Factory.ConsumerConfigs.Single();
+        config.IsolationLevel.Should().Be(IsolationLevel.ReadCommitted);
+        config.EnableAutoCommit.Should().BeFalse();
+        config.EnableAutoOffsetStore.Should().BeFalse();
+        config.GroupId.Should().Be("group");
+        config.PartitionAssignmentStrategy.Should().Be(PartitionAssignmentStrategy.CooperativeSticky);
+        config.BootstrapServers.Should().Be("fake:9092");
+    }
+
+    private static string Header(ProducedRecord record, string name) =>
+        Encoding.UTF8.GetString(record.Headers!.GetLastBytes(name));
+}

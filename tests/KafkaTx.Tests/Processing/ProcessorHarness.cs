@@ -1,0 +1,126 @@
+using System.Collections.Concurrent;
+using System.Text;
+using Confluent.Kafka;
+using KafkaTx.Processing;
+using KafkaTx.Telemetry;
+using KafkaTx.Tests.Fakes;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace KafkaTx.Tests.Processing;
+
+/// <summary>What the test handler does with each record, and what it saw.</summary>
+internal sealed class HandlerScript
+{
+    public ConcurrentQueue<string> Seen { get; } = new();
+
+    /// <summary>Decides whether handling a record (by value) throws; called with how often that value was seen.</summary>
+    public Func<string, int, bool> Fail { get; set; } = (_, _) => false;
+
+    public Action<string>? OnHandle { get; set; }
+
+    public int TimesSeen(string value) => Seen.Count(v => v == value);
+}
+
+/// <summary>Copies each input record to "out", or fails as scripted.</summary>
+internal sealed class CopyHandler(HandlerScript script) : ITransactionalHandler<string, string>
+{
+    public ValueTask HandleAsync(ConsumeResult<string, string> record, ITransactionScope transaction, CancellationToken cancellationToken)
+    {
+        var value = record.Message.Value;
+        script.Seen.Enqueue(value);
+        script.OnHandle?.Invoke(value);
+        if (script.Fail(value, script.TimesSeen(value)))
+        {
+            throw new InvalidDataException($"cannot handle {value}");
+        }
+
+        transaction.Produce("out", new Message<string, string> { Key = record.Message.Key, Value = value });
+        return ValueTask.CompletedTask;
+    }
+}
+
+/// <summary>A processor engine over fakes: a fake broker feeding a fake consumer, and fake producers.</summary>
+internal sealed class ProcessorHarness : IAsyncDisposable
+{
+    public static readonly TopicPartition P0 = new("in", 0);
+    public static readonly TopicPartition P1 = new("in", 1);
+
+    private readonly CancellationTokenSource _stop = new();
+    private readonly ServiceProvider _services;
+
+    public ProcessorHarness(Action<TransactionalProcessorOptions>? configure = null, Action<KafkaTransactionsOptions>? producer = null, Action<FakeProducer>? setupProducer = null, TimeProvider? clock = null)
+    {
+        Factory = new FakeClientFactory { Broker = Broker, Setup = setupProducer };
+        var producerOptions = TestUnits.Options(producer);
+        Options = new TransactionalProcessorOptions { Topics = ["in"], GroupId = "group" };
+        Options.Retry.BaseDelay = TimeSpan.Zero;
+        configure?.Invoke(Options);
+        var time = clock ?? TimeProvider.System;
+        Unit = new TransactionalUnitOfWork(string.Empty, producerOptions, Factory, NullLogger.Instance, new KafkaTxInstrumentation(), time);
+        _services = new ServiceCollection().AddSingleton(Script).AddScoped<CopyHandler>().BuildServiceProvider();
+        Engine = new ProcessorEngine<string, string>("orders", Options, producerOptions, Unit, Factory, _services.GetRequiredService<IServiceScopeFactory>(), typeof(CopyHandler), NullLogger.Instance, time);
+    }
+
+    public FakeBroker Broker { get; } = new();
+
+    public FakeClientFactory Factory { get; }
+
+    public HandlerScript Script { get; } = new();
+
+    public TransactionalProcessorOptions Options { get; }
+
+    public TransactionalUnitOfWork Unit { get; }
+
+    public ProcessorEngine<string, string> Engine { get; }
+
+    public Task? Running { get; private set; }
+
+    public FakeConsumer Consumer => Factory.Consumers.Single();
+
+    /// <summary>All records committed to "out", from every producer the engine used.</summary>
+    public List<string?> CommittedOutput => [.. Factory.Producers.SelectMany(p => p.Committed).Where(r => r.Topic == "out").Select(r => r.ValueText)];
+
+    public List<ProducedRecord> CommittedTo(string topic) => [.. Factory.Producers.SelectMany(p => p.Committed).Where(r => r.Topic == topic)];
+
+    public async Task StartAsync(params TopicPartition[] assign)
+    {
+        Running = Task.Run(() => Engine.RunAsync(_stop.Token));
+        await Until(() => Factory.Consumers.Count == 1 && Engine.State == ProcessorState.Running, "the processor starts");
+        Consumer.Rebalance("assign", assign.Length == 0 ? [P0] : assign);
+    }
+
+    public async Task StopAsync()
+    {
+        await _stop.CancelAsync();
+        await Running!.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    public static async Task Until(Func<bool> condition, string what, double seconds = 10)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(seconds);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"Timed out waiting until {what}.");
+            }
+
+            await Task.Delay(5);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Running is { IsCompleted: false })
+        {
+            await StopAsync();
+        }
+
+        await Unit.DisposeAsync();
+        await _services.DisposeAsync();
+        _stop.Dispose();
+    }
+
+    public static string Text(byte[]? bytes) => bytes is null ? string.Empty : Encoding.UTF8.GetString(bytes);
+}
