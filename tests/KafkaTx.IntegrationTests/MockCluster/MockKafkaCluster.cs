@@ -23,7 +23,7 @@ internal sealed class MockKafkaCluster : IDisposable
         {
             ["bootstrap.servers"] = "unused:9092",
             ["test.mock.num.brokers"] = BrokerCount.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        })).Build();
+        })).SetLogHandler((_, _) => { }).Build(); // silences librdkafka's "mock cluster enabled" banner on stderr
         NativeMock.EnsureResolver();
         _cluster = NativeMock.rd_kafka_handle_mock_cluster(RawHandle(_owner));
         if (_cluster == IntPtr.Zero)

@@ -1,0 +1,70 @@
+using System.Globalization;
+using Confluent.Kafka;
+using KafkaTx.IntegrationTests.RealBroker;
+using KafkaTx.IntegrationTests.Support;
+
+namespace KafkaTx.IntegrationTests.Processing;
+
+/// <summary>Exactly-once consume-transform-produce on a real broker. Skipped, with the reason, when there is none.</summary>
+[Collection(RealBrokerGroup.Name)]
+public sealed class RealBrokerProcessorTests(KafkaBrokerFixture broker)
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromMinutes(3);
+
+    [SkippableFact]
+    public async Task RealBroker_two_instances_copy_ten_thousand_records_exactly_once_through_a_rebalance_and_an_abort()
+    {
+        const int Partitions = 6;
+        const int PerPartition = 10_000 / Partitions + 1; // 1,667 per partition, 10,002 in all
+        var servers = broker.RequireBroker();
+        var topics = await broker.CreateTopicsAsync(Partitions, "copy-in", "copy-out");
+        var (input, output) = (topics[0], topics[1]);
+        var group = "copiers-" + Guid.NewGuid().ToString("N");
+        ProcessorHost.Seed(servers, input, Partitions, PerPartition);
+        const int Total = Partitions * PerPartition;
+
+        // One script for both instances: the injected failure happens once, whichever instance owns partition 2 then.
+        var script = new CopyScript { OutputTopic = output, FailOnceAt = $"2:{PerPartition / 3}" };
+        static void Configure(TransactionalProcessorOptions o)
+        {
+            o.MaxBatchSize = 200;
+            o.ConsumerSettings["heartbeat.interval.ms"] = "500";
+        }
+
+        await using var one = new ProcessorHost(servers, "0", input, group, script, Configure);
+        await one.StartAsync();
+        await Eventually.Until(() => one.Processor.CommittedRecords >= Total / 4, Deadline, "a quarter is committed by the first instance");
+
+        // A second instance joins: the group rebalances and the first instance gives up partitions mid-stream.
+        await using var two = new ProcessorHost(servers, "1", input, group, script, Configure);
+        await two.StartAsync();
+        await Eventually.Until(() => one.Processor.CommittedRecords + two.Processor.CommittedRecords >= Total && GroupAtEnd(servers, group, input, Partitions, PerPartition), Deadline, "every record is committed");
+
+        script.Failures.Should().Be(1, "one abort was injected");
+        one.Logs.Entries.Should().Contain(e => e.Message.Contains("partitions revoked", StringComparison.Ordinal));
+        (one.Processor.State, two.Processor.State).Should().Be((ProcessorState.Running, ProcessorState.Running));
+
+        var visible = TopicReader.ReadAll(servers, IsolationLevel.ReadCommitted, Deadline, output);
+        visible.Should().HaveCount(Total, "each input record exactly once");
+        visible.Select(r => r.Value).Should().OnlyHaveUniqueItems();
+        foreach (var partition in visible.GroupBy(r => r.Partition))
+        {
+            var inputOffsets = partition.OrderBy(r => r.Offset).Select(r => Origin(r.Value!)).ToList();
+            inputOffsets.Should().OnlyContain(o => o.Partition == partition.Key);
+            inputOffsets.Select(o => o.Offset).Should().BeInAscendingOrder("per-partition order is kept").And.HaveCount(PerPartition);
+        }
+    }
+
+    private static bool GroupAtEnd(string servers, string group, string topic, int partitions, int perPartition)
+    {
+        using var consumer = new ConsumerBuilder<Ignore, Ignore>(new ConsumerConfig { BootstrapServers = servers, GroupId = group }).Build();
+        var committed = consumer.Committed(Enumerable.Range(0, partitions).Select(p => new TopicPartition(topic, p)), TimeSpan.FromSeconds(10));
+        return committed.All(c => c.Offset.Value == perPartition);
+    }
+
+    private static (int Partition, long Offset) Origin(string value)
+    {
+        var parts = value.Split(':');
+        return (int.Parse(parts[0], CultureInfo.InvariantCulture), long.Parse(parts[1], CultureInfo.InvariantCulture));
+    }
+}
