@@ -68,7 +68,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
         ILogger logger,
         TimeProvider time)
     {
-        Name = name;
+        Name = name.Length == 0 ? "(default)" : name;
         _options = options;
         _producerOptions = producerOptions;
         _unit = unit;

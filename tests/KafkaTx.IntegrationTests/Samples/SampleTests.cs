@@ -18,6 +18,21 @@ public sealed class SampleTests
         exitCode.Should().Be(0, output);
     }
 
+    [Fact]
+    public async Task ConsumeTransformProduce_runs_on_its_embedded_default_through_a_failure_and_a_restart()
+    {
+        var (exitCode, output) = await RunSampleAsync("ConsumeTransformProduce");
+
+        output.Should().Contain("Backend: embedded librdkafka mock cluster");
+        output.Should().Contain("payment gateway timed out for order-007");
+        output.Should().Contain("was aborted and redone");
+        output.Should().Contain("a new process starts with the same transactional.id");
+        output.Should().Contain("Orders seen: 20 of 20");
+        output.Should().MatchRegex("order-019 +1 +1 +1", "orders after the restart are processed once");
+        output.Should().Contain("not exactly once on this backend, as expected").And.Contain("keeps no transactional");
+        exitCode.Should().Be(0, output);
+    }
+
     private static async Task<(int ExitCode, string Output)> RunSampleAsync(string name)
     {
         // The sample is a project reference, so its build output sits next to the tests.

@@ -49,8 +49,9 @@ internal sealed class ProcessorHarness : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly ServiceProvider _services;
 
-    public ProcessorHarness(Action<TransactionalProcessorOptions>? configure = null, Action<KafkaTransactionsOptions>? producer = null, Action<FakeProducer>? setupProducer = null, TimeProvider? clock = null)
+    public ProcessorHarness(Action<TransactionalProcessorOptions>? configure = null, Action<KafkaTransactionsOptions>? producer = null, Action<FakeProducer>? setupProducer = null, TimeProvider? clock = null, FakeBroker? broker = null)
     {
+        Broker = broker ?? new FakeBroker();
         Factory = new FakeClientFactory { Broker = Broker, Setup = setupProducer };
         var producerOptions = TestUnits.Options(producer);
         Options = new TransactionalProcessorOptions { Topics = ["in"], GroupId = "group" };
@@ -62,7 +63,7 @@ internal sealed class ProcessorHarness : IAsyncDisposable
         Engine = new ProcessorEngine<string, string>("orders", Options, producerOptions, Unit, Factory, _services.GetRequiredService<IServiceScopeFactory>(), typeof(CopyHandler), NullLogger.Instance, time);
     }
 
-    public FakeBroker Broker { get; } = new();
+    public FakeBroker Broker { get; }
 
     public FakeClientFactory Factory { get; }
 
