@@ -81,19 +81,27 @@ public sealed class MockClusterProcessorTests : IDisposable
         handledWhenFenced.Should().Be(5, "nothing is handled after the fencing");
     }
 
-    [Fact]
-    public async Task A_second_instance_joining_the_group_triggers_a_cooperative_rebalance_and_both_process()
+    [Theory]
+    [InlineData(PartitionAssignmentStrategy.CooperativeSticky)]
+    [InlineData(PartitionAssignmentStrategy.Range)]
+    public async Task A_second_instance_joining_the_group_triggers_a_rebalance_and_both_process(PartitionAssignmentStrategy assignor)
     {
         _cluster.CreateTopic("shared-in", 4);
         ProcessorHost.Seed(_cluster.BootstrapServers, "shared-in", partitions: 4, perPartition: 25);
         var first = new CopyScript { OutputTopic = "shared-out" };
         var second = new CopyScript { OutputTopic = "shared-out" };
-        await using var one = new ProcessorHost(_cluster.BootstrapServers, "0", "shared-in", "shared-group", first, FastGroup);
+        void Configure(TransactionalProcessorOptions o)
+        {
+            FastGroup(o);
+            o.AssignmentStrategy = assignor;
+        }
+
+        await using var one = new ProcessorHost(_cluster.BootstrapServers, "0", "shared-in", "shared-group", first, Configure);
         await one.StartAsync();
         await Eventually.Until(() => one.Processor.CommittedRecords > 0, Deadline, "the first instance commits");
 
         ProcessorHost.Seed(_cluster.BootstrapServers, "shared-in", partitions: 4, perPartition: 25);
-        await using var two = new ProcessorHost(_cluster.BootstrapServers, "1", "shared-in", "shared-group", second, FastGroup);
+        await using var two = new ProcessorHost(_cluster.BootstrapServers, "1", "shared-in", "shared-group", second, Configure);
         await two.StartAsync();
         await Eventually.Until(() => one.Logs.Entries.Any(e => e.Message.Contains("partitions revoked", StringComparison.Ordinal)), Deadline, "the first instance gives up partitions");
         await Eventually.Until(() => !second.Handled.IsEmpty, Deadline, "the second instance processes its partitions");
