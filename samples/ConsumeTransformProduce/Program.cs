@@ -41,11 +41,11 @@ SeedOrders(backend.BootstrapServers, first: OrderCount / 2, count: OrderCount / 
 using (var second = BuildProcessor(backend.BootstrapServers, failures))
 {
     await second.StartAsync(); // same transactional.id: its InitTransactions fences any zombie of the first run
-    await WaitUntil(() => Count(CommittedReader.Read(backend.BootstrapServers, outputs)) is var seen && seen.Count == OrderCount && seen.Values.All(c => c.Count == outputs.Length), "every order is in every output");
+    await WaitUntil(() => Count(CommittedReader.ReadVisible(backend.BootstrapServers, outputs)) is var seen && seen.Count == OrderCount && seen.Values.All(c => c.Count == outputs.Length), "every order is in every output");
     await second.StopAsync();
 }
 
-var visible = CommittedReader.Read(backend.BootstrapServers, outputs);
+var visible = CommittedReader.ReadVisible(backend.BootstrapServers, outputs);
 var perOrder = Count(visible);
 var exactlyOnce = perOrder.Count == OrderCount && perOrder.Values.All(seen => outputs.All(t => seen.GetValueOrDefault(t) == 1));
 var duplicates = perOrder.Values.Sum(seen => seen.Values.Sum(n => n - 1));
@@ -127,7 +127,7 @@ void SeedOrders(string bootstrapServers, int first, int count)
     Console.WriteLine($"Seeded {count} orders ({first}..{first + count - 1}) into {input}.");
 }
 
-static Dictionary<string, Dictionary<string, int>> Count(List<(string Topic, string Key)> records) =>
+static Dictionary<string, Dictionary<string, int>> Count(List<(string Topic, string Key, string Value)> records) =>
     records.GroupBy(r => r.Key).ToDictionary(g => g.Key, g => g.GroupBy(r => r.Topic).ToDictionary(t => t.Key, t => t.Count()));
 
 static async Task WaitUntil(Func<bool> condition, string what)

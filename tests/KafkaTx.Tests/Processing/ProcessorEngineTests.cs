@@ -7,6 +7,13 @@ namespace KafkaTx.Tests.Processing;
 
 public class ProcessorEngineTests
 {
+    /// <summary>Transactions that stay open until the test acts: no size or time limit is reached.</summary>
+    private static void KeepOpen(TransactionalProcessorOptions options)
+    {
+        options.MaxBatchSize = 100;
+        options.MaxBatchDuration = TimeSpan.FromSeconds(20);
+    }
+
     private static string[] Values(int count) => [.. Enumerable.Range(0, count).Select(i => "v" + i)];
 
     [Fact]
@@ -47,11 +54,7 @@ public class ProcessorEngineTests
     [Fact]
     public async Task After_a_handler_failure_the_transaction_is_aborted_and_every_partition_rewound_so_no_record_is_skipped()
     {
-        await using var h = new ProcessorHarness(o =>
-        {
-            o.MaxBatchSize = 100;
-            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
-        });
+        await using var h = new ProcessorHarness(KeepOpen);
         h.Script.Fail = (value, seen) => value == "v2" && seen == 1;
         h.Broker.AppendMany("in", 0, 5);
 
@@ -71,8 +74,7 @@ public class ProcessorEngineTests
     {
         await using var h = new ProcessorHarness(o =>
         {
-            o.MaxBatchSize = 100;
-            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+            KeepOpen(o);
             o.Retry.MaxAttempts = 3;
         });
         h.Script.Fail = (value, _) => value == "v2";
@@ -105,8 +107,7 @@ public class ProcessorEngineTests
     {
         await using var h = new ProcessorHarness(o =>
         {
-            o.MaxBatchSize = 100;
-            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+            KeepOpen(o);
             o.Retry.MaxAttempts = 2;
             o.PoisonRecordPolicy = PoisonRecordPolicy.Skip;
         });
@@ -127,8 +128,7 @@ public class ProcessorEngineTests
     {
         await using var h = new ProcessorHarness(o =>
         {
-            o.MaxBatchSize = 100;
-            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+            KeepOpen(o);
             o.Retry.MaxAttempts = 2;
             o.PoisonRecordPolicy = PoisonRecordPolicy.Stop;
         });
@@ -192,11 +192,7 @@ public class ProcessorEngineTests
     [Fact]
     public async Task A_revoke_during_an_open_transaction_commits_it_before_the_revoke_callback_returns()
     {
-        await using var h = new ProcessorHarness(o =>
-        {
-            o.MaxBatchSize = 100;
-            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
-        });
+        await using var h = new ProcessorHarness(KeepOpen);
         h.Broker.AppendMany("in", 0, 2);
         h.Broker.AppendMany("in", 1, 2);
 
@@ -215,11 +211,7 @@ public class ProcessorEngineTests
     [Fact]
     public async Task Lost_partitions_abort_the_open_transaction_and_nothing_of_it_commits()
     {
-        await using var h = new ProcessorHarness(o =>
-        {
-            o.MaxBatchSize = 100;
-            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
-        });
+        await using var h = new ProcessorHarness(KeepOpen);
         h.Broker.AppendMany("in", 0, 2);
 
         await h.StartAsync();
@@ -240,11 +232,7 @@ public class ProcessorEngineTests
     [Fact]
     public async Task Shutdown_with_an_open_transaction_commits_it_and_closes_the_consumer()
     {
-        await using var h = new ProcessorHarness(o =>
-        {
-            o.MaxBatchSize = 100;
-            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
-        });
+        await using var h = new ProcessorHarness(KeepOpen);
         h.Broker.AppendMany("in", 0, 3);
 
         await h.StartAsync();
@@ -263,8 +251,7 @@ public class ProcessorEngineTests
     {
         await using var h = new ProcessorHarness(o =>
         {
-            o.MaxBatchSize = 100;
-            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+            KeepOpen(o);
             o.ShutdownTimeout = TimeSpan.FromMilliseconds(300);
         });
         h.Broker.AppendMany("in", 0, 2);

@@ -1,11 +1,12 @@
+using System.Text;
 using Confluent.Kafka;
 
-namespace ConsumeTransformProduce;
+namespace KafkaTx.Samples;
 
-/// <summary>Reads the keys a read_committed consumer can see, from the beginning of each partition to its end.</summary>
+/// <summary>Reads what a read_committed consumer can see: every partition from the beginning to its end.</summary>
 public static class CommittedReader
 {
-    public static List<(string Topic, string Key)> Read(string bootstrapServers, string[] topics)
+    public static List<(string Topic, string Key, string Value)> ReadVisible(string bootstrapServers, params IEnumerable<string> topics)
     {
         using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = bootstrapServers }).Build();
         var partitions = topics
@@ -13,17 +14,18 @@ public static class CommittedReader
             .Where(t => t.Error.Code == ErrorCode.NoError)
             .SelectMany(t => t.Partitions.Select(p => new TopicPartition(t.Topic, p.PartitionId)))
             .ToList();
-        using var consumer = new ConsumerBuilder<string, Ignore>(new ConsumerConfig
+
+        using var consumer = new ConsumerBuilder<string, string>(new ConsumerConfig
         {
             BootstrapServers = bootstrapServers,
-            GroupId = "order-reader-" + Guid.NewGuid().ToString("N"),
-            IsolationLevel = IsolationLevel.ReadCommitted,
+            GroupId = "sample-reader-" + Guid.NewGuid().ToString("N"),
+            IsolationLevel = IsolationLevel.ReadCommitted, // only records of committed transactions
             EnableAutoCommit = false,
             EnablePartitionEof = true,
         }).Build();
         consumer.Assign(partitions.Select(p => new TopicPartitionOffset(p, Offset.Beginning)));
 
-        var keys = new List<(string, string)>();
+        var visible = new List<(string, string, string)>();
         var finished = new HashSet<TopicPartition>();
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (finished.Count < partitions.Count && DateTime.UtcNow < deadline)
@@ -40,11 +42,11 @@ public static class CommittedReader
             }
             else
             {
-                keys.Add((result.Topic, result.Message.Key));
+                visible.Add((result.Topic, result.Message.Key, result.Message.Value));
             }
         }
 
         consumer.Close();
-        return keys;
+        return visible;
     }
 }

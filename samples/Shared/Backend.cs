@@ -1,6 +1,6 @@
 using Confluent.Kafka;
 
-namespace ConsumeTransformProduce;
+namespace KafkaTx.Samples;
 
 /// <summary>
 /// Where the sample runs: the broker given by --bootstrap-servers or KAFKATX_BOOTSTRAP_SERVERS, else librdkafka's
