@@ -123,8 +123,17 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
         }
         catch (Exception e) when (State is not (ProcessorState.Fenced or ProcessorState.Faulted))
         {
-            Stop(ProcessorState.Faulted, e);
-            Log.ProcessorFailed(_logger, Name, Id, e);
+            // Fencing can surface anywhere (librdkafka may learn of it in the background and refuse BeginTransaction).
+            if (_unit.State == TransactionState.Fenced || TransactionErrorClassifier.Classify(e) == TransactionErrorKind.Fenced)
+            {
+                Log.ProcessorFenced(_logger, Name, Id, e);
+                Stop(ProcessorState.Fenced, e);
+            }
+            else
+            {
+                Log.ProcessorFailed(_logger, Name, Id, e);
+                Stop(ProcessorState.Faulted, e);
+            }
         }
         finally
         {

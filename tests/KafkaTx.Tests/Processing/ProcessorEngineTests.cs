@@ -293,6 +293,20 @@ public class ProcessorEngineTests
     }
 
     [Fact]
+    public async Task Fencing_reported_when_a_transaction_begins_stops_the_processor_as_fenced()
+    {
+        await using var h = new ProcessorHarness(setupProducer: p => p.BeginFailures.Enqueue(KafkaErrors.Fenced()));
+        h.Broker.AppendMany("in", 0, 3);
+
+        await h.StartAsync();
+        await h.Running!.WaitAsync(TimeSpan.FromSeconds(10));
+
+        h.Engine.State.Should().Be(ProcessorState.Fenced);
+        h.Script.Seen.Should().BeEmpty();
+        h.Consumer.IsClosed.Should().BeTrue();
+    }
+
+    [Fact]
     public async Task A_fatal_error_replaces_the_producer_and_resumes_from_the_committed_offsets()
     {
         var producers = 0;
