@@ -1,0 +1,143 @@
+using Confluent.Kafka;
+
+namespace KafkaTx.Testing;
+
+internal enum TransactionStatus
+{
+    Open,
+    Committed,
+    Aborted,
+}
+
+internal enum ControlType
+{
+    None,
+    Commit,
+    Abort,
+}
+
+/// <summary>One offset of a partition: a record, or a transaction marker (a control record).</summary>
+internal sealed class LogEntry(byte[]? key, byte[]? value, Headers? headers, Timestamp timestamp, TransactionRecord? transaction, ControlType control)
+{
+    public byte[]? Key { get; } = key;
+
+    public byte[]? Value { get; } = value;
+
+    public Headers? Headers { get; } = headers;
+
+    public Timestamp Timestamp { get; } = timestamp;
+
+    public TransactionRecord? Transaction { get; } = transaction;
+
+    public ControlType Control { get; } = control;
+
+    public InMemoryRecord ToRecord(TopicPartition partition, long offset) => new(partition, offset, Key, Value, Headers, Timestamp);
+}
+
+/// <summary>A partition's log, its open transactions, and therefore its last stable offset.</summary>
+internal sealed class PartitionLog
+{
+    private readonly List<(TransactionRecord Transaction, long FirstOffset)> _open = [];
+
+    public List<LogEntry> Entries { get; } = [];
+
+    public long HighWatermark => Entries.Count;
+
+    /// <summary>The first offset of the oldest open transaction, or the high watermark: read_committed readers stop here.</summary>
+    public long LastStableOffset
+    {
+        get
+        {
+            var lso = HighWatermark;
+            foreach (var (_, first) in _open)
+            {
+                lso = Math.Min(lso, first);
+            }
+
+            return lso;
+        }
+    }
+
+    public long Append(LogEntry entry, TopicPartition partition)
+    {
+        var offset = Entries.Count;
+        Entries.Add(entry);
+        if (entry.Transaction is { } transaction && transaction.Partitions.TryAdd(this, partition))
+        {
+            _open.Add((transaction, offset));
+        }
+
+        return offset;
+    }
+
+    /// <summary>Ends a transaction on this partition: its marker takes the next offset, as in Kafka.</summary>
+    public void CloseTransaction(TransactionRecord transaction, bool commit)
+    {
+        _open.RemoveAll(o => o.Transaction == transaction);
+        Entries.Add(new LogEntry(null, null, null, default, transaction, commit ? ControlType.Commit : ControlType.Abort));
+    }
+
+    public bool IsVisible(long offset, IsolationLevel isolation)
+    {
+        var entry = Entries[(int)offset];
+        if (entry.Control != ControlType.None)
+        {
+            return false;
+        }
+
+        if (isolation == IsolationLevel.ReadUncommitted)
+        {
+            return true;
+        }
+
+        return offset < LastStableOffset && (entry.Transaction is null || entry.Transaction.Status == TransactionStatus.Committed);
+    }
+
+    /// <summary>The end a reader with this isolation level may read up to.</summary>
+    public long End(IsolationLevel isolation) => isolation == IsolationLevel.ReadUncommitted ? HighWatermark : LastStableOffset;
+}
+
+/// <summary>What the coordinator keeps per transactional.id.</summary>
+internal sealed class TransactionalIdState(string transactionalId, long producerId)
+{
+    public string TransactionalId { get; } = transactionalId;
+
+    public long ProducerId { get; } = producerId;
+
+    public int Epoch { get; set; } = -1;
+
+    public TimeSpan TransactionTimeout { get; set; } = TimeSpan.FromMinutes(1);
+
+    public TransactionRecord? Open { get; set; }
+
+    public Queue<ErrorCode> CommitFailures { get; } = new();
+
+    public TimeSpan? CommitDelay { get; set; }
+
+    public long? CommitPendingUntil { get; set; }
+}
+
+/// <summary>One transaction: where it wrote, what offsets it carries, and whether it committed.</summary>
+internal sealed class TransactionRecord(TransactionalIdState owner, long startedAt)
+{
+    public TransactionalIdState Owner { get; } = owner;
+
+    public long StartedAt { get; } = startedAt;
+
+    public TransactionStatus Status { get; set; } = TransactionStatus.Open;
+
+    /// <summary>The partitions written, keyed by their log (reference identity, cheap on the produce path).</summary>
+    public Dictionary<PartitionLog, TopicPartition> Partitions { get; } = [];
+
+    public Dictionary<string, Dictionary<TopicPartition, long>> Offsets { get; } = new(StringComparer.Ordinal);
+}
+
+/// <summary>The consumer group metadata an in-memory consumer hands to SendOffsetsToTransaction.</summary>
+internal sealed class InMemoryGroupMetadata(string groupId, int generation, string memberId) : IConsumerGroupMetadata
+{
+    public string GroupId { get; } = groupId;
+
+    public int Generation { get; } = generation;
+
+    public string MemberId { get; } = memberId;
+}
