@@ -1,0 +1,153 @@
+using Confluent.Kafka;
+using KafkaTx.Testing;
+using KafkaTx.Tests.Processing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace KafkaTx.Tests.InMemory;
+
+/// <summary>KafkaTx's unit of work and processor on the in-memory cluster, registered as an application would.</summary>
+public class KafkaTxOnInMemoryTests
+{
+    private static void Producer(KafkaTransactionsOptions o, string instance = "0")
+    {
+        o.BootstrapServers = "in-memory";
+        o.TransactionalIdPrefix = "task-api";
+        o.InstanceId = instance;
+    }
+
+    [Fact]
+    public async Task ExecuteAsync_commits_three_topics_atomically_and_an_aborted_transaction_leaves_nothing_visible()
+    {
+        var kafka = new InMemoryKafkaCluster();
+        var services = new ServiceCollection();
+        services.AddKafkaTransactions(o => Producer(o)).UseInMemoryKafka(kafka);
+        await using var provider = services.BuildServiceProvider();
+        var unit = provider.GetRequiredService<ITransactionalUnitOfWork>();
+
+        await unit.ExecuteAsync((tx, _) =>
+        {
+            tx.Produce("task-events", new Message<string, string> { Key = "task-1", Value = "created" });
+            tx.Produce("audit-log", new Message<string, string> { Key = "task-1", Value = "task_created" });
+            tx.Produce("notification-queue", new Message<string, string> { Key = "user-1", Value = "task_assigned" });
+            return ValueTask.CompletedTask;
+        });
+        await unit.Awaiting(u => u.ExecuteAsync((tx, _) =>
+        {
+            tx.Produce("task-events", new Message<string, string> { Key = "task-2", Value = "created" });
+            throw new InvalidOperationException("crash before the notification");
+        })).Should().ThrowAsync<InvalidOperationException>();
+
+        kafka.ReadTopic("task-events").Select(r => r.KeyText).Should().Equal("task-1");
+        kafka.ReadTopic("audit-log").Should().ContainSingle();
+        kafka.ReadTopic("notification-queue").Should().ContainSingle();
+        kafka.ReadTopic("task-events", IsolationLevel.ReadUncommitted).Select(r => r.KeyText).Should().Equal("task-1", "task-2");
+    }
+
+    [Fact]
+    public async Task A_second_instance_with_the_same_transactional_id_fences_the_first_unit()
+    {
+        var kafka = new InMemoryKafkaCluster();
+        var first = new ServiceCollection();
+        first.AddKafkaTransactions(o => Producer(o)).UseInMemoryKafka(kafka);
+        await using var one = first.BuildServiceProvider();
+        var zombie = one.GetRequiredService<ITransactionalUnitOfWork>();
+        await zombie.InitializeAsync();
+        var second = new ServiceCollection();
+        second.AddKafkaTransactions(o => Producer(o)).UseInMemoryKafka(kafka);
+        await using var two = second.BuildServiceProvider();
+        await two.GetRequiredService<ITransactionalUnitOfWork>().InitializeAsync();
+
+        var failure = await zombie.Awaiting(u => u.ExecuteAsync((tx, _) =>
+        {
+            tx.Produce("t", new Message<string, string> { Key = "k", Value = "zombie" });
+            return ValueTask.CompletedTask;
+        })).Should().ThrowAsync<KafkaTransactionException>();
+
+        failure.Which.Kind.Should().Be(TransactionErrorKind.Fenced);
+        zombie.State.Should().Be(TransactionState.Fenced);
+        kafka.ReadTopic("t").Should().BeEmpty();
+    }
+
+    [Fact]
+    public async Task The_processor_copies_exactly_once_through_an_abort_and_a_restart()
+    {
+        var kafka = new InMemoryKafkaCluster();
+        kafka.CreateTopic("in", 3);
+        Seed(kafka, 0, 30);
+        var script = new HandlerScript { Fail = (value, seen) => value == "v7" && seen == 1 };
+
+        using (var first = ProcessorApp(kafka, script, "0"))
+        {
+            await first.StartAsync();
+            var processor = first.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);
+            await ProcessorHarness.Until(() => processor.CommittedRecords >= 30, "the first thirty are committed");
+            await first.StopAsync();
+        }
+
+        Seed(kafka, 30, 30);
+        using (var second = ProcessorApp(kafka, script, "0"))
+        {
+            await second.StartAsync();
+            var processor = second.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);
+            await ProcessorHarness.Until(() => processor.CommittedRecords >= 30, "the next thirty are committed");
+            await second.StopAsync();
+        }
+
+        var output = kafka.ReadTopic("out").Select(r => r.ValueText).ToList();
+        output.Should().HaveCount(60).And.OnlyHaveUniqueItems();
+        Enumerable.Range(0, 3).Select(p => kafka.CommittedOffset("copiers", new TopicPartition("in", p))).Sum().Should().Be(60);
+    }
+
+    [Fact]
+    public async Task Two_processors_stay_exactly_once_through_a_rebalance_in_mid_transaction()
+    {
+        var kafka = new InMemoryKafkaCluster();
+        kafka.CreateTopic("in", 6);
+        Seed(kafka, 0, 600);
+        var script = new HandlerScript();
+        using var one = ProcessorApp(kafka, script, "0", batch: 1000);
+        await one.StartAsync();
+        await ProcessorHarness.Until(() => script.Seen.Count >= 100, "the first instance is in mid-transaction");
+
+        using var two = ProcessorApp(kafka, script, "1", batch: 1000);
+        await two.StartAsync();
+        kafka.ForceRebalance("copiers");
+        await ProcessorHarness.Until(() => kafka.ReadTopic("out").Count == 600, "every record is copied", seconds: 20);
+        await one.StopAsync();
+        await two.StopAsync();
+
+        kafka.ReadTopic("out").Select(r => r.ValueText).Should().HaveCount(600).And.OnlyHaveUniqueItems();
+    }
+
+    private static void Seed(InMemoryKafkaCluster kafka, int first, int count)
+    {
+        var producer = kafka.CreateProducer(new ProducerConfig());
+        for (var i = first; i < first + count; i++)
+        {
+            producer.Produce(new TopicPartition("in", i % 3), new Message<byte[]?, byte[]?> { Key = System.Text.Encoding.UTF8.GetBytes("k" + i), Value = System.Text.Encoding.UTF8.GetBytes("v" + i) });
+        }
+    }
+
+    private static IHost ProcessorApp(InMemoryKafkaCluster kafka, HandlerScript script, string instance, int batch = 5)
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Services.AddSingleton(script);
+        builder.Services
+            .AddKafkaTransactions(o =>
+            {
+                Producer(o, instance);
+                o.TransactionalIdPrefix = "copier";
+            })
+            .UseInMemoryKafka(kafka)
+            .AddTransactionalProcessor<CopyHandler>(o =>
+            {
+                o.Topics.Add("in");
+                o.GroupId = "copiers";
+                o.MaxBatchSize = batch;
+                o.MaxBatchDuration = TimeSpan.FromMilliseconds(200);
+                o.Retry.BaseDelay = TimeSpan.Zero;
+            });
+        return builder.Build();
+    }
+}
