@@ -2,7 +2,7 @@
 // transaction. Task 1 commits; task 2 fails half-way and is aborted; a read_committed consumer then shows that
 // task 1 is in all three topics and task 2 in none.
 //
-//   dotnet run --project samples/AtomicMultiTopicWrites                                   (embedded, zero setup)
+//   dotnet run --project samples/AtomicMultiTopicWrites                                   (embedded in-memory Kafka)
 //   dotnet run --project samples/AtomicMultiTopicWrites -- --bootstrap-servers host:9092  (a real broker)
 using AtomicMultiTopicWrites;
 using KafkaTx;
@@ -10,23 +10,18 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
-using var backend = Backend.Choose(args);
+var backend = Backend.Choose(args);
 Console.WriteLine($"Backend: {backend.Description}");
-if (backend.IsEmbedded)
-{
-    Console.WriteLine("Note: the embedded mock cluster does not enforce read_committed or fencing; on it, records of an aborted");
-    Console.WriteLine("      transaction that had already reached a broker would show below. A real broker never shows them.");
-}
 
 var builder = Host.CreateApplicationBuilder(args);
 builder.Logging.SetMinimumLevel(LogLevel.Warning);
-builder.Services
+backend.Use(builder.Services
     .AddKafkaTransactions(options =>
     {
         options.BootstrapServers = backend.BootstrapServers;
         options.TransactionalIdPrefix = "task-api";
         options.InstanceId = Environment.GetEnvironmentVariable("KAFKATX_INSTANCE_ID") ?? "sample-0"; // stable per instance
-    })
+    }))
     .AddSerializer(new JsonSerializer<TaskCreated>())
     .AddSerializer(new JsonSerializer<AuditEntry>())
     .AddSerializer(new JsonSerializer<Notification>());
@@ -52,7 +47,7 @@ catch (InvalidOperationException e)
     Console.WriteLine($"Creating {failing.TaskId} failed ({e.Message}); its transaction was aborted.");
 }
 
-var visible = CommittedReader.ReadVisible(backend.BootstrapServers, TaskService.TaskEvents, TaskService.AuditLog, TaskService.NotificationQueue)
+var visible = CommittedReader.ReadVisible(backend, TaskService.TaskEvents, TaskService.AuditLog, TaskService.NotificationQueue)
     .Where(r => r.Value.Contains(run, StringComparison.Ordinal))
     .ToList();
 Console.WriteLine();

@@ -2,7 +2,7 @@
 // The sample seeds orders, runs the processor, lets one order fail mid-transaction, restarts the process half-way,
 // then reads the outputs with read_committed and checks that every order is in each output topic exactly once.
 //
-//   dotnet run --project samples/ConsumeTransformProduce                                   (embedded, zero setup)
+//   dotnet run --project samples/ConsumeTransformProduce                                   (embedded in-memory Kafka)
 //   dotnet run --project samples/ConsumeTransformProduce -- --bootstrap-servers host:9092  (a real broker)
 using System.Globalization;
 using ConsumeTransformProduce;
@@ -13,7 +13,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 const int OrderCount = 20;
-using var backend = Backend.Choose(args);
+var backend = Backend.Choose(args);
 Console.WriteLine($"Backend: {backend.Description}");
 
 var run = Guid.NewGuid().ToString("N")[..8]; // fresh topics per run, so that earlier runs do not count
@@ -22,11 +22,11 @@ var input = Topic("incoming-orders");
 var topics = new OrderTopics(Topic("processed-orders"), Topic("audit-log"), Topic("ledger-updates"));
 string[] outputs = [topics.ProcessedOrders, topics.AuditLog, topics.LedgerUpdates];
 
-CreateTopics(backend.BootstrapServers);
-SeedOrders(backend.BootstrapServers, first: 0, count: OrderCount / 2);
+backend.CreateTopics(3, [input, .. outputs]);
+SeedOrders(first: 0, count: OrderCount / 2);
 
 var failures = new FailureInjection();
-using (var first = BuildProcessor(backend.BootstrapServers, failures))
+using (var first = BuildProcessor(failures))
 {
     await first.StartAsync();
     var processor = first.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);
@@ -36,16 +36,16 @@ using (var first = BuildProcessor(backend.BootstrapServers, failures))
     Console.WriteLine("First process stopped. More orders arrive; a new process starts with the same transactional.id.");
 }
 
-SeedOrders(backend.BootstrapServers, first: OrderCount / 2, count: OrderCount / 2);
+SeedOrders(first: OrderCount / 2, count: OrderCount / 2);
 
-using (var second = BuildProcessor(backend.BootstrapServers, failures))
+using (var second = BuildProcessor(failures))
 {
     await second.StartAsync(); // same transactional.id: its InitTransactions fences any zombie of the first run
-    await WaitUntil(() => Count(CommittedReader.ReadVisible(backend.BootstrapServers, outputs)) is var seen && seen.Count == OrderCount && seen.Values.All(c => c.Count == outputs.Length), "every order is in every output");
+    await WaitUntil(() => Count(CommittedReader.ReadVisible(backend, outputs)) is var seen && seen.Count == OrderCount && seen.Values.All(c => c.Count == outputs.Length), "every order is in every output");
     await second.StopAsync();
 }
 
-var visible = CommittedReader.ReadVisible(backend.BootstrapServers, outputs);
+var visible = CommittedReader.ReadVisible(backend, outputs);
 var perOrder = Count(visible);
 var exactlyOnce = perOrder.Count == OrderCount && perOrder.Values.All(seen => outputs.All(t => seen.GetValueOrDefault(t) == 1));
 var duplicates = perOrder.Values.Sum(seen => seen.Values.Sum(n => n - 1));
@@ -64,29 +64,21 @@ if (exactlyOnce)
     return 0;
 }
 
-if (backend.IsEmbedded)
-{
-    Console.WriteLine("Verdict: not exactly once on this backend, as expected. librdkafka's mock cluster keeps no transactional");
-    Console.WriteLine("offsets, so the second process read the first half again, and it shows the records of the aborted");
-    Console.WriteLine("transaction to read_committed readers. Run with --bootstrap-servers against a real broker for the real verdict.");
-    return 0;
-}
-
 Console.WriteLine("Verdict: NOT exactly once.");
 return 1;
 
-IHost BuildProcessor(string bootstrapServers, FailureInjection injected)
+IHost BuildProcessor(FailureInjection injected)
 {
     var builder = Host.CreateApplicationBuilder();
     builder.Logging.SetMinimumLevel(LogLevel.Warning);
     builder.Services.AddSingleton(injected).AddSingleton(topics);
-    builder.Services
+    backend.Use(builder.Services
         .AddKafkaTransactions(options =>
         {
-            options.BootstrapServers = bootstrapServers;
+            options.BootstrapServers = backend.BootstrapServers;
             options.TransactionalIdPrefix = "order-processor-" + run;
             options.InstanceId = "0"; // stable across the restart: the new process fences the old one
-        })
+        }))
         .AddDeserializer(new Json<Order>())
         .AddSerializer(new Json<ProcessedOrder>())
         .AddSerializer(new Json<AuditEntry>())
@@ -97,30 +89,22 @@ IHost BuildProcessor(string bootstrapServers, FailureInjection injected)
             options.GroupId = "order-processors-" + run;
             options.MaxBatchSize = 5;
             options.Retry.BaseDelay = TimeSpan.FromMilliseconds(50);
-            if (backend.IsEmbedded)
-            {
-                // The mock cluster notices a departed member only when its session times out (a broker does at
-                // once, on LeaveGroup), so a short session keeps the restart quick here.
-                options.ConsumerSettings["session.timeout.ms"] = "6000";
-                options.ConsumerSettings["heartbeat.interval.ms"] = "500";
-            }
         });
     return builder.Build();
 }
 
-void CreateTopics(string bootstrapServers)
+void SeedOrders(int first, int count)
 {
-    using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = bootstrapServers }).SetLogHandler((_, _) => { }).Build();
-    admin.CreateTopicsAsync(outputs.Append(input).Select(name => new Confluent.Kafka.Admin.TopicSpecification { Name = name, NumPartitions = 3, ReplicationFactor = -1 })).Wait(TimeSpan.FromSeconds(10));
-}
-
-void SeedOrders(string bootstrapServers, int first, int count)
-{
-    using var producer = new ProducerBuilder<string, Order>(new ProducerConfig { BootstrapServers = bootstrapServers }).SetValueSerializer(new Json<Order>()).Build();
+    using var producer = backend.CreateProducer();
+    var json = new Json<Order>();
     for (var i = first; i < first + count; i++)
     {
         var id = "order-" + i.ToString("D3", CultureInfo.InvariantCulture);
-        producer.Produce(input, new Message<string, Order> { Key = id, Value = new Order(id, 10m + i) });
+        producer.Produce(input, new Message<byte[]?, byte[]?>
+        {
+            Key = System.Text.Encoding.UTF8.GetBytes(id),
+            Value = json.Serialize(new Order(id, 10m + i), new SerializationContext(MessageComponentType.Value, input)),
+        });
     }
 
     producer.Flush(TimeSpan.FromSeconds(30));

@@ -1,27 +1,31 @@
 using Confluent.Kafka;
+using Confluent.Kafka.Admin;
+using KafkaTx;
+using KafkaTx.Testing;
 
 namespace KafkaTx.Samples;
 
 /// <summary>
-/// Where the sample runs: the broker given by --bootstrap-servers or KAFKATX_BOOTSTRAP_SERVERS, else librdkafka's
-/// built-in mock cluster inside this process (zero setup, but no read_committed and no fencing).
+/// Where a sample runs: the broker given by --bootstrap-servers or KAFKATX_BOOTSTRAP_SERVERS, else KafkaTx.Testing's
+/// in-memory Kafka inside this process, which keeps Kafka's transactional semantics (read_committed, fencing,
+/// transactional offsets) with zero setup.
 /// </summary>
-public sealed class Backend : IDisposable
+public sealed class Backend
 {
-    private readonly IAdminClient? _mockOwner;
-
-    private Backend(string bootstrapServers, string description, IAdminClient? mockOwner)
+    private Backend(string bootstrapServers, string description, InMemoryKafkaCluster? cluster)
     {
         BootstrapServers = bootstrapServers;
         Description = description;
-        _mockOwner = mockOwner;
+        Cluster = cluster;
     }
 
     public string BootstrapServers { get; }
 
     public string Description { get; }
 
-    public bool IsEmbedded => _mockOwner is not null;
+    public InMemoryKafkaCluster? Cluster { get; }
+
+    public bool IsEmbedded => Cluster is not null;
 
     public static Backend Choose(string[] args)
     {
@@ -32,15 +36,53 @@ public sealed class Backend : IDisposable
             return new Backend(servers, $"Kafka at {servers}", null);
         }
 
-        // A client with test.mock.num.brokers creates an in-process cluster; its brokers' addresses are in the metadata.
-        var owner = new AdminClientBuilder(new AdminClientConfig(new Dictionary<string, string>
-        {
-            ["bootstrap.servers"] = "embedded:9092",
-            ["test.mock.num.brokers"] = "3",
-        })).SetLogHandler((_, _) => { }).Build(); // librdkafka announces the mock cluster on stderr; the banner above says it
-        var brokers = owner.GetMetadata(TimeSpan.FromSeconds(10)).Brokers.Select(b => $"{b.Host}:{b.Port}");
-        return new Backend(string.Join(',', brokers), "embedded librdkafka mock cluster (3 brokers in this process)", owner);
+        var cluster = new InMemoryKafkaCluster();
+        return new Backend(cluster.BootstrapServers, "embedded in-memory Kafka (KafkaTx.Testing: transactional semantics, no broker)", cluster);
     }
 
-    public void Dispose() => _mockOwner?.Dispose();
+    /// <summary>Points KafkaTx at this backend.</summary>
+    public IKafkaTransactionsBuilder Use(IKafkaTransactionsBuilder builder) => Cluster is null ? builder : builder.UseInMemoryKafka(Cluster);
+
+    public void CreateTopics(int partitions, params IEnumerable<string> topics)
+    {
+        if (Cluster is not null)
+        {
+            foreach (var topic in topics)
+            {
+                Cluster.CreateTopic(topic, partitions);
+            }
+
+            return;
+        }
+
+        using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = BootstrapServers }).Build();
+        try
+        {
+            admin.CreateTopicsAsync(topics.Select(name => new TopicSpecification { Name = name, NumPartitions = partitions, ReplicationFactor = -1 })).Wait(TimeSpan.FromSeconds(30));
+        }
+        catch (AggregateException e) when (e.InnerException is CreateTopicsException created && created.Results.All(r => r.Error.Code is ErrorCode.NoError or ErrorCode.TopicAlreadyExists))
+        {
+            // Topics that exist already are fine.
+        }
+    }
+
+    public IProducer<byte[]?, byte[]?> CreateProducer() =>
+        Cluster?.CreateProducer(new ProducerConfig()) ?? new ProducerBuilder<byte[]?, byte[]?>(new ProducerConfig { BootstrapServers = BootstrapServers }).Build();
+
+    public IConsumer<byte[]?, byte[]?> CreateConsumer(ConsumerConfig config)
+    {
+        config.BootstrapServers = BootstrapServers;
+        return Cluster?.CreateConsumer(config) ?? new ConsumerBuilder<byte[]?, byte[]?>(config).Build();
+    }
+
+    public int PartitionCount(string topic)
+    {
+        if (Cluster is not null)
+        {
+            return Cluster.PartitionCount(topic);
+        }
+
+        using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = BootstrapServers }).Build();
+        return admin.GetMetadata(topic, TimeSpan.FromSeconds(10)).Topics.Single().Partitions.Count;
+    }
 }

@@ -6,23 +6,16 @@ namespace KafkaTx.Samples;
 /// <summary>Reads what a read_committed consumer can see: every partition from the beginning to its end.</summary>
 public static class CommittedReader
 {
-    public static List<(string Topic, string Key, string Value)> ReadVisible(string bootstrapServers, params IEnumerable<string> topics)
+    public static List<(string Topic, string Key, string Value)> ReadVisible(Backend backend, params IEnumerable<string> topics)
     {
-        using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = bootstrapServers }).Build();
-        var partitions = topics
-            .SelectMany(topic => admin.GetMetadata(topic, TimeSpan.FromSeconds(10)).Topics)
-            .Where(t => t.Error.Code == ErrorCode.NoError)
-            .SelectMany(t => t.Partitions.Select(p => new TopicPartition(t.Topic, p.PartitionId)))
-            .ToList();
-
-        using var consumer = new ConsumerBuilder<string, string>(new ConsumerConfig
+        var partitions = topics.SelectMany(topic => Enumerable.Range(0, backend.PartitionCount(topic)).Select(p => new TopicPartition(topic, p))).ToList();
+        using var consumer = backend.CreateConsumer(new ConsumerConfig
         {
-            BootstrapServers = bootstrapServers,
             GroupId = "sample-reader-" + Guid.NewGuid().ToString("N"),
             IsolationLevel = IsolationLevel.ReadCommitted, // only records of committed transactions
             EnableAutoCommit = false,
             EnablePartitionEof = true,
-        }).Build();
+        });
         consumer.Assign(partitions.Select(p => new TopicPartitionOffset(p, Offset.Beginning)));
 
         var visible = new List<(string, string, string)>();
@@ -42,11 +35,13 @@ public static class CommittedReader
             }
             else
             {
-                visible.Add((result.Topic, result.Message.Key, result.Message.Value));
+                visible.Add((result.Topic, Text(result.Message.Key), Text(result.Message.Value)));
             }
         }
 
         consumer.Close();
         return visible;
     }
+
+    private static string Text(byte[]? bytes) => bytes is null ? string.Empty : Encoding.UTF8.GetString(bytes);
 }
