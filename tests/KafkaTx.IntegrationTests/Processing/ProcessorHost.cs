@@ -43,19 +43,20 @@ internal sealed class ProcessorHost : IAsyncDisposable
 {
     private readonly IHost _host;
 
-    public ProcessorHost(string bootstrapServers, string instanceId, string inputTopic, string groupId, CopyScript script, Action<TransactionalProcessorOptions>? configure = null, Action<KafkaTransactionsOptions>? producer = null)
+    public ProcessorHost(string bootstrapServers, string instanceId, string inputTopic, string groupId, CopyScript script, Action<TransactionalProcessorOptions>? configure = null, Action<KafkaTransactionsOptions>? producer = null, Conformance.IConformanceBackend? backend = null)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders().SetMinimumLevel(LogLevel.Debug).AddProvider(Logs);
         builder.Services.AddSingleton(script);
-        builder.Services
+        var kafka = builder.Services
             .AddKafkaTransactions(o =>
             {
                 o.BootstrapServers = bootstrapServers;
                 o.TransactionalIdPrefix = "copier-" + groupId;
                 o.InstanceId = instanceId;
                 producer?.Invoke(o);
-            })
+            });
+        (backend?.Use(kafka) ?? kafka)
             .AddTransactionalProcessor<CopyHandler>(o =>
             {
                 o.Topics.Add(inputTopic);
@@ -81,17 +82,24 @@ internal sealed class ProcessorHost : IAsyncDisposable
         _host.Dispose();
     }
 
-    public static void Seed(string bootstrapServers, string topic, int partitions, int perPartition)
-    {
-        using var producer = new ProducerBuilder<string, string>(new ProducerConfig { BootstrapServers = bootstrapServers, EnableIdempotence = true }).Build();
-        for (var p = 0; p < partitions; p++)
-        {
-            for (var i = 0; i < perPartition; i++)
-            {
-                producer.Produce(new TopicPartition(topic, p), new Message<string, string> { Key = $"order-{p}-{i}", Value = $"{{\"orderId\":\"order-{p}-{i}\"}}" });
-            }
-        }
+    public static void Seed(string bootstrapServers, string topic, int partitions, int perPartition) =>
+        Seed(new ProducerBuilder<byte[]?, byte[]?>(new ProducerConfig { BootstrapServers = bootstrapServers, EnableIdempotence = true }).Build(), topic, partitions, perPartition);
 
-        producer.Flush(TimeSpan.FromSeconds(30));
+    public static void Seed(IProducer<byte[]?, byte[]?> producer, string topic, int partitions, int perPartition)
+    {
+        using (producer)
+        {
+            for (var p = 0; p < partitions; p++)
+            {
+                for (var i = 0; i < perPartition; i++)
+                {
+                    producer.Produce(new TopicPartition(topic, p), new Message<byte[]?, byte[]?> { Key = Utf8($"order-{p}-{i}"), Value = Utf8($"{{\"orderId\":\"order-{p}-{i}\"}}") });
+                }
+            }
+
+            producer.Flush(TimeSpan.FromSeconds(30));
+        }
     }
+
+    private static byte[] Utf8(string text) => System.Text.Encoding.UTF8.GetBytes(text);
 }

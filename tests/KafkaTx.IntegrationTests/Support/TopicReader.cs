@@ -19,8 +19,19 @@ internal static class TopicReader
                 .Where(t => t.Error.Code == ErrorCode.NoError)
                 .SelectMany(t => t.Partitions.Select(p => new TopicPartition(t.Topic, p.PartitionId))))
             .ToList();
+        return ReadAll(config => new ConsumerBuilder<byte[]?, byte[]?>(config).Build(), bootstrapServers, partitions, isolation, deadline);
+    }
 
-        using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
+    /// <summary>The same, through any backend's consumers.</summary>
+    public static List<ReadRecord> ReadAll(Conformance.IConformanceBackend backend, IsolationLevel isolation, TimeSpan deadline, params string[] topics)
+    {
+        var partitions = topics.SelectMany(t => Enumerable.Range(0, backend.PartitionCount(t)).Select(p => new TopicPartition(t, p))).ToList();
+        return ReadAll(backend.CreateConsumer, backend.BootstrapServers, partitions, isolation, deadline);
+    }
+
+    private static List<ReadRecord> ReadAll(Func<ConsumerConfig, IConsumer<byte[]?, byte[]?>> create, string bootstrapServers, List<TopicPartition> partitions, IsolationLevel isolation, TimeSpan deadline)
+    {
+        using var consumer = create(new ConsumerConfig
         {
             BootstrapServers = bootstrapServers,
             GroupId = "kafkatx-reader-" + Guid.NewGuid().ToString("N"),
@@ -28,7 +39,7 @@ internal static class TopicReader
             EnableAutoCommit = false,
             EnablePartitionEof = true,
             AutoOffsetReset = AutoOffsetReset.Earliest,
-        }).Build();
+        });
         consumer.Assign(partitions.Select(tp => new TopicPartitionOffset(tp, Offset.Beginning)));
 
         var records = new List<ReadRecord>();
