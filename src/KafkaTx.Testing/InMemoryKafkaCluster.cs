@@ -76,7 +76,7 @@ public sealed class InMemoryKafkaCluster
                 return;
             }
 
-            _topics[topic] = [.. Enumerable.Range(0, partitions).Select(_ => new PartitionLog())];
+            _topics[topic] = [.. Enumerable.Range(0, partitions).Select(p => new PartitionLog(new TopicPartition(topic, p)))];
         }
     }
 
@@ -238,7 +238,7 @@ public sealed class InMemoryKafkaCluster
     {
         if (!_topics.TryGetValue(topic, out var partitions))
         {
-            _topics[topic] = partitions = [.. Enumerable.Range(0, DefaultPartitions).Select(_ => new PartitionLog())];
+            _topics[topic] = partitions = [.. Enumerable.Range(0, DefaultPartitions).Select(p => new PartitionLog(new TopicPartition(topic, p)))];
         }
 
         return partitions;

@@ -10,6 +10,9 @@ namespace KafkaTx.Testing;
 internal sealed class InMemoryProducer : IProducer<byte[]?, byte[]?>
 {
     private const int DefaultMaxMessageBytes = 1_000_000;
+
+    // Error's constructor asks librdkafka for the reason text through a native call: build the success value once.
+    private static readonly Error Delivered = new(ErrorCode.NoError);
     private readonly InMemoryKafkaCluster _cluster;
     private readonly string? _transactionalId;
     private readonly TimeSpan _transactionTimeout;
@@ -208,12 +211,20 @@ internal sealed class InMemoryProducer : IProducer<byte[]?, byte[]?>
 
     // ---------------------------------------------------------------- produce
 
-    public void Produce(string topic, Message<byte[]?, byte[]?> message, Action<DeliveryReport<byte[]?, byte[]?>>? deliveryHandler = null) =>
-        Produce(new TopicPartition(topic, Partition.Any), message, deliveryHandler);
+    public void Produce(string topic, Message<byte[]?, byte[]?> message, Action<DeliveryReport<byte[]?, byte[]?>>? deliveryHandler = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(topic);
+        Produce(topic, Partition.Any, message, deliveryHandler);
+    }
 
     public void Produce(TopicPartition topicPartition, Message<byte[]?, byte[]?> message, Action<DeliveryReport<byte[]?, byte[]?>>? deliveryHandler = null)
     {
         ArgumentNullException.ThrowIfNull(topicPartition);
+        Produce(topicPartition.Topic, topicPartition.Partition, message, deliveryHandler);
+    }
+
+    private void Produce(string topic, Partition requested, Message<byte[]?, byte[]?> message, Action<DeliveryReport<byte[]?, byte[]?>>? deliveryHandler)
+    {
         ArgumentNullException.ThrowIfNull(message);
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_fatal is { } fatal)
@@ -245,16 +256,16 @@ internal sealed class InMemoryProducer : IProducer<byte[]?, byte[]?>
                     : throw Refused(new Error(ErrorCode.Local_State, "Local: Erroneous state: no transaction is open"));
             }
 
-            var partitions = _cluster.Topic(topicPartition.Topic);
-            var partition = topicPartition.Partition == Partition.Any ? Choose(message.Key, partitions.Length) : topicPartition.Partition.Value;
+            var partitions = _cluster.Topic(topic);
+            var partition = requested == Partition.Any ? Choose(message.Key, partitions.Length) : requested.Value;
             if (partition < 0 || partition >= partitions.Length)
             {
                 throw Refused(new Error(ErrorCode.Local_UnknownPartition, "Local: Unknown partition"));
             }
 
-            var target = new TopicPartition(topicPartition.Topic, partition);
-            var offset = partitions[partition].Append(new LogEntry(message.Key, message.Value, message.Headers, message.Timestamp, transaction, ControlType.None), target);
-            written = new TopicPartitionOffset(target, offset);
+            var log = partitions[partition];
+            var offset = log.Append(new LogEntry(message.Key, message.Value, message.Headers, message.Timestamp, transaction, ControlType.None));
+            written = new TopicPartitionOffset(log.TopicPartition, offset);
             Monitor.PulseAll(_cluster.Sync);
         }
 
@@ -262,7 +273,7 @@ internal sealed class InMemoryProducer : IProducer<byte[]?, byte[]?>
         {
             TopicPartitionOffset = written,
             Status = PersistenceStatus.Persisted,
-            Error = new Error(ErrorCode.NoError),
+            Error = Delivered,
         });
     }
 

@@ -16,8 +16,8 @@ internal enum ControlType
     Abort,
 }
 
-/// <summary>One offset of a partition: a record, or a transaction marker (a control record).</summary>
-internal sealed class LogEntry(byte[]? key, byte[]? value, Headers? headers, Timestamp timestamp, TransactionRecord? transaction, ControlType control)
+/// <summary>One offset of a partition: a record, or a transaction marker (a control record). A struct, stored inline, to keep the garbage collector's work per record small.</summary>
+internal readonly struct LogEntry(byte[]? key, byte[]? value, Headers? headers, Timestamp timestamp, TransactionRecord? transaction, ControlType control)
 {
     public byte[]? Key { get; } = key;
 
@@ -35,9 +35,12 @@ internal sealed class LogEntry(byte[]? key, byte[]? value, Headers? headers, Tim
 }
 
 /// <summary>A partition's log, its open transactions, and therefore its last stable offset.</summary>
-internal sealed class PartitionLog
+internal sealed class PartitionLog(TopicPartition partition)
 {
     private readonly List<(TransactionRecord Transaction, long FirstOffset)> _open = [];
+
+    /// <summary>The partition this log belongs to (one shared instance, so that producing allocates none).</summary>
+    public TopicPartition TopicPartition { get; } = partition;
 
     public List<LogEntry> Entries { get; } = [];
 
@@ -58,11 +61,11 @@ internal sealed class PartitionLog
         }
     }
 
-    public long Append(LogEntry entry, TopicPartition partition)
+    public long Append(in LogEntry entry)
     {
         var offset = Entries.Count;
         Entries.Add(entry);
-        if (entry.Transaction is { } transaction && transaction.Partitions.TryAdd(this, partition))
+        if (entry.Transaction is { } transaction && transaction.Partitions.TryAdd(this, TopicPartition))
         {
             _open.Add((transaction, offset));
         }
