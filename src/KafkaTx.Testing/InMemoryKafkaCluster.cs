@@ -337,8 +337,10 @@ public sealed class InMemoryKafkaCluster
             return;
         }
 
-        foreach (var transaction in _openTransactions.ToList())
+        // Backwards, because Complete removes the transaction from the list; no copy on this per-Consume path.
+        for (var i = _openTransactions.Count - 1; i >= 0; i--)
         {
+            var transaction = _openTransactions[i];
             if (Time.GetElapsedTime(transaction.StartedAt) > transaction.Owner.TransactionTimeout)
             {
                 Complete(transaction, commit: false);

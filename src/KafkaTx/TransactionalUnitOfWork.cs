@@ -371,7 +371,7 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
 
             // The transaction is still open but may not commit: the caller (or ExecuteAsync) aborts it.
             throw Failure(kind == TransactionErrorKind.Retriable ? TransactionErrorKind.Abortable : kind, e,
-                $"SendOffsetsToTransaction for group '{DescribeGroup(groupMetadata)}' in the transaction of '{TransactionalId}' failed: {e.Error.Code} ({e.Error.Reason}). Abort the transaction; the consumer must rewind to its committed offsets.");
+                $"SendOffsetsToTransaction for {list.Count} partition(s) in the transaction of '{TransactionalId}' failed: {e.Error.Code} ({e.Error.Reason}). Abort the transaction; the consumer must rewind to its committed offsets.");
         }
     }
 
@@ -978,8 +978,6 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
 
     private static string DescribeAbortReason(Exception failure, CancellationToken cancellationToken) =>
         cancellationToken.IsCancellationRequested ? "cancelled" : $"the work failed with {failure.GetType().Name}";
-
-    private static string DescribeGroup(IConsumerGroupMetadata metadata) => metadata.GetType().Name;
 
     private void OnClientError(Error error)
     {
