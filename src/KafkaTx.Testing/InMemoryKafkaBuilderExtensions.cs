@@ -1,4 +1,6 @@
 using KafkaTx.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace KafkaTx;
 
@@ -6,8 +8,24 @@ namespace KafkaTx;
 public static class InMemoryKafkaBuilderExtensions
 {
     /// <summary>
+    /// Makes every KafkaTx producer and processor of the application use one in-memory Kafka, registered as a
+    /// singleton <see cref="InMemoryKafkaCluster"/> that the test resolves to write input and inspect output.
+    /// BootstrapServers may be left unset.
+    /// </summary>
+    /// <param name="builder">The builder returned by <c>AddKafkaTransactions</c>.</param>
+    /// <returns>The same builder.</returns>
+    public static IKafkaTransactionsBuilder UseInMemoryKafka(this IKafkaTransactionsBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Services.TryAddSingleton<InMemoryKafkaCluster>(_ => new InMemoryKafkaCluster());
+        builder.Services.Replace(ServiceDescriptor.Singleton<IKafkaClientFactory>(sp => new InMemoryKafkaClientFactory(sp.GetRequiredService<InMemoryKafkaCluster>())));
+        DefaultBootstrapServers(builder);
+        return builder;
+    }
+
+    /// <summary>
     /// Makes every KafkaTx producer and processor of the application use <paramref name="cluster"/> instead of real
-    /// Kafka. BootstrapServers still has to be set (any value) for the options to validate.
+    /// Kafka. BootstrapServers may be left unset.
     /// </summary>
     /// <param name="builder">The builder returned by <c>AddKafkaTransactions</c>.</param>
     /// <param name="cluster">The cluster to use; keep a reference to inspect it in the test.</param>
@@ -16,6 +34,13 @@ public static class InMemoryKafkaBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentNullException.ThrowIfNull(cluster);
-        return builder.UseClientFactory(new InMemoryKafkaClientFactory(cluster));
+        builder.Services.Replace(ServiceDescriptor.Singleton(cluster));
+        builder.UseClientFactory(new InMemoryKafkaClientFactory(cluster));
+        DefaultBootstrapServers(builder);
+        return builder;
     }
+
+    // The in-memory cluster needs no address; filling one in keeps the options' validation meaningful for the rest.
+    private static void DefaultBootstrapServers(IKafkaTransactionsBuilder builder) =>
+        builder.Services.PostConfigure<KafkaTransactionsOptions>(builder.Name, o => o.BootstrapServers ??= "in-memory");
 }

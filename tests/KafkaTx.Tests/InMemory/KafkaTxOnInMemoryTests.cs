@@ -151,3 +151,27 @@ public class KafkaTxOnInMemoryTests
         return builder.Build();
     }
 }
+
+public class UseInMemoryKafkaTests
+{
+    [Fact]
+    public async Task Without_arguments_it_registers_one_cluster_to_inspect_and_needs_no_bootstrap_servers()
+    {
+        var services = new ServiceCollection();
+        services.AddKafkaTransactions(o =>
+        {
+            o.TransactionalIdPrefix = "handler-test";
+            o.InstanceId = "0";
+        }).UseInMemoryKafka();
+        await using var provider = services.BuildServiceProvider();
+        var unit = provider.GetRequiredService<ITransactionalUnitOfWork>();
+
+        await unit.ExecuteAsync((tx, _) =>
+        {
+            tx.Produce("out", new Message<string, string> { Key = "k", Value = "v" });
+            return ValueTask.CompletedTask;
+        });
+
+        provider.GetRequiredService<InMemoryKafkaCluster>().ReadTopic("out").Single().ValueText.Should().Be("v");
+    }
+}
