@@ -125,7 +125,8 @@ public sealed class InMemoryKafkaCluster
             ExpireTransactions();
             var log = Log(partition);
             var records = new List<InMemoryRecord>();
-            for (var offset = 0L; offset < log.HighWatermark; offset++)
+            var end = log.End(isolation);
+            for (var offset = 0L; offset < end; offset++)
             {
                 if (log.IsVisible(offset, isolation))
                 {
@@ -243,8 +244,6 @@ public sealed class InMemoryKafkaCluster
 
         return partitions;
     }
-
-    internal bool TopicExists(string topic) => _topics.ContainsKey(topic);
 
     internal PartitionLog Log(TopicPartition partition)
     {

@@ -80,6 +80,7 @@ internal sealed class PartitionLog(TopicPartition partition)
         Entries.Add(new LogEntry(null, null, null, default, transaction, commit ? ControlType.Commit : ControlType.Abort));
     }
 
+    /// <summary>Whether a reader sees the entry at <paramref name="offset"/>; callers read only below <see cref="End"/>.</summary>
     public bool IsVisible(long offset, IsolationLevel isolation)
     {
         var entry = Entries[(int)offset];
@@ -88,12 +89,8 @@ internal sealed class PartitionLog(TopicPartition partition)
             return false;
         }
 
-        if (isolation == IsolationLevel.ReadUncommitted)
-        {
-            return true;
-        }
-
-        return offset < LastStableOffset && (entry.Transaction is null || entry.Transaction.Status == TransactionStatus.Committed);
+        // Below the last stable offset a transaction is committed or aborted, never open.
+        return isolation == IsolationLevel.ReadUncommitted || entry.Transaction is null || entry.Transaction.Status == TransactionStatus.Committed;
     }
 
     /// <summary>The end a reader with this isolation level may read up to.</summary>

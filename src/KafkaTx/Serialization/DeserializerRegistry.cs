@@ -23,8 +23,6 @@ internal sealed class DeserializerRegistry
         _deserializers[typeof(T)] = deserializer;
     }
 
-    public bool Has<T>() => _deserializers.ContainsKey(typeof(T));
-
     public T Deserialize<T>(byte[]? data, in SerializationContext context)
     {
         if (!_deserializers.TryGetValue(typeof(T), out var deserializer))
