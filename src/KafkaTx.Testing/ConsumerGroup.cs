@@ -26,8 +26,96 @@ internal sealed class ConsumerGroup(string groupId)
 
     public void Join(InMemoryKafkaCluster cluster, InMemoryConsumer member)
     {
+        ExpireDeparted(cluster);
+        if (member.GroupInstanceId is { } instanceId && _members.Find(m => m.GroupInstanceId == instanceId) is { } previous)
+        {
+            TakeOver(previous, member);
+            return;
+        }
+
         _members.Add(member);
         Rebalance(cluster, full: member.IsEager);
+    }
+
+    /// <summary>
+    /// A member stopped without leaving (it crashed, or it is static and closed): it keeps its partitions, and the
+    /// group waits for it, until its session times out or, for a static member, its next incarnation joins.
+    /// </summary>
+    public void Depart(InMemoryConsumer member, long timestamp)
+    {
+        if (_members.Contains(member))
+        {
+            member.DepartedAt ??= timestamp;
+        }
+    }
+
+    /// <summary>The coordinator's session timeout: members that stopped longer ago than their session.timeout.ms are removed, and their partitions reassigned.</summary>
+    public void ExpireDeparted(InMemoryKafkaCluster cluster)
+    {
+        List<InMemoryConsumer>? expired = null;
+        foreach (var member in _members)
+        {
+            if (member.DepartedAt is { } departedAt && cluster.Time.GetElapsedTime(departedAt) >= member.SessionTimeout)
+            {
+                (expired ??= []).Add(member);
+            }
+        }
+
+        if (expired is null)
+        {
+            return;
+        }
+
+        foreach (var member in expired)
+        {
+            Release(member);
+            _members.Remove(member);
+            member.Group = null;
+        }
+
+        Rebalance(cluster, full: false);
+    }
+
+    /// <summary>
+    /// KIP-345: a static member's new incarnation takes the place, and the partitions, of the previous one at once,
+    /// without a rebalance. A previous incarnation that still runs is fenced (FENCED_INSTANCE_ID at its next call).
+    /// </summary>
+    private void TakeOver(InMemoryConsumer previous, InMemoryConsumer member)
+    {
+        _members[_members.IndexOf(previous)] = member;
+        if (previous.DepartedAt is null)
+        {
+            previous.FencedInstance = true;
+        }
+
+        previous.Group = null;
+        var owned = Sorted(_owners.Where(o => o.Value == previous).Select(o => o.Key));
+        var stillMoving = owned.Where(_revoking.Contains).ToList();
+        foreach (var partition in owned)
+        {
+            _owners[partition] = member;
+        }
+
+        foreach (var (partition, target) in _targets.ToList())
+        {
+            if (target == previous)
+            {
+                _targets[partition] = member;
+            }
+        }
+
+        if (owned.Count > 0)
+        {
+            member.Enqueue(new RebalanceEvent(RebalanceKind.Assign, owned));
+        }
+
+        if (stillMoving.Count > 0)
+        {
+            // The previous incarnation was giving these up when it stopped: the new one finishes the revoke.
+            member.Enqueue(new RebalanceEvent(RebalanceKind.Revoke, stillMoving));
+        }
+
+        AssignFree();
     }
 
     /// <summary>A member left after revoking its partitions itself (Close).</summary>

@@ -7,7 +7,7 @@ namespace KafkaTx.Testing;
 /// before Consume returns, as in Confluent.Kafka. Read with read_committed (librdkafka's default), it stops at the
 /// last stable offset and skips aborted records and markers; its position moves past what it skipped.
 /// </summary>
-internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>
+internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>, IInMemoryClient
 {
     private readonly InMemoryKafkaCluster _cluster;
     private readonly ConsumerEventHandlers? _handlers;
@@ -22,6 +22,7 @@ internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>
     private readonly HashSet<TopicPartition> _eofReported = [];
     private int _next;
     private bool _closed;
+    private bool _crashed;
 
     public InMemoryConsumer(InMemoryKafkaCluster cluster, ConsumerConfig config, ConsumerEventHandlers? handlers)
     {
@@ -32,8 +33,22 @@ internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>
         _resetToEarliest = Normalize(config.Get("auto.offset.reset")) is "earliest" or "smallest" or "beginning";
         _reportEof = Normalize(config.Get("enable.partition.eof")) == "true";
         IsEager = !(Normalize(config.Get("partition.assignment.strategy"))?.Contains("cooperative", StringComparison.Ordinal) ?? false);
+        GroupInstanceId = string.IsNullOrEmpty(config.GroupInstanceId) ? null : config.GroupInstanceId;
+        SessionTimeout = TimeSpan.FromMilliseconds(config.SessionTimeoutMs ?? 45_000);
         MemberId = string.Empty;
     }
+
+    /// <summary>group.instance.id: a static member (KIP-345), whose next incarnation takes its partitions back at once.</summary>
+    internal string? GroupInstanceId { get; }
+
+    /// <summary>session.timeout.ms: how long the group keeps the partitions of a member that stopped without leaving.</summary>
+    internal TimeSpan SessionTimeout { get; }
+
+    /// <summary>When the member stopped without leaving the group (a crash, or a static member's close); null while it runs.</summary>
+    internal long? DepartedAt { get; set; }
+
+    /// <summary>A newer incarnation with the same group.instance.id joined: this one is a zombie.</summary>
+    internal bool FencedInstance { get; set; }
 
     internal ConsumerGroup? Group { get; set; }
 
@@ -182,6 +197,7 @@ internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>
                     continue;
                 }
 
+                Group?.ExpireDeparted(_cluster);
                 _cluster.ExpireTransactions();
                 if (NextRecord() is { } record)
                 {
@@ -448,7 +464,7 @@ internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>
 
     public void Close()
     {
-        if (_closed)
+        if (_closed || _crashed)
         {
             return;
         }
@@ -456,25 +472,52 @@ internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>
         RevokeAllForLeaving();
         lock (_cluster.Sync)
         {
-            Group?.Leave(_cluster, this);
-            Group = null;
+            LeaveGroup();
             _closed = true;
             Monitor.PulseAll(_cluster.Sync);
         }
+
+        _cluster.Closed(this);
     }
 
     public void Dispose()
     {
         lock (_cluster.Sync)
         {
-            if (!_closed)
+            if (!_closed && !_crashed)
             {
-                Group?.Leave(_cluster, this);
-                Group = null;
+                LeaveGroup();
                 _closed = true;
                 Monitor.PulseAll(_cluster.Sync);
             }
         }
+
+        _cluster.Closed(this);
+    }
+
+    void IInMemoryClient.Crash(long timestamp)
+    {
+        // Under the cluster's lock: the group keeps the member, and its partitions, until its session times out.
+        _crashed = true;
+        Group?.Depart(this, timestamp);
+    }
+
+    /// <summary>
+    /// A dynamic member leaves the group at once. A static member does not (as librdkafka sends no LeaveGroup for it):
+    /// its partitions wait for its next incarnation, or for its session to time out.
+    /// </summary>
+    private void LeaveGroup()
+    {
+        if (GroupInstanceId is not null)
+        {
+            Group?.Depart(this, _cluster.Time.GetTimestamp());
+        }
+        else
+        {
+            Group?.Leave(_cluster, this);
+        }
+
+        Group = null;
     }
 
     public int AddBrokers(string brokers) => 0;
@@ -508,7 +551,20 @@ internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>
     private string RequireGroupId() =>
         _groupId ?? throw new KafkaException(new Error(ErrorCode.Local_InvalidArg, "group.id is required for subscribe, committed offsets and group metadata"));
 
-    private void ThrowIfClosed() => ObjectDisposedException.ThrowIf(_closed, this);
+    private void ThrowIfClosed()
+    {
+        if (_crashed)
+        {
+            throw Crashes.Error();
+        }
+
+        if (FencedInstance)
+        {
+            throw new KafkaException(new Error(ErrorCode.FencedInstanceId, $"Fatal consumer error: another consumer with group.instance.id '{GroupInstanceId}' joined the group: this one is fenced", true));
+        }
+
+        ObjectDisposedException.ThrowIf(_closed, this);
+    }
 
     private static string? Normalize(string? value) => value?.Replace("_", string.Empty, StringComparison.Ordinal).Replace("-", string.Empty, StringComparison.Ordinal).ToLowerInvariant();
 }

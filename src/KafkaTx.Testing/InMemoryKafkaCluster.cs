@@ -22,6 +22,7 @@ public sealed class InMemoryKafkaCluster
     private readonly Dictionary<string, TransactionalIdState> _transactionalIds = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ConsumerGroup> _groups = new(StringComparer.Ordinal);
     private readonly List<TransactionRecord> _openTransactions = [];
+    private readonly HashSet<IInMemoryClient> _openClients = [];
     private long _nextProducerId = 1000;
 
     /// <summary>Creates an empty cluster.</summary>
@@ -47,13 +48,35 @@ public sealed class InMemoryKafkaCluster
     /// <summary>Creates a producer (transactional when the configuration sets transactional.id).</summary>
     /// <param name="config">The producer configuration; bootstrap.servers is ignored.</param>
     /// <returns>A producer of raw bytes over this cluster.</returns>
-    public IProducer<byte[]?, byte[]?> CreateProducer(ProducerConfig config) => new InMemoryProducer(this, config);
+    public IProducer<byte[]?, byte[]?> CreateProducer(ProducerConfig config) => Track(new InMemoryProducer(this, config));
 
     /// <summary>Creates a consumer, with optional rebalance callbacks (run on the thread that calls Consume).</summary>
     /// <param name="config">The consumer configuration; bootstrap.servers is ignored.</param>
     /// <param name="handlers">Rebalance, error and log callbacks, or null.</param>
     /// <returns>A consumer of raw bytes over this cluster.</returns>
-    public IConsumer<byte[]?, byte[]?> CreateConsumer(ConsumerConfig config, ConsumerEventHandlers? handlers = null) => new InMemoryConsumer(this, config, handlers);
+    public IConsumer<byte[]?, byte[]?> CreateConsumer(ConsumerConfig config, ConsumerEventHandlers? handlers = null) => Track(new InMemoryConsumer(this, config, handlers));
+
+    /// <summary>
+    /// Simulates the death of the process that holds every client open now (SIGKILL, a power cut): the clients send
+    /// nothing more (each further call fails with a fatal <see cref="ErrorCode.Local_Fatal"/>), and closing them does
+    /// nothing, so no transaction is aborted and no consumer leaves its group. Their open transactions stay open until
+    /// a new producer with the same transactional.id initializes, or the transaction timeout passes; their consumers
+    /// keep their partitions until the session timeout (session.timeout.ms) passes, or, for a static member, until a
+    /// consumer with the same group.instance.id joins.
+    /// </summary>
+    public void CrashClients()
+    {
+        lock (Sync)
+        {
+            foreach (var client in _openClients)
+            {
+                client.Crash(Time.GetTimestamp());
+            }
+
+            _openClients.Clear();
+            Monitor.PulseAll(Sync);
+        }
+    }
 
     // ---------------------------------------------------------------- topics
 
@@ -190,6 +213,21 @@ public sealed class InMemoryKafkaCluster
         }
     }
 
+    /// <summary>
+    /// Makes the next abort of a transactional.id fail with an error, as librdkafka's abort sometimes does
+    /// (confluentinc/librdkafka#4849: a fatal INVALID_TXN_STATE right after producing). The producer turns fatal and
+    /// the transaction stays open, until a new producer with the same transactional.id initializes and aborts it.
+    /// </summary>
+    /// <param name="transactionalId">The transactional.id.</param>
+    /// <param name="error">The error code; it is raised as a fatal error.</param>
+    public void FailNextAbort(string transactionalId, ErrorCode error)
+    {
+        lock (Sync)
+        {
+            TransactionalIdFor(transactionalId).AbortFailures.Enqueue(error);
+        }
+    }
+
     /// <summary>Delays the next commit of a transactional.id; a call whose timeout is shorter fails as timed out, and a later call completes it.</summary>
     /// <param name="transactionalId">The transactional.id.</param>
     /// <param name="delay">How long the commit takes.</param>
@@ -234,6 +272,25 @@ public sealed class InMemoryKafkaCluster
     }
 
     // ---------------------------------------------------------------- internals used by the clients (under Sync)
+
+    internal void Closed(IInMemoryClient client)
+    {
+        lock (Sync)
+        {
+            _openClients.Remove(client);
+        }
+    }
+
+    private T Track<T>(T client)
+        where T : IInMemoryClient
+    {
+        lock (Sync)
+        {
+            _openClients.Add(client);
+        }
+
+        return client;
+    }
 
     internal PartitionLog[] Topic(string topic)
     {

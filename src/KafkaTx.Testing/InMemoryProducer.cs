@@ -7,7 +7,7 @@ namespace KafkaTx.Testing;
 /// IsFatal flags Confluent.Kafka 2.16 raises for the same situation (observed against librdkafka).
 /// Delivery reports are delivered before Produce returns.
 /// </summary>
-internal sealed class InMemoryProducer : IProducer<byte[]?, byte[]?>
+internal sealed class InMemoryProducer : IProducer<byte[]?, byte[]?>, IInMemoryClient
 {
     private const int DefaultMaxMessageBytes = 1_000_000;
 
@@ -24,6 +24,7 @@ internal sealed class InMemoryProducer : IProducer<byte[]?, byte[]?>
     private Error? _abortRequired;
     private int _nextPartition;
     private bool _disposed;
+    private bool _crashed;
 
     public InMemoryProducer(InMemoryKafkaCluster cluster, ProducerConfig config)
     {
@@ -135,6 +136,13 @@ internal sealed class InMemoryProducer : IProducer<byte[]?, byte[]?>
             var state = RequireInitialized();
             ThrowIfFenced(state);
             var transaction = RequireTransaction();
+            if (state.AbortFailures.TryDequeue(out var injected))
+            {
+                // The transaction stays open: only a new producer's InitTransactions (or the timeout) aborts it.
+                _fatal = new Error(injected, $"Failed to abort transaction: {injected}", true);
+                throw new KafkaException(_fatal);
+            }
+
             _cluster.Complete(transaction, commit: false);
             _transaction = null;
             _abortRequired = null;
@@ -227,6 +235,11 @@ internal sealed class InMemoryProducer : IProducer<byte[]?, byte[]?>
     {
         ArgumentNullException.ThrowIfNull(message);
         ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_crashed)
+        {
+            throw Refused(Crashes.Error().Error);
+        }
+
         if (_fatal is { } fatal)
         {
             throw Refused(fatal.Code == ErrorCode.Local_Fenced ? new Error(ErrorCode.Local_Fenced, "Local: This instance has been fenced by a newer instance") : new Error(fatal.Code, fatal.Reason));
@@ -309,7 +322,13 @@ internal sealed class InMemoryProducer : IProducer<byte[]?, byte[]?>
     {
     }
 
-    public void Dispose() => _disposed = true;
+    public void Dispose()
+    {
+        _disposed = true;
+        _cluster.Closed(this);
+    }
+
+    void IInMemoryClient.Crash(long timestamp) => _crashed = true;
 
     // ---------------------------------------------------------------- helpers
 
@@ -335,6 +354,11 @@ internal sealed class InMemoryProducer : IProducer<byte[]?, byte[]?>
 
     private void ThrowIfUnusable()
     {
+        if (_crashed)
+        {
+            throw Crashes.Error();
+        }
+
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_fatal is not null)
         {

@@ -112,6 +112,8 @@ internal sealed class TransactionalIdState(string transactionalId, long producer
 
     public Queue<ErrorCode> CommitFailures { get; } = new();
 
+    public Queue<ErrorCode> AbortFailures { get; } = new();
+
     public TimeSpan? CommitDelay { get; set; }
 
     public long? CommitPendingUntil { get; set; }
@@ -140,4 +142,17 @@ internal sealed class InMemoryGroupMetadata(string groupId, int generation, stri
     public int Generation { get; } = generation;
 
     public string MemberId { get; } = memberId;
+}
+
+/// <summary>A client of the in-memory cluster, which a simulated process crash stops dead.</summary>
+internal interface IInMemoryClient
+{
+    /// <summary>The process died at <paramref name="timestamp"/>: fail every further call, and leave nothing behind on close.</summary>
+    void Crash(long timestamp);
+}
+
+internal static class Crashes
+{
+    public static KafkaException Error() =>
+        new(new Error(ErrorCode.Local_Fatal, "The client's process crashed (InMemoryKafkaCluster.CrashClients); it sends nothing more", true));
 }

@@ -46,6 +46,7 @@ public static class TransactionalProcessorBuilderExtensions
         services.AddOptions<TransactionalProcessorOptions>(name).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TransactionalProcessorOptions>, TransactionalProcessorOptionsValidator>());
         services.TryAddScoped<THandler>();
+        services.TryAddSingleton(sp => new ApplicationStopper(sp.GetService<IHostApplicationLifetime>()));
 
         var processorType = typeof(TransactionalProcessor<,>).MakeGenericType(handlerInterfaces[0].GetGenericArguments());
         services.AddKeyedSingleton<ITransactionalProcessor>(name, (sp, _) =>

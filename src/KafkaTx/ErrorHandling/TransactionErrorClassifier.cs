@@ -81,9 +81,12 @@ public static class TransactionErrorClassifier
         return TransactionErrorKind.Abortable;
     }
 
-    /// <summary>Whether the code means a newer producer instance owns the transactional.id.</summary>
+    /// <summary>
+    /// Whether the code means a newer instance took over: it owns the transactional.id (producer fencing), or, for a
+    /// processor's consumer, the static group membership (<c>group.instance.id</c>, KIP-345).
+    /// </summary>
     internal static bool IsFencing(ErrorCode code) =>
-        code is ErrorCode.Local_Fenced or ErrorCode.ProducerFenced or ErrorCode.InvalidProducerEpoch;
+        code is ErrorCode.Local_Fenced or ErrorCode.ProducerFenced or ErrorCode.InvalidProducerEpoch or ErrorCode.FencedInstanceId;
 
     /// <summary>Whether the code means Kafka refused the data or request for a reason a retry does not fix.</summary>
     internal static bool IsRejection(ErrorCode code) => code is

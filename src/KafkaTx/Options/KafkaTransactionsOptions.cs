@@ -13,6 +13,11 @@ public sealed class KafkaTransactionsOptions
     /// <summary>The environment variable read for <see cref="InstanceId"/> when it is not set in code or configuration.</summary>
     public const string InstanceIdEnvironmentVariable = "KAFKATX_INSTANCE_ID";
 
+    private TimeSpan? _deliveryTimeout;
+    private TimeSpan? _commitTimeout;
+    private TimeSpan? _abortTimeout;
+    private TimeSpan? _sendOffsetsTimeout;
+
     /// <summary>Kafka's <c>bootstrap.servers</c>: a comma-separated list of host:port. Required.</summary>
     public string? BootstrapServers { get; set; }
 
@@ -38,31 +43,61 @@ public sealed class KafkaTransactionsOptions
     /// <summary>
     /// Kafka's <c>transaction.timeout.ms</c>: a transaction open longer than this is aborted by the broker.
     /// KafkaTx also refuses to commit a transaction older than this, and aborts it instead. Default 60 seconds.
-    /// The broker caps it at its <c>transaction.max.timeout.ms</c> (15 minutes by default).
+    /// The broker caps it at its <c>transaction.max.timeout.ms</c> (15 minutes by default). The delivery, commit, abort
+    /// and send-offsets timeouts follow it unless set: changing this one alone is enough.
     /// </summary>
     public TimeSpan TransactionTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
     /// <summary>
     /// Kafka's <c>message.timeout.ms</c> (the delivery timeout): how long a record may take to be acknowledged.
     /// Must be below <see cref="TransactionTimeout"/>, so that a record that cannot be delivered fails the
-    /// transaction with its own error instead of the broker silently aborting the transaction. Default 45 seconds.
+    /// transaction with its own error instead of the broker silently aborting the transaction.
+    /// Default: three quarters of <see cref="TransactionTimeout"/> (45 seconds with the default).
     /// </summary>
-    public TimeSpan DeliveryTimeout { get; set; } = TimeSpan.FromSeconds(45);
+    public TimeSpan DeliveryTimeout
+    {
+        get => _deliveryTimeout ?? Fraction(TransactionTimeout, 3, 4);
+        set => _deliveryTimeout = value;
+    }
 
     /// <summary>The deadline for InitTransactions, including retries while the coordinator is unavailable. Default 30 seconds.</summary>
     public TimeSpan InitTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
     /// The deadline for a commit, including its retries. It may not exceed <see cref="TransactionTimeout"/>.
-    /// When it passes, the outcome is unknown (<see cref="TransactionErrorKind.OutcomeUnknown"/>). Default 30 seconds.
+    /// When it passes, the outcome is unknown (<see cref="TransactionErrorKind.OutcomeUnknown"/>).
+    /// Default: half of <see cref="TransactionTimeout"/> (30 seconds with the default).
     /// </summary>
-    public TimeSpan CommitTimeout { get; set; } = TimeSpan.FromSeconds(30);
+    public TimeSpan CommitTimeout
+    {
+        get => _commitTimeout ?? Fraction(TransactionTimeout, 1, 2);
+        set => _commitTimeout = value;
+    }
 
-    /// <summary>The deadline for an abort, including its retries. Default 30 seconds.</summary>
-    public TimeSpan AbortTimeout { get; set; } = TimeSpan.FromSeconds(30);
+    /// <summary>The deadline for an abort, including its retries. Default: half of <see cref="TransactionTimeout"/> (30 seconds with the default).</summary>
+    public TimeSpan AbortTimeout
+    {
+        get => _abortTimeout ?? Fraction(TransactionTimeout, 1, 2);
+        set => _abortTimeout = value;
+    }
 
-    /// <summary>The deadline for sending consumer offsets to the transaction, including its retries. Default 30 seconds.</summary>
-    public TimeSpan SendOffsetsTimeout { get; set; } = TimeSpan.FromSeconds(30);
+    /// <summary>
+    /// The deadline for sending consumer offsets to the transaction, including its retries.
+    /// Default: half of <see cref="TransactionTimeout"/> (30 seconds with the default).
+    /// </summary>
+    public TimeSpan SendOffsetsTimeout
+    {
+        get => _sendOffsetsTimeout ?? Fraction(TransactionTimeout, 1, 2);
+        set => _sendOffsetsTimeout = value;
+    }
+
+    /// <summary>
+    /// Self-healing: how many times in a row the producer may be replaced after fatal errors that are not fencing
+    /// (for example librdkafka's INVALID_TXN_STATE on an abort, or a broker without KIP-360 after a rejected record),
+    /// without a transaction completing in between. Each replacement's InitTransactions aborts what the old producer
+    /// left open. Past the limit the unit is Faulted. 0 turns self-healing off. Default 3.
+    /// </summary>
+    public int MaxProducerReplacements { get; set; } = 3;
 
     /// <summary>
     /// Kafka's <c>linger.ms</c>: how long the producer waits to fill a batch. Inside a transaction the commit
@@ -130,6 +165,8 @@ public sealed class KafkaTransactionsOptions
         config.Set("dotnet.producer.delivery.report.fields", "status");
         return config;
     }
+
+    private static TimeSpan Fraction(TimeSpan value, int numerator, int denominator) => value * numerator / denominator;
 
     private static int ToMilliseconds(TimeSpan value) => (int)Math.Ceiling(value.TotalMilliseconds);
 }

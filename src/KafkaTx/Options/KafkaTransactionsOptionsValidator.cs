@@ -39,6 +39,11 @@ internal sealed class KafkaTransactionsOptionsValidator : IValidateOptions<Kafka
         ValidateTransactionalId(options, label, failures);
         ValidateTimeouts(options, label, failures);
         ValidateRetry(options.Retry, label, failures);
+        if (options.MaxProducerReplacements < 0)
+        {
+            failures.Add($"{label}: MaxProducerReplacements is {options.MaxProducerReplacements}; it must be 0 (no self-healing) or more.");
+        }
+
         ValidateClientSettings(options.ClientSettings, label, failures);
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
@@ -87,12 +92,12 @@ internal sealed class KafkaTransactionsOptionsValidator : IValidateOptions<Kafka
 
         if (options.DeliveryTimeout > TimeSpan.Zero && options.DeliveryTimeout >= options.TransactionTimeout)
         {
-            failures.Add($"{label}: DeliveryTimeout (message.timeout.ms = {Ms(options.DeliveryTimeout)}) must be below TransactionTimeout (transaction.timeout.ms = {Ms(options.TransactionTimeout)}): otherwise the broker can abort the transaction while a record is still being retried, and the record's own error is lost. Lower DeliveryTimeout or raise TransactionTimeout.");
+            failures.Add($"{label}: DeliveryTimeout (message.timeout.ms = {Ms(options.DeliveryTimeout)}) must be below TransactionTimeout (transaction.timeout.ms = {Ms(options.TransactionTimeout)}): otherwise the broker can abort the transaction while a record is still being retried, and the record's own error is lost. Lower DeliveryTimeout or raise TransactionTimeout, or leave DeliveryTimeout unset: it then follows TransactionTimeout.");
         }
 
         if (options.CommitTimeout > options.TransactionTimeout)
         {
-            failures.Add($"{label}: CommitTimeout ({Ms(options.CommitTimeout)}) exceeds TransactionTimeout (transaction.timeout.ms = {Ms(options.TransactionTimeout)}); a commit is retried only within the transaction timeout. Lower CommitTimeout.");
+            failures.Add($"{label}: CommitTimeout ({Ms(options.CommitTimeout)}) exceeds TransactionTimeout (transaction.timeout.ms = {Ms(options.TransactionTimeout)}); a commit is retried only within the transaction timeout. Lower CommitTimeout, or leave it unset: it then follows TransactionTimeout.");
         }
     }
 

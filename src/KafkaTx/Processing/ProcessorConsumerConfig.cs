@@ -24,7 +24,7 @@ internal static class ProcessorConsumerConfig
             settings[key] = value;
         }
 
-        return new ConsumerConfig(settings)
+        var config = new ConsumerConfig(settings)
         {
             BootstrapServers = producer.BootstrapServers,
             GroupId = options.GroupId,
@@ -35,5 +35,13 @@ internal static class ProcessorConsumerConfig
             PartitionAssignmentStrategy = options.AssignmentStrategy,
             EnablePartitionEof = false,
         };
+
+        if (options.StaticMembership && !settings.ContainsKey("group.instance.id"))
+        {
+            // The transactional.id is stable per instance and unique across instances: exactly what a static member needs.
+            config.GroupInstanceId = producer.ResolveTransactionalId();
+        }
+
+        return config;
     }
 }

@@ -23,7 +23,7 @@ namespace KafkaTx.Processing;
 /// is consumed; a record that Consume returned after a rewind became due is dropped, since it lies past records
 /// whose outputs were aborted. Without the rewind, those records would be skipped for good.
 /// </remarks>
-internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
+internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
 {
     private static readonly TimeSpan IdlePoll = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan CommittedOffsetsTimeout = TimeSpan.FromSeconds(10);
@@ -43,6 +43,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
     private readonly List<RecordKey> _processed = [];
     private readonly Dictionary<RecordKey, RecordFailure> _failures = [];
     private readonly Dictionary<TopicPartition, long> _isolateThrough = [];
+    private readonly CommittedPositions _committedPositions = new();
 
     private IConsumer<byte[]?, byte[]?>? _consumer;
     private AsyncServiceScope? _scope;
@@ -52,7 +53,6 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
     private long _transactionStartedAt;
     private bool _rewindPending;
     private bool _stopRequested;
-    private int _recoveries;
     private int _state;
     private long _committedTransactions;
     private long _committedRecords;
@@ -89,6 +89,8 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
     public long CommittedTransactions => Interlocked.Read(ref _committedTransactions);
 
     public long CommittedRecords => Interlocked.Read(ref _committedRecords);
+
+    public string TransactionalId => _unit.TransactionalId;
 
     private string Id => _unit.TransactionalId;
 
@@ -231,7 +233,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
         var key = RecordKey.Of(result);
         if (!_inTransaction)
         {
-            await BeginAsync().ConfigureAwait(false);
+            await BeginAsync(cancellationToken).ConfigureAwait(false);
         }
 
         _failures.TryGetValue(key, out var failure);
@@ -256,7 +258,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
         {
             if (_unit.State is TransactionState.Fenced or TransactionState.Faulted)
             {
-                await HandleTerminalAsync(e, cancellationToken).ConfigureAwait(false);
+                await StopForUnitFailureAsync(e).ConfigureAwait(false);
                 return;
             }
 
@@ -266,58 +268,6 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
             await AbortAndRewindAsync($"the handler failed on {key}").ConfigureAwait(false);
             await BackoffAsync(attempts, cancellationToken).ConfigureAwait(false);
         }
-    }
-
-    private async Task HandlePoisonAsync(ConsumeResult<byte[]?, byte[]?> result, RecordKey key, RecordFailure failure)
-    {
-        switch (_options.PoisonRecordPolicy)
-        {
-            case PoisonRecordPolicy.DeadLetter:
-                var deadLetterTopic = _options.DeadLetterTopicFor(key.TopicPartition.Topic);
-                _unit.Produce(deadLetterTopic, new Message<byte[]?, byte[]?>
-                {
-                    Key = result.Message.Key,
-                    Value = result.Message.Value,
-                    Timestamp = result.Message.Timestamp,
-                    Headers = DeadLetterHeadersFor(result, key, failure),
-                });
-                _deadLetterTopicInTransaction = deadLetterTopic;
-                Log.DeadLettered(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, failure.Attempts, deadLetterTopic, failure.LastError);
-                break;
-            case PoisonRecordPolicy.Skip:
-                Log.PoisonSkipped(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, failure.Attempts, failure.LastError);
-                break;
-            default:
-                Log.PoisonStopped(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, failure.Attempts, failure.LastError);
-                await AbortAndRewindAsync("a poison record met the Stop policy").ConfigureAwait(false);
-                Stop(ProcessorState.Faulted, new InvalidOperationException(
-                    $"Processor '{Name}' stopped at {key}: the record failed {failure.Attempts} times and the poison record policy is Stop. Fix the handler or the record, or choose DeadLetter or Skip, then restart.",
-                    failure.LastError));
-                return;
-        }
-
-        _touched.Add(key.TopicPartition);
-        _processed.Add(key);
-    }
-
-    private static Headers DeadLetterHeadersFor(ConsumeResult<byte[]?, byte[]?> result, RecordKey key, RecordFailure failure)
-    {
-        var headers = new Headers();
-        if (result.Message.Headers is { } original)
-        {
-            foreach (var header in original)
-            {
-                headers.Add(header.Key, header.GetValueBytes());
-            }
-        }
-
-        headers.Add(DeadLetterHeaders.Topic, Encoding.UTF8.GetBytes(key.TopicPartition.Topic));
-        headers.Add(DeadLetterHeaders.Partition, Encoding.UTF8.GetBytes(key.TopicPartition.Partition.Value.ToString(CultureInfo.InvariantCulture)));
-        headers.Add(DeadLetterHeaders.Offset, Encoding.UTF8.GetBytes(key.Offset.ToString(CultureInfo.InvariantCulture)));
-        headers.Add(DeadLetterHeaders.ErrorType, Encoding.UTF8.GetBytes(failure.LastError.GetType().FullName ?? failure.LastError.GetType().Name));
-        headers.Add(DeadLetterHeaders.ErrorMessage, Encoding.UTF8.GetBytes(failure.LastError.Message));
-        headers.Add(DeadLetterHeaders.Attempts, Encoding.UTF8.GetBytes(failure.Attempts.ToString(CultureInfo.InvariantCulture)));
-        return headers;
     }
 
     private ConsumeResult<TKey, TValue> Deserialize(ConsumeResult<byte[]?, byte[]?> result)
@@ -339,14 +289,29 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
 
     // ---------------------------------------------------------------- transactions
 
-    private async Task BeginAsync()
+    private async Task BeginAsync(CancellationToken cancellationToken)
     {
         if (_unit.State == TransactionState.Aborting)
         {
-            await _unit.AbortAsync().ConfigureAwait(false); // resume an abort that timed out
+            await _unit.AbortAsync(cancellationToken).ConfigureAwait(false); // resume an abort that timed out
         }
 
-        _unit.BeginTransaction();
+        if (_unit.State == TransactionState.Uninitialized)
+        {
+            await InitializeProducerAsync(cancellationToken).ConfigureAwait(false); // the unit replaced its producer
+        }
+
+        try
+        {
+            _unit.BeginTransaction();
+        }
+        catch (KafkaTransactionException) when (_unit.State == TransactionState.Uninitialized)
+        {
+            // The producer had hit a fatal error in the background and the unit replaced it: initialize and go on.
+            await InitializeProducerAsync(cancellationToken).ConfigureAwait(false);
+            _unit.BeginTransaction();
+        }
+
         _inTransaction = true;
         _transactionStartedAt = _time.GetTimestamp();
         _scope = _scopes.CreateAsyncScope();
@@ -356,11 +321,12 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
     private async Task CommitAsync(CancellationToken cancellationToken)
     {
         var records = _processed.Count;
+        List<TopicPartitionOffset> offsets;
         try
         {
             // The consumer's positions, not "last offset + 1": transaction markers leave gaps, and the position is
             // where the next read starts. Group metadata is read now, never cached across a rebalance.
-            var offsets = _touched.Select(tp => new TopicPartitionOffset(tp, _consumer!.Position(tp))).Where(o => o.Offset.Value >= 0).ToList();
+            offsets = _touched.Select(tp => new TopicPartitionOffset(tp, _consumer!.Position(tp))).Where(o => o.Offset.Value >= 0).ToList();
             if (offsets.Count > 0)
             {
                 await _unit.SendOffsetsAsync(offsets, _consumer!.ConsumerGroupMetadata, cancellationToken).ConfigureAwait(false);
@@ -383,6 +349,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
             }
         }
 
+        _committedPositions.Committed(offsets);
         Interlocked.Increment(ref _committedTransactions);
         Interlocked.Add(ref _committedRecords, records);
         await EndTransactionAsync().ConfigureAwait(false);
@@ -390,16 +357,26 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
 
     private async Task HandleCommitFailureAsync(KafkaTransactionException failure, CancellationToken cancellationToken)
     {
-        switch (failure.Kind)
+        if (failure.Kind is TransactionErrorKind.Fenced or TransactionErrorKind.Fatal || _unit.State is TransactionState.Fenced or TransactionState.Faulted)
         {
-            case TransactionErrorKind.Fenced or TransactionErrorKind.Fatal:
-                await HandleTerminalAsync(failure, cancellationToken).ConfigureAwait(false);
-                return;
-            case TransactionErrorKind.OutcomeUnknown:
-                // Replace the producer: its InitTransactions completes or aborts the pending commit, and the rewind
-                // below starts from whatever offsets the group really has, so nothing is lost or written twice.
-                await HandleTerminalAsync(failure, cancellationToken).ConfigureAwait(false);
-                return;
+            await StopForUnitFailureAsync(failure).ConfigureAwait(false);
+            return;
+        }
+
+        if (failure.Kind == TransactionErrorKind.OutcomeUnknown)
+        {
+            // Whether these offsets committed is unknown: the rewind asks the group for them. A commit still pending
+            // (it timed out) is settled by a new producer, whose InitTransactions completes or aborts it.
+            Log.ProcessorCommitOutcomeUnknown(_logger, Name, Id, _processed.Count, failure);
+            _committedPositions.Forget(_touched);
+            if (_unit.State == TransactionState.Committing)
+            {
+                await _unit.ResetAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            await EndTransactionAsync().ConfigureAwait(false);
+            _rewindPending = true;
+            return;
         }
 
         if (_unit.State is TransactionState.InTransaction or TransactionState.Aborting)
@@ -459,7 +436,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
         }
         catch (KafkaTransactionException e) when (e.Kind is TransactionErrorKind.Fenced or TransactionErrorKind.Fatal)
         {
-            await HandleTerminalAsync(e, CancellationToken.None).ConfigureAwait(false);
+            await StopForUnitFailureAsync(e).ConfigureAwait(false);
         }
         catch (KafkaTransactionException e)
         {
@@ -482,7 +459,11 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
         }
     }
 
-    private async Task HandleTerminalAsync(Exception failure, CancellationToken cancellationToken)
+    /// <summary>
+    /// The unit of work can no longer be used: fenced (another instance owns the transactional.id), or faulted (its
+    /// self-healing gave up, or the error cannot be healed). The processor stops; its host decides what follows.
+    /// </summary>
+    private async Task StopForUnitFailureAsync(Exception failure)
     {
         await EndTransactionAsync().ConfigureAwait(false);
         if (_unit.State == TransactionState.Fenced || TransactionErrorClassifier.Classify(failure) == TransactionErrorKind.Fenced)
@@ -492,20 +473,8 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
             return;
         }
 
-        if (_recoveries >= _options.MaxProducerRecoveries)
-        {
-            Log.ProcessorGaveUp(_logger, Name, Id, _recoveries, failure);
-            Stop(ProcessorState.Faulted, failure);
-            return;
-        }
-
-        _recoveries++;
-        SetState(ProcessorState.Recovering);
-        Log.ProcessorRecovering(_logger, Name, Id, _recoveries, _options.MaxProducerRecoveries, failure);
-        await _unit.ResetAsync(cancellationToken).ConfigureAwait(false);
-        await InitializeProducerAsync(cancellationToken).ConfigureAwait(false);
-        _rewindPending = true;
-        SetState(ProcessorState.Running);
+        Log.ProcessorFailed(_logger, Name, Id, failure);
+        Stop(ProcessorState.Faulted, failure);
     }
 
     private async Task BackoffAsync(int attempts, CancellationToken cancellationToken)
@@ -514,104 +483,6 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
         if (delay > TimeSpan.Zero)
         {
             await Task.Delay(delay, _time, cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    // ---------------------------------------------------------------- rewind and rebalance
-
-    /// <summary>Moves every assigned partition back to its committed offset. False when the offsets could not be read.</summary>
-    private bool TryRewind()
-    {
-        var assignment = _consumer!.Assignment;
-        if (assignment.Count == 0)
-        {
-            _rewindPending = false;
-            return true;
-        }
-
-        List<TopicPartitionOffset> committed;
-        try
-        {
-            committed = _consumer.Committed(assignment, CommittedOffsetsTimeout);
-        }
-        catch (KafkaException e)
-        {
-            Log.RewindFailed(_logger, Name, Id, e);
-            return false;
-        }
-
-        foreach (var position in committed)
-        {
-            var target = position.Offset == Offset.Unset
-                ? (_options.AutoOffsetReset == AutoOffsetReset.Latest ? Offset.End : Offset.Beginning)
-                : position.Offset;
-            try
-            {
-                _consumer.Seek(new TopicPartitionOffset(position.TopicPartition, target));
-            }
-            catch (KafkaException e)
-            {
-                // Not fetching yet: it will start from the committed offset anyway.
-                Log.SeekSkipped(_logger, Name, position.TopicPartition.ToString(), e.Error.Reason);
-            }
-        }
-
-        Log.Rewound(_logger, Name, string.Join(", ", committed.Select(c => c.ToString())));
-        _rewindPending = false;
-        return true;
-    }
-
-    private void OnPartitionsAssigned(IReadOnlyList<TopicPartition> partitions) =>
-        Log.PartitionsAssigned(_logger, Name, string.Join(", ", partitions));
-
-    private void OnPartitionsRevoked(IReadOnlyList<TopicPartitionOffset> partitions)
-    {
-        Log.PartitionsRevoked(_logger, Name, string.Join(", ", partitions.Select(p => p.TopicPartition)), _inTransaction);
-        if (_inTransaction && State is ProcessorState.Running)
-        {
-            // Complete the open transaction before the partitions are given up: the callback must not return
-            // while this member could still commit offsets for them. Blocking is safe: no synchronization context.
-            CommitAsync(CancellationToken.None).GetAwaiter().GetResult();
-        }
-
-        Forget(partitions.Select(p => p.TopicPartition));
-    }
-
-    private void OnPartitionsLost(IReadOnlyList<TopicPartitionOffset> partitions)
-    {
-        Log.PartitionsLost(_logger, Name, string.Join(", ", partitions.Select(p => p.TopicPartition)), _inTransaction);
-        if (_inTransaction)
-        {
-            // Other members may own these partitions already: never commit, abort.
-            AbortAndRewindAsync("partitions were lost").GetAwaiter().GetResult();
-        }
-
-        Forget(partitions.Select(p => p.TopicPartition));
-        _rewindPending = true;
-    }
-
-    private void Forget(IEnumerable<TopicPartition> partitions)
-    {
-        var gone = partitions.ToHashSet();
-        foreach (var key in _failures.Keys.Where(k => gone.Contains(k.TopicPartition)).ToList())
-        {
-            _failures.Remove(key);
-        }
-
-        foreach (var partition in gone)
-        {
-            _isolateThrough.Remove(partition);
-        }
-    }
-
-    private void OnConsumerError(Error error) => Log.ConsumerError(_logger, Name, error.Code, error.Reason, error.IsFatal);
-
-    private void OnConsumerLog(LogMessage message)
-    {
-        var level = Log.ToLogLevel(message.Level);
-        if (_logger.IsEnabled(level))
-        {
-            Log.ClientLog(_logger, level, Name, message.Facility, message.Message);
         }
     }
 
@@ -665,7 +536,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
 
     private void StopIfRunning()
     {
-        if (State is ProcessorState.Created or ProcessorState.Starting or ProcessorState.Running or ProcessorState.Recovering)
+        if (State is ProcessorState.Created or ProcessorState.Starting or ProcessorState.Running)
         {
             SetState(ProcessorState.Stopped);
         }

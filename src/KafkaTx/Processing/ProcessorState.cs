@@ -12,15 +12,12 @@ public enum ProcessorState
     /// <summary>Consuming, transforming and committing.</summary>
     Running,
 
-    /// <summary>Replacing its producer after a fatal error; it resumes from the committed offsets.</summary>
-    Recovering,
-
     /// <summary>Stopped by the host, after finishing or aborting its open transaction.</summary>
     Stopped,
 
     /// <summary>Stopped for good: another instance with the same transactional.id took over. Nothing more is written.</summary>
     Fenced,
 
-    /// <summary>Stopped: fatal errors exceeded the recovery budget, or a poison record met the Stop policy.</summary>
+    /// <summary>Stopped: the producer's self-healing gave up (<see cref="KafkaTransactionsOptions.MaxProducerReplacements"/>), or a poison record met the Stop policy.</summary>
     Faulted,
 }

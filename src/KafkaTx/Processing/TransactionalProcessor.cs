@@ -10,6 +10,9 @@ namespace KafkaTx.Processing;
 internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, ITransactionalProcessor
 {
     private readonly ProcessorEngine<TKey, TValue> _engine;
+    private readonly ILogger _logger;
+    private readonly bool _stopApplicationOnFailure;
+    private readonly ApplicationStopper _stopper;
 
     public TransactionalProcessor(
         string name,
@@ -21,9 +24,13 @@ internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, 
         TimeProvider time)
     {
         var logger = (services.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance).CreateLogger("KafkaTx.TransactionalProcessor");
+        var settings = options.Get(name);
+        _logger = logger;
+        _stopApplicationOnFailure = settings.StopApplicationOnFailure;
+        _stopper = services.GetService<ApplicationStopper>() ?? new ApplicationStopper(services.GetService<IHostApplicationLifetime>());
         _engine = new ProcessorEngine<TKey, TValue>(
             name,
-            options.Get(name),
+            settings,
             producerOptions.Get(name),
             services.GetRequiredKeyedService<ITransactionalUnitOfWork>(name),
             clientFactory,
@@ -43,7 +50,14 @@ internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, 
 
     public long CommittedRecords => _engine.CommittedRecords;
 
-    // Consume blocks, so the loop gets a thread of its own instead of holding up the host's start.
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-        Task.Factory.StartNew(() => _engine.RunAsync(stoppingToken), stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        // Consume blocks, so the loop gets a thread of its own instead of holding up the host's start.
+        await Task.Factory.StartNew(() => _engine.RunAsync(stoppingToken), stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default)
+            .Unwrap().ConfigureAwait(false);
+        if (_stopApplicationOnFailure && _engine.State is ProcessorState.Fenced or ProcessorState.Faulted)
+        {
+            _stopper.Stop(_logger, _engine.Name, _engine.TransactionalId, _engine.State, _engine.Failure);
+        }
+    }
 }

@@ -48,8 +48,23 @@ public sealed class TransactionalProcessorOptions
     /// <summary>On shutdown, how long the open transaction may take to commit before it is aborted. Default 10 s.</summary>
     public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>How many times the producer is replaced after fatal errors before the processor stops. Default 3.</summary>
-    public int MaxProducerRecoveries { get; set; } = 3;
+    /// <summary>
+    /// Whether the consumer joins its group as a static member (KIP-345, brokers 2.3 and later), with
+    /// <c>group.instance.id</c> set to the producer's transactional.id, which is already stable per instance. A
+    /// restarted instance then gets its partitions back at once, instead of waiting for its previous incarnation's
+    /// session to time out (45 s by default). The price: the partitions of an instance that stops and does not come
+    /// back wait for that session timeout before another instance takes them. Default <see langword="true"/>.
+    /// </summary>
+    public bool StaticMembership { get; set; } = true;
+
+    /// <summary>
+    /// Whether a processor that can no longer work (Fenced: another instance took over its transactional.id; Faulted:
+    /// the producer's self-healing gave up, or a poison record met the Stop policy) stops the application, with a
+    /// Critical log saying why and exit code 1, so that an orchestrator notices and replaces the instance. This is
+    /// .NET's convention for a failed BackgroundService. When <see langword="false"/>, the processor stops alone and
+    /// the application goes on (read <see cref="ITransactionalProcessor.State"/> in a health check). Default <see langword="true"/>.
+    /// </summary>
+    public bool StopApplicationOnFailure { get; set; } = true;
 
     /// <summary>
     /// Further librdkafka consumer settings. Security settings (<c>security.protocol</c>, <c>sasl.*</c>, <c>ssl.*</c>)

@@ -55,9 +55,9 @@ internal sealed class TransactionalProcessorOptionsValidator(IOptionsMonitor<Kaf
             failures.Add($"{label}: ShutdownTimeout must be positive.");
         }
 
-        if (options.MaxProducerRecoveries < 0)
+        if (!options.StaticMembership && options.ConsumerSettings?.ContainsKey("group.instance.id") == true)
         {
-            failures.Add($"{label}: MaxProducerRecoveries is {options.MaxProducerRecoveries}; it must be 0 or more.");
+            failures.Add($"{label}: ConsumerSettings sets 'group.instance.id' but StaticMembership is false; a group.instance.id makes the member static. Remove one of the two.");
         }
 
         if (options.Topics is not null && options.PoisonRecordPolicy == PoisonRecordPolicy.DeadLetter

@@ -24,6 +24,7 @@ internal sealed class KafkaTxInstrumentation : IDisposable
         RecordsCommitted = _meter.CreateCounter<long>("kafkatx.records.committed", "{record}", "Records made visible by committed transactions.");
         CommitDuration = _meter.CreateHistogram<double>("kafkatx.transaction.commit.duration", "s", "Time from commit request to committed.");
         Failures = _meter.CreateCounter<long>("kafkatx.transactions.failed", "{failure}", "Transactional failures, by kind.");
+        ProducerReplacements = _meter.CreateCounter<long>("kafkatx.producer.replacements", "{replacement}", "Producers replaced after a fatal error that was not fencing, by the operation that hit it.");
     }
 
     public ActivitySource ActivitySource { get; }
@@ -39,6 +40,8 @@ internal sealed class KafkaTxInstrumentation : IDisposable
     public Histogram<double> CommitDuration { get; }
 
     public Counter<long> Failures { get; }
+
+    public Counter<long> ProducerReplacements { get; }
 
     public void Dispose()
     {

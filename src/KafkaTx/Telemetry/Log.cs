@@ -63,6 +63,12 @@ internal static partial class Log
     [LoggerMessage(19, LogLevel.Debug, "The local queue of {TransactionalId} is full; Produce waits for deliveries to make room")]
     public static partial void WaitingForQueueRoom(ILogger logger, string transactionalId);
 
+    [LoggerMessage(20, LogLevel.Warning, "Replacing the producer of {TransactionalId} after a fatal error during {Operation}: {ErrorCode} ({Reason}); replacement {Replacement} of at most {MaxReplacements} in a row. The new producer's InitTransactions aborts what the old one left open")]
+    public static partial void ReplacingProducer(ILogger logger, string transactionalId, string operation, ErrorCode errorCode, string reason, int replacement, int maxReplacements);
+
+    [LoggerMessage(21, LogLevel.Warning, "The replacement producer of {TransactionalId} could not initialize yet (state {State}); the next use tries again")]
+    public static partial void ReplacementNotInitialized(ILogger logger, string transactionalId, TransactionState state, Exception exception);
+
     // ---- processors (event ids 100+)
 
     [LoggerMessage(100, LogLevel.Information, "Processor {Name} ({TransactionalId}) started: topics {Topics}, group {GroupId}")]
@@ -92,11 +98,11 @@ internal static partial class Log
     [LoggerMessage(108, LogLevel.Critical, "Processor {Name} ({TransactionalId}) was fenced: another instance with this transactional.id took over. It stops at once and writes nothing more")]
     public static partial void ProcessorFenced(ILogger logger, string name, string transactionalId, Exception exception);
 
-    [LoggerMessage(109, LogLevel.Warning, "Processor {Name} ({TransactionalId}): replacing the producer after a fatal error (recovery {Recovery} of {MaxRecoveries}); resuming from the committed offsets")]
-    public static partial void ProcessorRecovering(ILogger logger, string name, string transactionalId, int recovery, int maxRecoveries, Exception exception);
+    [LoggerMessage(109, LogLevel.Warning, "Processor {Name} ({TransactionalId}): the commit of {Records} records has an unknown outcome; rewinding to the offsets the group holds")]
+    public static partial void ProcessorCommitOutcomeUnknown(ILogger logger, string name, string transactionalId, int records, Exception exception);
 
-    [LoggerMessage(110, LogLevel.Critical, "Processor {Name} ({TransactionalId}) stops: {Recoveries} producer recoveries did not help")]
-    public static partial void ProcessorGaveUp(ILogger logger, string name, string transactionalId, int recoveries, Exception exception);
+    [LoggerMessage(110, LogLevel.Critical, "Processor {Name} ({TransactionalId}) ended {State}; stopping the application (exit code {ExitCode}) so that it is restarted or replaced. Set StopApplicationOnFailure to false to keep the application running")]
+    public static partial void StoppingApplication(ILogger logger, string name, string transactionalId, ProcessorState state, int exitCode, Exception? exception);
 
     [LoggerMessage(111, LogLevel.Critical, "Processor {Name} ({TransactionalId}) failed and stops")]
     public static partial void ProcessorFailed(ILogger logger, string name, string transactionalId, Exception exception);
@@ -110,8 +116,8 @@ internal static partial class Log
     [LoggerMessage(114, LogLevel.Warning, "Processor {Name} ({TransactionalId}): could not read the committed offsets to rewind; consuming waits until it can")]
     public static partial void RewindFailed(ILogger logger, string name, string transactionalId, Exception exception);
 
-    [LoggerMessage(115, LogLevel.Debug, "Processor {Name}: rewound to the committed offsets {Offsets}")]
-    public static partial void Rewound(ILogger logger, string name, string offsets);
+    [LoggerMessage(115, LogLevel.Debug, "Processor {Name}: rewound to the committed offsets {Offsets} ({Fetched} partition(s) fetched from the group, the others as this processor committed them)")]
+    public static partial void Rewound(ILogger logger, string name, string offsets, int fetched);
 
     [LoggerMessage(116, LogLevel.Debug, "Processor {Name}: no seek for {Partition} ({Reason}); it starts from its committed offset")]
     public static partial void SeekSkipped(ILogger logger, string name, string partition, string reason);

@@ -17,7 +17,7 @@ public sealed class ErrorMatrixTests : IDisposable
     {
         { KafkaApi.EndTxn, ErrorCode.ProducerFenced, TransactionErrorKind.Fenced, TransactionState.Fenced },
         { KafkaApi.EndTxn, ErrorCode.InvalidProducerEpoch, TransactionErrorKind.Fenced, TransactionState.Fenced },
-        { KafkaApi.EndTxn, ErrorCode.InvalidTxnState, TransactionErrorKind.Fatal, TransactionState.Faulted },
+        { KafkaApi.EndTxn, ErrorCode.InvalidTxnState, TransactionErrorKind.OutcomeUnknown, TransactionState.Ready }, // fatal: the producer is replaced
         { KafkaApi.EndTxn, ErrorCode.TransactionalIdAuthorizationFailed, TransactionErrorKind.Fatal, TransactionState.Faulted },
         { KafkaApi.EndTxn, ErrorCode.TransactionCoordinatorFenced, TransactionErrorKind.Abortable, TransactionState.Ready },
         { KafkaApi.EndTxn, ErrorCode.Unknown, TransactionErrorKind.Abortable, TransactionState.Ready },
@@ -26,7 +26,7 @@ public sealed class ErrorMatrixTests : IDisposable
         { KafkaApi.AddPartitionsToTxn, ErrorCode.TopicAuthorizationFailed, TransactionErrorKind.Rejected, TransactionState.Ready },
         { KafkaApi.Produce, ErrorCode.ProducerFenced, TransactionErrorKind.Fenced, TransactionState.Fenced },
         { KafkaApi.Produce, ErrorCode.InvalidProducerEpoch, TransactionErrorKind.Fenced, TransactionState.Fenced },
-        { KafkaApi.Produce, ErrorCode.OutOfOrderSequenceNumber, TransactionErrorKind.Fatal, TransactionState.Faulted },
+        { KafkaApi.Produce, ErrorCode.OutOfOrderSequenceNumber, TransactionErrorKind.Abortable, TransactionState.Ready }, // fatal: the producer is replaced
         { KafkaApi.Produce, ErrorCode.MsgSizeTooLarge, TransactionErrorKind.Rejected, TransactionState.Ready },
         { KafkaApi.Produce, ErrorCode.RecordListTooLarge, TransactionErrorKind.Rejected, TransactionState.Ready },
         { KafkaApi.Produce, ErrorCode.InvalidRecord, TransactionErrorKind.Rejected, TransactionState.Ready },
@@ -219,9 +219,13 @@ public sealed class ErrorMatrixTests : IDisposable
     }
 
     [Fact]
-    public async Task A_faulted_unit_recovers_with_a_new_producer_after_reset()
+    public async Task With_self_healing_off_a_faulted_unit_recovers_with_a_new_producer_after_reset()
     {
-        await using var host = new KafkaTxHost(_cluster.BootstrapServers, KafkaTxHost.UniqueName("recover"), o => o.Retry.MaxAttempts = 1);
+        await using var host = new KafkaTxHost(_cluster.BootstrapServers, KafkaTxHost.UniqueName("recover"), o =>
+        {
+            o.Retry.MaxAttempts = 1;
+            o.MaxProducerReplacements = 0;
+        });
         await host.Unit.Awaiting(u => u.ExecuteAsync((scope, _) =>
         {
             _cluster.PushRequestErrors(KafkaApi.EndTxn, ErrorCode.InvalidTxnState);
@@ -264,7 +268,11 @@ public sealed class ErrorMatrixTests : IDisposable
     [Fact]
     public async Task A_fatal_error_reaches_the_application_as_its_own_code_flagged_fatal_never_as_Local_Fatal()
     {
-        await using var host = new KafkaTxHost(_cluster.BootstrapServers, KafkaTxHost.UniqueName("fatal-shape"), o => o.Retry.MaxAttempts = 1);
+        await using var host = new KafkaTxHost(_cluster.BootstrapServers, KafkaTxHost.UniqueName("fatal-shape"), o =>
+        {
+            o.Retry.MaxAttempts = 1;
+            o.MaxProducerReplacements = 0; // the exception then carries the fatal error itself
+        });
         await host.Unit.InitializeAsync();
 
         var failure = await host.Unit.Awaiting(u => u.ExecuteAsync((scope, _) =>

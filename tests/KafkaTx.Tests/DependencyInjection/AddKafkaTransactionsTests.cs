@@ -71,6 +71,28 @@ public class AddKafkaTransactionsTests
     }
 
     [Fact]
+    public async Task A_configuration_that_sets_only_the_transaction_timeout_starts_and_the_other_timeouts_follow_it()
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["KafkaTx:BootstrapServers"] = "broker-1:9092",
+            ["KafkaTx:TransactionalId"] = "order-processor-0",
+            ["KafkaTx:TransactionTimeout"] = "00:00:20",
+        }).Build();
+        var factory = new FakeClientFactory();
+        var services = new ServiceCollection();
+        services.AddKafkaTransactions(configuration.GetSection("KafkaTx")).UseClientFactory(factory);
+        await using var provider = services.BuildServiceProvider();
+
+        var options = provider.GetRequiredService<IOptionsMonitor<KafkaTransactionsOptions>>().Get(string.Empty);
+        provider.GetRequiredService<ITransactionalUnitOfWork>();
+
+        options.DeliveryTimeout.Should().Be(TimeSpan.FromSeconds(15));
+        options.CommitTimeout.Should().Be(TimeSpan.FromSeconds(10));
+        factory.Configs.Single().MessageTimeoutMs.Should().Be(15_000);
+    }
+
+    [Fact]
     public async Task Options_bind_from_configuration()
     {
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>

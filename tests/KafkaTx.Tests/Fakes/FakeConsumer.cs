@@ -98,8 +98,19 @@ internal sealed class FakeConsumer(FakeBroker broker, ConsumerEventHandlers hand
         broker.Record($"seek:{tpo.Partition.Value}@{tpo.Offset.Value}");
     }
 
-    public List<TopicPartitionOffset> Committed(IEnumerable<TopicPartition> partitions, TimeSpan timeout) =>
-        [.. partitions.Select(tp => new TopicPartitionOffset(tp, broker.GroupOffset(tp) is { } offset ? new Offset(offset) : Offset.Unset))];
+    /// <summary>The partitions of each Committed call: each is a round trip to the group coordinator.</summary>
+    public List<List<TopicPartition>> CommittedQueries { get; } = [];
+
+    public List<TopicPartitionOffset> Committed(IEnumerable<TopicPartition> partitions, TimeSpan timeout)
+    {
+        var asked = partitions.ToList();
+        lock (_lock)
+        {
+            CommittedQueries.Add(asked);
+        }
+
+        return [.. asked.Select(tp => new TopicPartitionOffset(tp, broker.GroupOffset(tp) is { } offset ? new Offset(offset) : Offset.Unset))];
+    }
 
     public List<TopicPartitionOffset> Committed(TimeSpan timeout) => Committed(Assignment, timeout);
 

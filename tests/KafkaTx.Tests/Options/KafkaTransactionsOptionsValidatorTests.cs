@@ -61,6 +61,62 @@ public class KafkaTransactionsOptionsValidatorTests
     }
 
     [Fact]
+    public void Setting_only_the_transaction_timeout_is_valid_and_the_other_timeouts_follow_it()
+    {
+        var options = TestUnits.Options(o => o.TransactionTimeout = TimeSpan.FromSeconds(20));
+
+        new KafkaTransactionsOptionsValidator().Validate("orders", options).Succeeded.Should().BeTrue();
+        options.DeliveryTimeout.Should().Be(TimeSpan.FromSeconds(15));
+        options.CommitTimeout.Should().Be(TimeSpan.FromSeconds(10));
+        options.AbortTimeout.Should().Be(TimeSpan.FromSeconds(10));
+        options.SendOffsetsTimeout.Should().Be(TimeSpan.FromSeconds(10));
+        options.InitTimeout.Should().Be(TimeSpan.FromSeconds(30), "initialization waits for the coordinator, not for a transaction");
+        var config = options.ToProducerConfig();
+        config.TransactionTimeoutMs.Should().Be(20_000);
+        config.MessageTimeoutMs.Should().Be(15_000);
+    }
+
+    [Fact]
+    public void The_defaults_are_those_of_a_60_second_transaction_timeout()
+    {
+        var options = new KafkaTransactionsOptions();
+
+        options.DeliveryTimeout.Should().Be(TimeSpan.FromSeconds(45));
+        options.CommitTimeout.Should().Be(TimeSpan.FromSeconds(30));
+        options.AbortTimeout.Should().Be(TimeSpan.FromSeconds(30));
+        options.SendOffsetsTimeout.Should().Be(TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
+    public void An_explicit_timeout_is_kept_whatever_the_transaction_timeout()
+    {
+        var options = TestUnits.Options(o =>
+        {
+            o.CommitTimeout = TimeSpan.FromSeconds(5);
+            o.TransactionTimeout = TimeSpan.FromSeconds(120);
+        });
+
+        options.CommitTimeout.Should().Be(TimeSpan.FromSeconds(5));
+        options.DeliveryTimeout.Should().Be(TimeSpan.FromSeconds(90));
+    }
+
+    [Fact]
+    public void An_explicit_delivery_timeout_that_contradicts_a_lowered_transaction_timeout_names_both_settings()
+    {
+        Failures(o =>
+        {
+            o.DeliveryTimeout = TimeSpan.FromSeconds(45);
+            o.TransactionTimeout = TimeSpan.FromSeconds(20);
+        }).Should().ContainSingle().Which.Should().Contain("DeliveryTimeout").And.Contain("TransactionTimeout").And.Contain("leave DeliveryTimeout unset");
+    }
+
+    [Fact]
+    public void A_negative_replacement_budget_is_refused()
+    {
+        Failures(o => o.MaxProducerReplacements = -1).Should().ContainSingle().Which.Should().Contain("MaxProducerReplacements");
+    }
+
+    [Fact]
     public void A_commit_timeout_beyond_the_transaction_timeout_is_refused()
     {
         Failures(o =>

@@ -112,6 +112,60 @@ public class AddTransactionalProcessorTests
     }
 
     [Fact]
+    public void A_group_instance_id_with_static_membership_turned_off_is_a_contradiction()
+    {
+        Failures(o =>
+        {
+            Valid(o);
+            o.StaticMembership = false;
+            o.ConsumerSettings["group.instance.id"] = "pod-0";
+        }).Should().ContainSingle().Which.Should().Contain("group.instance.id").And.Contain("StaticMembership");
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_fenced_processor_stops_the_application_with_exit_code_1_unless_told_not_to(bool stopApplication)
+    {
+        var broker = new FakeBroker();
+        broker.AppendMany("incoming-orders", 0, 1);
+        var factory = new FakeClientFactory { Broker = broker, Setup = p => p.BeginFailures.Enqueue(KafkaErrors.Fenced()) };
+        int? exitCode = null;
+        var builder = Host.CreateApplicationBuilder();
+        builder.Services.AddSingleton(new HandlerScript());
+        builder.Services.AddSingleton(sp => new ApplicationStopper(sp.GetRequiredService<IHostApplicationLifetime>()) { SetExitCode = code => exitCode = code });
+        Producer(builder.Services).UseClientFactory(factory).AddTransactionalProcessor<CopyHandler>(o =>
+        {
+            Valid(o);
+            o.StopApplicationOnFailure = stopApplication;
+        });
+        using var host = builder.Build();
+        var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
+        var processor = host.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);
+
+        await host.StartAsync();
+        await ProcessorHarness.Until(() => factory.Consumers.Count == 1 && processor.State == ProcessorState.Running, "the processor runs");
+        factory.Consumers[0].Rebalance("assign", new TopicPartition("incoming-orders", 0));
+        await ProcessorHarness.Until(() => processor.State == ProcessorState.Fenced, "the processor is fenced");
+
+        if (stopApplication)
+        {
+            await ProcessorHarness.Until(() => lifetime.ApplicationStopping.IsCancellationRequested, "the application is stopping");
+            exitCode.Should().Be(1);
+        }
+        else
+        {
+            // The hosted service's ExecuteAsync has returned once the processor is no longer running.
+            var hosted = host.Services.GetServices<IHostedService>().OfType<BackgroundService>().Single();
+            await hosted.ExecuteTask!.WaitAsync(TimeSpan.FromSeconds(10));
+            lifetime.ApplicationStopping.IsCancellationRequested.Should().BeFalse();
+            exitCode.Should().BeNull();
+        }
+
+        await host.StopAsync();
+    }
+
+    [Fact]
     public async Task The_host_runs_the_processor_and_exposes_its_state()
     {
         var broker = new FakeBroker();

@@ -70,6 +70,65 @@ public class ProcessorEngineTests
     }
 
     [Fact]
+    public async Task A_rewind_seeks_where_this_processor_committed_without_asking_the_group_and_fetches_only_partitions_it_has_not_committed()
+    {
+        await using var h = new ProcessorHarness(o =>
+        {
+            o.MaxBatchSize = 2;
+            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+        });
+        h.Script.Fail = (value, seen) => value == "v3" && seen == 1;
+        h.Broker.AppendMany("in", 0, 4);
+
+        await h.StartAsync(P0, P1);
+        await Until(() => h.Broker.GroupOffset(P0) == 4, "all four records are committed");
+
+        // v0 and v1 committed P0 at 2; v3 failed, so the transaction of v2 and v3 was aborted and P0 rewound to 2.
+        h.Broker.EventsSnapshot().Should().ContainInOrder("commit", "abort", "seek:0@2");
+        h.Consumer.CommittedQueries.Should().ContainSingle("P1 has not been committed since it was assigned: only it is fetched")
+            .Which.Should().Equal(P1);
+        h.CommittedOutput.Should().Equal(Values(4));
+    }
+
+    [Fact]
+    public async Task A_partition_assigned_again_is_fetched_from_the_group_since_another_member_may_have_committed_it()
+    {
+        await using var h = new ProcessorHarness(o =>
+        {
+            o.MaxBatchSize = 1;
+            o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+        });
+        h.Script.Fail = (value, seen) => value == "v2" && seen == 1;
+        h.Broker.Append("in", 0, "k", "v0");
+        h.Broker.Append("in", 0, "k", "v1");
+
+        await h.StartAsync(P0);
+        await Until(() => h.Broker.GroupOffset(P0) == 2, "two records are committed");
+        h.Consumer.Rebalance("revoke", P0);
+        h.Consumer.Rebalance("assign", P0);
+        h.Broker.Append("in", 0, "k", "v2");
+        await Until(() => h.Broker.GroupOffset(P0) == 3, "the third record is committed after its retry");
+
+        h.Consumer.CommittedQueries.Should().ContainSingle().Which.Should().Equal(P0);
+    }
+
+    [Fact]
+    public async Task The_consumer_joins_as_a_static_member_named_by_the_transactional_id_unless_turned_off()
+    {
+        await using (var h = new ProcessorHarness())
+        {
+            await h.StartAsync();
+            h.Factory.ConsumerConfigs.Single().GroupInstanceId.Should().Be(h.Unit.TransactionalId);
+        }
+
+        await using (var h = new ProcessorHarness(o => o.StaticMembership = false))
+        {
+            await h.StartAsync();
+            h.Factory.ConsumerConfigs.Single().GroupInstanceId.Should().BeNull();
+        }
+    }
+
+    [Fact]
     public async Task A_record_failing_MaxAttempts_times_is_dead_lettered_in_the_same_transaction_as_its_offset()
     {
         await using var h = new ProcessorHarness(o =>
@@ -333,16 +392,17 @@ public class ProcessorEngineTests
         h.Factory.Producers[1].Calls.Should().StartWith("Init");
         h.CommittedOutput.Should().Equal(Values(4));
         h.Engine.State.Should().Be(ProcessorState.Running);
+        h.Consumer.CommittedQueries.Should().ContainSingle("the failed commit's outcome is unknown, so the group is asked")
+            .Which.Should().Equal(P0);
     }
 
     [Fact]
-    public async Task Fatal_errors_beyond_the_recovery_budget_stop_the_processor()
+    public async Task Fatal_errors_beyond_the_units_replacement_budget_stop_the_processor()
     {
-        await using var h = new ProcessorHarness(o =>
-        {
-            o.MaxBatchSize = 1;
-            o.MaxProducerRecoveries = 2;
-        }, setupProducer: p => p.CommitFailures.Enqueue(KafkaErrors.Fatal()));
+        await using var h = new ProcessorHarness(
+            o => o.MaxBatchSize = 1,
+            producer: o => o.MaxProducerReplacements = 2,
+            setupProducer: p => p.CommitFailures.Enqueue(KafkaErrors.Fatal()));
         h.Broker.AppendMany("in", 0, 3);
 
         await h.StartAsync();

@@ -202,9 +202,13 @@ public class ExecuteAsyncTests
     }
 
     [Fact]
-    public async Task A_fatal_error_faults_the_unit_and_is_not_retried()
+    public async Task With_self_healing_off_a_fatal_error_faults_the_unit_and_is_not_retried()
     {
-        var (unit, producer) = await TestUnits.CreateReady(o => o.Retry.MaxAttempts = 5);
+        var (unit, producer) = await TestUnits.CreateReady(o =>
+        {
+            o.Retry.MaxAttempts = 5;
+            o.MaxProducerReplacements = 0;
+        });
         producer.CommitFailures.Enqueue(KafkaErrors.Fatal(ErrorCode.OutOfOrderSequenceNumber));
 
         var failure = await unit.Awaiting(u => u.ExecuteAsync((scope, _) => WriteTask(scope, "t"))).Should().ThrowAsync<KafkaTransactionException>();

@@ -242,9 +242,9 @@ public class StateMachineTests
     }
 
     [Fact]
-    public async Task Fatal_error_faults_the_unit_and_reset_replaces_the_producer()
+    public async Task With_self_healing_off_a_fatal_error_faults_the_unit_and_reset_replaces_the_producer()
     {
-        var (unit, factory) = TestUnits.Create();
+        var (unit, factory) = TestUnits.Create(o => o.MaxProducerReplacements = 0);
         await unit.InitializeAsync();
         var first = factory.Current;
         first.CommitFailures.Enqueue(KafkaErrors.Fatal());

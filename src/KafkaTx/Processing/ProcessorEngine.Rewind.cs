@@ -1,0 +1,65 @@
+using System.Globalization;
+using System.Text;
+using Confluent.Kafka;
+using KafkaTx.Telemetry;
+
+namespace KafkaTx.Processing;
+
+/// <summary>Rewinding after an abort: without it, the records whose outputs were aborted would be skipped for good.</summary>
+internal sealed partial class ProcessorEngine<TKey, TValue>
+{
+    /// <summary>
+    /// Moves every assigned partition back to its committed position: the one this processor committed itself when it
+    /// has committed the partition since it was assigned, else the group's (fetched for those partitions only).
+    /// False when the group's offsets could not be read; the loop then tries again.
+    /// </summary>
+    private bool TryRewind()
+    {
+        var assignment = _consumer!.Assignment;
+        if (assignment.Count == 0)
+        {
+            _rewindPending = false;
+            return true;
+        }
+
+        var (targets, unknown) = _committedPositions.Split(assignment);
+        if (unknown.Count > 0)
+        {
+            List<TopicPartitionOffset> committed;
+            try
+            {
+                committed = _consumer.Committed(unknown, CommittedOffsetsTimeout);
+            }
+            catch (KafkaException e)
+            {
+                Log.RewindFailed(_logger, Name, Id, e);
+                return false;
+            }
+
+            foreach (var position in committed)
+            {
+                var target = position.Offset == Offset.Unset
+                    ? (_options.AutoOffsetReset == AutoOffsetReset.Latest ? Offset.End : Offset.Beginning)
+                    : position.Offset;
+                targets.Add(new TopicPartitionOffset(position.TopicPartition, target));
+            }
+        }
+
+        foreach (var target in targets)
+        {
+            try
+            {
+                _consumer.Seek(target);
+            }
+            catch (KafkaException e)
+            {
+                // Not fetching yet: it will start from the committed offset anyway.
+                Log.SeekSkipped(_logger, Name, target.TopicPartition.ToString(), e.Error.Reason);
+            }
+        }
+
+        Log.Rewound(_logger, Name, string.Join(", ", targets.Select(t => t.ToString())), unknown.Count);
+        _rewindPending = false;
+        return true;
+    }
+}

@@ -1,0 +1,163 @@
+using System.Diagnostics;
+using System.Runtime.ExceptionServices;
+using Confluent.Kafka;
+using KafkaTx.Clients;
+using KafkaTx.Retry;
+using KafkaTx.Telemetry;
+using Microsoft.Extensions.Logging;
+
+namespace KafkaTx;
+
+/// <summary>ExecuteAsync: begin, run the work, commit, and the reaction to each kind of failure, retries included.</summary>
+internal sealed partial class TransactionalUnitOfWork
+{
+    public Task ExecuteAsync(Func<ITransactionScope, CancellationToken, ValueTask> work, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        return ExecuteAsync<bool>(
+            async (scope, ct) =>
+            {
+                await work(scope, ct).ConfigureAwait(false);
+                return true;
+            },
+            cancellationToken);
+    }
+
+    public async Task<TResult> ExecuteAsync<TResult>(Func<ITransactionScope, CancellationToken, ValueTask<TResult>> work, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        ThrowIfTerminal(nameof(ExecuteAsync));
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        _executing = true;
+        using var activity = _instrumentation.ActivitySource.StartActivity("kafkatx.transaction", ActivityKind.Producer);
+        activity?.SetTag("messaging.system", "kafka");
+        activity?.SetTag("kafkatx.transactional_id", TransactionalId);
+        try
+        {
+            var maxAttempts = _options.Retry.MaxAttempts;
+            for (var attempt = 1; ; attempt++)
+            {
+                _attempt = attempt;
+                cancellationToken.ThrowIfCancellationRequested();
+                await PrepareForTransactionAsync(cancellationToken).ConfigureAwait(false);
+                TResult result;
+                try
+                {
+                    BeginCore();
+                    result = await work(this, cancellationToken).ConfigureAwait(false);
+                    cancellationToken.ThrowIfCancellationRequested();
+                }
+                catch (Exception failure)
+                {
+                    var kind = await AbortAfterWorkFailureAsync(failure, cancellationToken).ConfigureAwait(false);
+                    if (CanRunAgain(kind, attempt, maxAttempts, cancellationToken))
+                    {
+                        await DelayBeforeRetryAsync(kind, attempt + 1, maxAttempts, failure, cancellationToken).ConfigureAwait(false);
+                        continue;
+                    }
+
+                    activity?.SetStatus(ActivityStatusCode.Error, failure.Message);
+                    ExceptionDispatchInfo.Capture(failure).Throw();
+                    throw; // unreachable: Throw() always throws
+                }
+
+                try
+                {
+                    await CommitCoreAsync(cancellationToken).ConfigureAwait(false);
+                    activity?.SetTag("kafkatx.attempts", attempt);
+                    return result;
+                }
+                catch (KafkaTransactionException e) when (CanRunAgain(e.Kind, attempt, maxAttempts, cancellationToken))
+                {
+                    // The commit failed and the transaction was aborted: run the work again.
+                    await DelayBeforeRetryAsync(e.Kind, attempt + 1, maxAttempts, e, cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e)
+                {
+                    activity?.SetStatus(ActivityStatusCode.Error, e.Message);
+                    throw;
+                }
+            }
+        }
+        finally
+        {
+            _attempt = 1;
+            _executing = false;
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Makes the unit ready for a new transaction: initializes it, or finishes an abort that timed out earlier.</summary>
+    private async Task PrepareForTransactionAsync(CancellationToken cancellationToken)
+    {
+        switch (State)
+        {
+            case TransactionState.Uninitialized:
+                await InitializeCoreAsync(cancellationToken).ConfigureAwait(false);
+                break;
+            case TransactionState.Aborting:
+                await AbortCoreAsync("resuming an abort that did not complete earlier", cancellationToken).ConfigureAwait(false);
+                if (State == TransactionState.Uninitialized)
+                {
+                    await InitializeCoreAsync(cancellationToken).ConfigureAwait(false); // the abort replaced the producer
+                }
+
+                break;
+            case TransactionState.Ready:
+                break;
+            case var state:
+                ThrowIfTerminal(nameof(ExecuteAsync));
+                throw InvalidState(nameof(ExecuteAsync), state, state == TransactionState.Committing
+                    ? "An earlier commit has an unknown outcome: call CommitAsync to resume it and learn the outcome, or ResetAsync to replace the producer."
+                    : null);
+        }
+    }
+
+    /// <summary>Aborts after the work failed, and returns the failure's kind (null for an application exception).</summary>
+    private async Task<TransactionErrorKind?> AbortAfterWorkFailureAsync(Exception failure, CancellationToken cancellationToken)
+    {
+        var kind = failure is OperationCanceledException ? null : TransactionErrorClassifier.Classify(failure);
+        if (kind is TransactionErrorKind.Fenced or TransactionErrorKind.Fatal)
+        {
+            if (failure is KafkaTransactionException)
+            {
+                return kind; // already handled where it was raised
+            }
+
+            throw EnterTerminalFailure(kind.Value, (KafkaException)failure, "The transactional work failed");
+        }
+
+        if (State is TransactionState.InTransaction or TransactionState.Aborting)
+        {
+            try
+            {
+                // Abort even when cancelled: an open transaction holds back every read_committed consumer. A fatal
+                // abort replaces the producer instead, and the work's own failure is what the caller sees.
+                await AbortCoreAsync(DescribeAbortReason(failure, cancellationToken), CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception abortFailure) when (abortFailure is KafkaException or OperationCanceledException)
+            {
+                Log.CleanupAbortFailed(_logger, TransactionalId, failure);
+                throw;
+            }
+        }
+
+        return kind;
+    }
+
+    private static bool CanRunAgain(TransactionErrorKind? kind, int attempt, int maxAttempts, CancellationToken cancellationToken) =>
+        kind is TransactionErrorKind.Abortable or TransactionErrorKind.Retriable
+        && attempt < maxAttempts
+        && !cancellationToken.IsCancellationRequested;
+
+    private async Task DelayBeforeRetryAsync(TransactionErrorKind? kind, int nextAttempt, int maxAttempts, Exception failure, CancellationToken cancellationToken)
+    {
+        var delay = RetryBackoff.DelayBefore(_options.Retry, nextAttempt, Random.Shared.NextDouble());
+        Log.RetryingWork(_logger, TransactionalId, kind, nextAttempt, maxAttempts, (long)delay.TotalMilliseconds, failure);
+        _instrumentation.WorkRetries.Add(1, _producerTag);
+        if (delay > TimeSpan.Zero)
+        {
+            await Task.Delay(delay, _time, cancellationToken).ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,690 @@
+using System.Diagnostics;
+using System.Runtime.ExceptionServices;
+using Confluent.Kafka;
+using KafkaTx.Clients;
+using KafkaTx.Retry;
+using KafkaTx.Telemetry;
+using Microsoft.Extensions.Logging;
+
+namespace KafkaTx;
+
+/// <summary>
+/// The transactional unit of work: the state machine over one <see cref="TransactionalProducer"/>. See
+/// <see cref="ITransactionalUnitOfWork"/> for the contract and <c>docs/state-machine.md</c> for the transitions.
+/// </summary>
+/// <remarks>
+/// <para>Concurrency: <see cref="_gate"/> admits one transaction at a time. ExecuteAsync waits for it; the explicit
+/// BeginTransaction takes it without waiting (and throws when it is held) and keeps it until the transaction ends.
+/// The state is read lock-free on the produce path and changed only by the holder of the gate, except for the
+/// terminal states, which any thread may enter.</para>
+/// <para>Self-healing: a fatal error that is not fencing does not end the unit. The producer is replaced (a new one,
+/// whose InitTransactions aborts whatever the old one left open), at most
+/// <see cref="KafkaTransactionsOptions.MaxProducerReplacements"/> times in a row. Where the error hit decides what the
+/// caller sees: before the commit, the transaction failed (Abortable: the work may run again); during an abort,
+/// nothing (the abort's cause is reported); during the commit, OutcomeUnknown.</para>
+/// </remarks>
+internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
+{
+    private readonly KafkaTransactionsOptions _options;
+    private readonly ILogger _logger;
+    private readonly KafkaTxInstrumentation _instrumentation;
+    private readonly TimeProvider _time;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly KeyValuePair<string, object?> _producerTag;
+    private readonly TransactionalProducer _producer;
+
+    private int _state;
+    private int _recordsInTransaction;
+    private long _transactionStartedAt;
+    private int _attempt = 1;
+    private bool _explicitTransaction;
+    private bool _executing;
+    private int _disposeStarted;
+
+    // The fatal error that broke the producer while a transaction was open; the producer is replaced when the
+    // transaction is aborted. Until then every call of the transaction fails at once, without touching the producer.
+    private KafkaException? _brokenBy;
+    private int _replacementsInARow;
+    private TimeSpan _backoffBeforeInit;
+
+    public TransactionalUnitOfWork(
+        string name,
+        KafkaTransactionsOptions options,
+        IKafkaClientFactory clientFactory,
+        ILogger logger,
+        KafkaTxInstrumentation instrumentation,
+        TimeProvider timeProvider)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentNullException.ThrowIfNull(clientFactory);
+        _options = options;
+        _logger = logger ?? throw new ArgumentNullException(nameof(logger));
+        _instrumentation = instrumentation ?? throw new ArgumentNullException(nameof(instrumentation));
+        _time = timeProvider ?? throw new ArgumentNullException(nameof(timeProvider));
+        TransactionalId = options.ResolveTransactionalId()
+            ?? throw new InvalidOperationException("The options name no transactional id; validate them (AddKafkaTransactions does) before creating a unit of work.");
+        _producerTag = new("kafkatx.producer", string.IsNullOrEmpty(name) ? "default" : name);
+        _producer = new TransactionalProducer(options, clientFactory, logger, timeProvider, TransactionalId);
+    }
+
+    public string TransactionalId { get; }
+
+    public TransactionState State => (TransactionState)Volatile.Read(ref _state);
+
+    /// <summary>How many times the producer has been replaced, by self-healing or ResetAsync.</summary>
+    internal int ProducerReplacements => _producer.Replacements;
+
+    // ---------------------------------------------------------------- initialization
+
+    public async Task InitializeAsync(CancellationToken cancellationToken = default)
+    {
+        ThrowIfTerminal(nameof(InitializeAsync));
+        if (State is not (TransactionState.Uninitialized or TransactionState.Initializing))
+        {
+            return;
+        }
+
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ThrowIfTerminal(nameof(InitializeAsync));
+            if (State == TransactionState.Uninitialized)
+            {
+                await InitializeCoreAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private async Task InitializeCoreAsync(CancellationToken cancellationToken)
+    {
+        if (_backoffBeforeInit > TimeSpan.Zero)
+        {
+            // A replaced producer: a fatal error that comes back at once should not spin.
+            await Task.Delay(_backoffBeforeInit, _time, cancellationToken).ConfigureAwait(false);
+            _backoffBeforeInit = TimeSpan.Zero;
+        }
+
+        Log.Initializing(_logger, TransactionalId);
+        var started = _time.GetTimestamp();
+        TransitionTo(TransactionState.Initializing);
+        try
+        {
+            await _producer.InitTransactionsAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            TransitionTo(TransactionState.Uninitialized);
+            throw;
+        }
+        catch (KafkaException e)
+        {
+            var kind = TransactionErrorClassifier.Classify(e.Error);
+            if (kind == TransactionErrorKind.Retriable)
+            {
+                TransitionTo(TransactionState.Uninitialized);
+                throw Failure(kind, e, $"InitTransactions for transactional.id '{TransactionalId}' did not complete within InitTimeout ({_options.InitTimeout}): the transaction coordinator is unavailable or still aborting an earlier transaction. Call again; librdkafka resumes the initialization.");
+            }
+
+            // A fresh producer that cannot initialize is not healed by another fresh producer.
+            throw EnterTerminalFailure(kind, e, $"InitTransactions for transactional.id '{TransactionalId}' failed");
+        }
+
+        TransitionTo(TransactionState.Ready);
+        Log.Initialized(_logger, TransactionalId, (long)_time.GetElapsedTime(started).TotalMilliseconds);
+    }
+
+    // ---------------------------------------------------------------- explicit transaction control
+
+    public void BeginTransaction()
+    {
+        ThrowIfTerminal(nameof(BeginTransaction));
+        if (!_gate.Wait(0))
+        {
+            throw new InvalidOperationException(
+                $"BeginTransaction is not valid now (state {State}): another transaction of '{TransactionalId}' is open or another call is running. " +
+                "A unit of work runs one transaction at a time; use ExecuteAsync to queue concurrent callers, or one unit per concurrent flow (each with its own transactional.id).");
+        }
+
+        try
+        {
+            var state = State;
+            if (state != TransactionState.Ready)
+            {
+                throw InvalidState(nameof(BeginTransaction), state, state == TransactionState.Uninitialized ? "Call InitializeAsync first." : null);
+            }
+
+            BeginCore();
+            _explicitTransaction = true;
+        }
+        catch
+        {
+            _gate.Release();
+            throw;
+        }
+    }
+
+    public async Task CommitAsync(CancellationToken cancellationToken = default)
+    {
+        ThrowIfOwnedByExecute(nameof(CommitAsync));
+        var state = State;
+        if (state is not (TransactionState.InTransaction or TransactionState.Committing) || !_explicitTransaction)
+        {
+            ThrowIfTerminal(nameof(CommitAsync));
+            throw InvalidState(nameof(CommitAsync), state, "No transaction is open: call BeginTransaction first.");
+        }
+
+        try
+        {
+            await CommitCoreAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ReleaseExplicitTransactionIfEnded();
+        }
+    }
+
+    public async Task AbortAsync(CancellationToken cancellationToken = default)
+    {
+        ThrowIfOwnedByExecute(nameof(AbortAsync));
+        var state = State;
+        if (state is not (TransactionState.InTransaction or TransactionState.Aborting) || !_explicitTransaction)
+        {
+            ThrowIfTerminal(nameof(AbortAsync));
+            throw InvalidState(nameof(AbortAsync), state, state == TransactionState.Committing
+                ? "A commit with an unknown outcome is pending: call CommitAsync to resume it, or ResetAsync."
+                : "No transaction is open.");
+        }
+
+        try
+        {
+            await AbortCoreAsync("aborted by the caller", cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ReleaseExplicitTransactionIfEnded();
+        }
+    }
+
+    // ---------------------------------------------------------------- produce (the hot path)
+
+    public void Produce<TKey, TValue>(string topic, Message<TKey, TValue> message)
+    {
+        if (string.IsNullOrEmpty(topic))
+        {
+            throw new ArgumentException("The topic is null or empty; name the topic to write to.", nameof(topic));
+        }
+
+        ProduceCore(topic, null, message);
+    }
+
+    public void Produce<TKey, TValue>(TopicPartition topicPartition, Message<TKey, TValue> message)
+    {
+        ArgumentNullException.ThrowIfNull(topicPartition);
+        if (string.IsNullOrEmpty(topicPartition.Topic))
+        {
+            throw new ArgumentException("The topic is null or empty; name the topic to write to.", nameof(topicPartition));
+        }
+
+        ProduceCore(topicPartition.Topic, topicPartition, message);
+    }
+
+    private void ProduceCore<TKey, TValue>(string topic, TopicPartition? topicPartition, Message<TKey, TValue> message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        var state = State;
+        if (state != TransactionState.InTransaction)
+        {
+            ThrowIfTerminal(nameof(Produce));
+            throw InvalidState(nameof(Produce), state, "Records can only be written inside a transaction: call BeginTransaction, or use ExecuteAsync.");
+        }
+
+        ThrowIfBroken(nameof(Produce));
+        var serializers = _options.Serializers;
+        var key = serializers.Serialize(message.Key, new SerializationContext(MessageComponentType.Key, topic, message.Headers));
+        var value = serializers.Serialize(message.Value, new SerializationContext(MessageComponentType.Value, topic, message.Headers));
+
+        // The byte-level message is rented, not allocated: Confluent.Kafka reads it during Produce and keeps no
+        // reference to it, so the hot path allocates nothing beyond what Confluent.Kafka itself allocates.
+        var raw = ScratchMessage.Rent(key, value, message.Headers, message.Timestamp);
+        try
+        {
+            _producer.Produce(topic, topicPartition, raw);
+            Interlocked.Increment(ref _recordsInTransaction);
+        }
+        catch (ProduceException<byte[]?, byte[]?> e)
+        {
+            throw ProduceFailure(topic, e);
+        }
+        finally
+        {
+            ScratchMessage.Return(raw);
+        }
+    }
+
+    private KafkaTransactionException ProduceFailure(string topic, ProduceException<byte[]?, byte[]?> e)
+    {
+        var kind = TransactionErrorClassifier.Classify(e.Error);
+        return kind switch
+        {
+            TransactionErrorKind.Fenced => EnterTerminalFailure(kind, e, $"Produce to '{topic}' failed"),
+            TransactionErrorKind.Fatal => MarkBroken(e, $"Produce to '{topic}'"),
+            _ => Failure(kind, e, $"Produce to '{topic}' in the transaction of '{TransactionalId}' was refused by the client: {e.Error.Code} ({e.Error.Reason}). " + Advice(kind)),
+        };
+    }
+
+    // ---------------------------------------------------------------- offsets
+
+    public async Task SendOffsetsAsync(IEnumerable<TopicPartitionOffset> offsets, IConsumerGroupMetadata groupMetadata, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(offsets);
+        ArgumentNullException.ThrowIfNull(groupMetadata);
+        var list = offsets.ToList();
+        if (list.Count == 0)
+        {
+            throw new ArgumentException("No offsets were given; pass the consumer's positions for the partitions whose records this transaction processed.", nameof(offsets));
+        }
+
+        foreach (var offset in list)
+        {
+            if (offset is null || string.IsNullOrEmpty(offset.Topic) || offset.Offset.Value < 0)
+            {
+                throw new ArgumentException($"Offset '{offset}' is not a valid position: each needs a topic and a non-negative offset (the next record to read, as the consumer's Position returns).", nameof(offsets));
+            }
+        }
+
+        var state = State;
+        if (state != TransactionState.InTransaction)
+        {
+            ThrowIfTerminal(nameof(SendOffsetsAsync));
+            throw InvalidState(nameof(SendOffsetsAsync), state, "Offsets can only be sent inside a transaction.");
+        }
+
+        ThrowIfBroken(nameof(SendOffsetsAsync));
+        ThrowIfExpired(nameof(SendOffsetsAsync));
+        try
+        {
+            await _producer.SendOffsetsAsync(list, groupMetadata, cancellationToken).ConfigureAwait(false);
+        }
+        catch (KafkaException e)
+        {
+            var kind = TransactionErrorClassifier.Classify(e.Error);
+            switch (kind)
+            {
+                case TransactionErrorKind.Fenced:
+                    throw EnterTerminalFailure(kind, e, "SendOffsetsToTransaction failed");
+                case TransactionErrorKind.Fatal:
+                    throw MarkBroken(e, "SendOffsetsToTransaction");
+                default:
+                    // The transaction is still open but may not commit: the caller (or ExecuteAsync) aborts it.
+                    throw Failure(kind == TransactionErrorKind.Retriable ? TransactionErrorKind.Abortable : kind, e,
+                        $"SendOffsetsToTransaction for {list.Count} partition(s) in the transaction of '{TransactionalId}' failed: {e.Error.Code} ({e.Error.Reason}). Abort the transaction; the consumer must rewind to its committed offsets.");
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- begin, commit and abort
+
+    private void BeginCore()
+    {
+        try
+        {
+            _producer.BeginTransaction();
+        }
+        catch (KafkaException e)
+        {
+            var kind = TransactionErrorClassifier.Classify(e.Error);
+            if (kind == TransactionErrorKind.Fenced || (kind == TransactionErrorKind.Fatal && !CanReplaceProducer(e.Error)))
+            {
+                throw EnterTerminalFailure(kind, e, "BeginTransaction failed");
+            }
+
+            if (kind == TransactionErrorKind.Fatal)
+            {
+                // librdkafka reports a fatal error raised in the background at the next call, often this one.
+                ReplaceProducer(e.Error, "BeginTransaction");
+                throw Failure(TransactionErrorKind.Abortable, e,
+                    $"BeginTransaction for '{TransactionalId}' failed: the producer had hit a fatal error {e.Error.Code} ({e.Error.Reason}). Nothing was written. The producer was replaced and initializes on next use (ExecuteAsync does so; otherwise call InitializeAsync).");
+            }
+
+            throw Failure(kind, e, $"BeginTransaction for '{TransactionalId}' failed: {e.Error.Code} ({e.Error.Reason}).");
+        }
+
+        Volatile.Write(ref _recordsInTransaction, 0);
+        _transactionStartedAt = _time.GetTimestamp();
+        TransitionTo(TransactionState.InTransaction);
+    }
+
+    private async Task CommitCoreAsync(CancellationToken cancellationToken)
+    {
+        var commitStarted = _time.GetTimestamp();
+        if (State == TransactionState.InTransaction)
+        {
+            await RefuseDoomedCommitAsync().ConfigureAwait(false);
+
+            // Cancellation is honoured up to here: nothing has been sent, and the transaction stays open.
+            cancellationToken.ThrowIfCancellationRequested();
+            TransitionTo(TransactionState.Committing);
+        }
+
+        var records = Volatile.Read(ref _recordsInTransaction);
+        try
+        {
+            await _producer.CommitTransactionAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException e)
+        {
+            Log.CommitOutcomeUnknown(_logger, TransactionalId, e);
+            throw;
+        }
+        catch (KafkaException e)
+        {
+            throw await CommitFailureAsync(e).ConfigureAwait(false);
+        }
+
+        TransitionTo(TransactionState.Ready);
+        _replacementsInARow = 0;
+        var elapsed = _time.GetElapsedTime(commitStarted);
+        _instrumentation.Commits.Add(1, _producerTag);
+        _instrumentation.RecordsCommitted.Add(records, _producerTag);
+        _instrumentation.CommitDuration.Record(elapsed.TotalSeconds, _producerTag);
+        Log.Committed(_logger, TransactionalId, records, (long)elapsed.TotalMilliseconds);
+    }
+
+    /// <summary>
+    /// Aborts, instead of committing, a transaction that cannot commit: one older than the transaction timeout, one
+    /// whose producer hit a fatal error, or one with a record Kafka refused. Throws what the caller should see.
+    /// </summary>
+    private async Task RefuseDoomedCommitAsync()
+    {
+        var age = _time.GetElapsedTime(_transactionStartedAt);
+        if (age >= _options.TransactionTimeout)
+        {
+            Log.TransactionExpired(_logger, TransactionalId, (long)age.TotalMilliseconds, (long)_options.TransactionTimeout.TotalMilliseconds);
+            await AbortCoreAsync("older than transaction.timeout.ms", CancellationToken.None).ConfigureAwait(false);
+            throw Failure(TransactionErrorKind.Abortable, new Error(ErrorCode.Local_TimedOut, "transaction older than transaction.timeout.ms"), null,
+                $"The transaction of '{TransactionalId}' was open for {age.TotalMilliseconds:F0} ms, not below TransactionTimeout (transaction.timeout.ms = {_options.TransactionTimeout.TotalMilliseconds:F0} ms). The broker aborts such transactions, so it was aborted instead of committed and nothing in it is visible. Make the work shorter (fewer records per transaction) or raise TransactionTimeout.");
+        }
+
+        if (_brokenBy is { } broken)
+        {
+            await AbortCoreAsync("the producer hit a fatal error", CancellationToken.None).ConfigureAwait(false);
+            throw Failure(TransactionErrorKind.Abortable, broken.Error, broken,
+                $"The transaction of '{TransactionalId}' could not commit: its producer hit a fatal error {broken.Error.Code} ({broken.Error.Reason}). The producer was replaced, nothing in the transaction is visible, and the work may run again.");
+        }
+
+        var early = _producer.SnapshotFailures();
+        if (early.Count > 0)
+        {
+            var error = early[0].Error;
+            await AbortCoreAsync("a record was not delivered", CancellationToken.None).ConfigureAwait(false);
+            throw DeliveryFailed(KindOf(early), error, null, early);
+        }
+    }
+
+    /// <summary>What a failed CommitTransaction means, after whatever it requires (abort, replacement) is done.</summary>
+    private async Task<KafkaTransactionException> CommitFailureAsync(KafkaException e)
+    {
+        var kind = TransactionErrorClassifier.Classify(e.Error);
+        switch (kind)
+        {
+            case TransactionErrorKind.Retriable:
+                Log.CommitOutcomeUnknown(_logger, TransactionalId, e);
+                return Failure(TransactionErrorKind.OutcomeUnknown, e,
+                    $"The commit of '{TransactionalId}' did not complete within CommitTimeout ({_options.CommitTimeout}); last error {e.Error.Code} ({e.Error.Reason}). Its outcome is unknown and it is not treated as committed. Call CommitAsync again to resume it and learn the outcome, or ResetAsync: the new producer's InitTransactions completes or aborts it.");
+            case TransactionErrorKind.Fenced:
+                return EnterTerminalFailure(kind, e, "CommitTransaction failed");
+            case TransactionErrorKind.Fatal when !CanReplaceProducer(e.Error):
+                return EnterTerminalFailure(kind, e, "CommitTransaction failed");
+            case TransactionErrorKind.Fatal:
+                var refused = await _producer.CollectFailuresAsync().ConfigureAwait(false);
+                ReplaceProducer(e.Error, "CommitTransaction");
+                await InitializeReplacementAsync().ConfigureAwait(false);
+                if (refused.Count > 0)
+                {
+                    // A record was refused, so the commit cannot have taken effect: the new producer aborted it.
+                    return DeliveryFailed(KindOf(refused), e.Error, e, refused);
+                }
+
+                // The commit request may have reached the coordinator before the error (a retried EndTxn, say).
+                Log.CommitOutcomeUnknown(_logger, TransactionalId, e);
+                return Failure(TransactionErrorKind.OutcomeUnknown, e,
+                    $"The commit of '{TransactionalId}' failed with a fatal error {e.Error.Code} ({e.Error.Reason}) after it was sent, so whether it took effect is unknown; it is not treated as committed and the work is not run again. The producer was replaced: its InitTransactions completed or aborted the transaction, and the unit is usable. Check the output (read_committed) before doing the work again.");
+            default:
+                var failures = await _producer.CollectFailuresAsync().ConfigureAwait(false);
+                await AbortCoreAsync($"the commit failed with {e.Error.Code}", CancellationToken.None).ConfigureAwait(false);
+                return DeliveryFailed(failures.Count > 0 ? Worst(kind, KindOf(failures)) : kind, e.Error, e, failures);
+        }
+    }
+
+    private async Task AbortCoreAsync(string reason, CancellationToken cancellationToken)
+    {
+        TransitionTo(TransactionState.Aborting);
+        if (_brokenBy is { } broken)
+        {
+            await AbortByReplacingProducerAsync(broken, reason).ConfigureAwait(false);
+            return;
+        }
+
+        try
+        {
+            await _producer.AbortTransactionAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (KafkaException e)
+        {
+            var kind = TransactionErrorClassifier.Classify(e.Error);
+            if (kind == TransactionErrorKind.Retriable)
+            {
+                throw Failure(kind, e, $"Aborting the transaction of '{TransactionalId}' did not complete within AbortTimeout ({_options.AbortTimeout}): {e.Error.Code} ({e.Error.Reason}). Nothing in it is visible. Call AbortAsync again (ExecuteAsync does so before its next transaction), or dispose: the broker aborts it after transaction.timeout.ms, and a new producer with this transactional.id aborts it at once.");
+            }
+
+            if (kind == TransactionErrorKind.Fenced)
+            {
+                throw EnterTerminalFailure(kind, e, "AbortTransaction failed");
+            }
+
+            // librdkafka can fail an abort fatally (INVALID_TXN_STATE, confluentinc/librdkafka#4849; no KIP-360 epoch
+            // bump on brokers before 2.5). A new producer's InitTransactions aborts the transaction just as well.
+            await AbortByReplacingProducerAsync(e, reason).ConfigureAwait(false);
+            return;
+        }
+
+        _producer.ClearFailures();
+        _replacementsInARow = 0;
+        TransitionTo(TransactionState.Ready);
+        _instrumentation.Aborts.Add(1, _producerTag);
+        Log.Aborted(_logger, TransactionalId, reason);
+    }
+
+    /// <summary>
+    /// Ends the open transaction by replacing the producer: nothing of it can become visible, since the new producer's
+    /// InitTransactions (run here) aborts it. Throws, entering Faulted, when the producer may not be replaced.
+    /// </summary>
+    private async Task AbortByReplacingProducerAsync(KafkaException cause, string reason)
+    {
+        if (!CanReplaceProducer(cause.Error))
+        {
+            throw EnterTerminalFailure(TransactionErrorKind.Fatal, cause, "AbortTransaction failed");
+        }
+
+        ReplaceProducer(cause.Error, "AbortTransaction");
+        _instrumentation.Aborts.Add(1, _producerTag);
+        Log.Aborted(_logger, TransactionalId, reason + " (by replacing the producer)");
+        await InitializeReplacementAsync().ConfigureAwait(false);
+    }
+
+    // ---------------------------------------------------------------- reset and dispose
+
+    public async Task ResetAsync(CancellationToken cancellationToken = default)
+    {
+        ThrowIfTerminal(nameof(ResetAsync));
+        var ownsGate = _explicitTransaction;
+        if (!ownsGate)
+        {
+            await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        try
+        {
+            ThrowIfTerminal(nameof(ResetAsync));
+            var state = State;
+            if (state == TransactionState.InTransaction && _brokenBy is null)
+            {
+                throw InvalidState(nameof(ResetAsync), state, "A transaction is open and the producer is healthy: abort it instead.");
+            }
+
+            Log.Resetting(_logger, TransactionalId, state);
+            _producer.Replace();
+            _brokenBy = null;
+            _replacementsInARow = 0;
+            _backoffBeforeInit = TimeSpan.Zero;
+            Volatile.Write(ref _state, (int)TransactionState.Uninitialized);
+            _explicitTransaction = false;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposeStarted, 1) == 1)
+        {
+            return;
+        }
+
+        var ownsGate = _explicitTransaction || await _gate.WaitAsync(_options.AbortTimeout).ConfigureAwait(false);
+        try
+        {
+            if ((State is TransactionState.InTransaction or TransactionState.Aborting) && _brokenBy is null)
+            {
+                Log.DisposingOpenTransaction(_logger, TransactionalId);
+                try
+                {
+                    await AbortCoreAsync("the unit of work was disposed", CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is KafkaException or OperationCanceledException)
+                {
+                    Log.DisposeAbortFailed(_logger, TransactionalId, e);
+                }
+            }
+        }
+        finally
+        {
+            FinishDispose(ownsGate);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposeStarted, 1) == 1)
+        {
+            return;
+        }
+
+        var ownsGate = _explicitTransaction || _gate.Wait(_options.AbortTimeout);
+        try
+        {
+            if ((State is TransactionState.InTransaction or TransactionState.Aborting) && _brokenBy is null)
+            {
+                Log.DisposingOpenTransaction(_logger, TransactionalId);
+                try
+                {
+                    _producer.AbortTransactionNow();
+                }
+                catch (KafkaException e)
+                {
+                    Log.DisposeAbortFailed(_logger, TransactionalId, e);
+                }
+            }
+        }
+        finally
+        {
+            FinishDispose(ownsGate);
+        }
+    }
+
+    private void FinishDispose(bool ownsGate)
+    {
+        // A producer broken mid-transaction is dropped without an abort: the broker aborts its transaction after
+        // transaction.timeout.ms, or at once when the next instance with this transactional.id initializes.
+        Volatile.Write(ref _state, (int)TransactionState.Disposed);
+        _producer.Dispose();
+        _explicitTransaction = false;
+        if (ownsGate)
+        {
+            // Wake queued callers: they find the unit disposed and throw.
+            _gate.Release();
+        }
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    private void ThrowIfExpired(string operation)
+    {
+        var age = _time.GetElapsedTime(_transactionStartedAt);
+        if (age >= _options.TransactionTimeout)
+        {
+            throw Failure(TransactionErrorKind.Abortable, new Error(ErrorCode.Local_TimedOut, "transaction older than transaction.timeout.ms"), null,
+                $"{operation}: the transaction of '{TransactionalId}' has been open for {age.TotalMilliseconds:F0} ms, not below TransactionTimeout ({_options.TransactionTimeout.TotalMilliseconds:F0} ms); the broker aborts it. Abort it and start again with less work per transaction.");
+        }
+    }
+
+    private void TransitionTo(TransactionState next)
+    {
+        while (true)
+        {
+            var current = Volatile.Read(ref _state);
+            if (current is (int)TransactionState.Fenced or (int)TransactionState.Disposed)
+            {
+                return; // terminal states are never left
+            }
+
+            if (Interlocked.CompareExchange(ref _state, (int)next, current) == current)
+            {
+                if (current != (int)next)
+                {
+                    Log.StateChanged(_logger, TransactionalId, (TransactionState)current, next);
+                }
+
+                return;
+            }
+        }
+    }
+
+    private void ReleaseExplicitTransactionIfEnded()
+    {
+        if (_explicitTransaction && State is not (TransactionState.InTransaction or TransactionState.Committing or TransactionState.Aborting))
+        {
+            _explicitTransaction = false;
+            _gate.Release();
+        }
+    }
+
+    private void ThrowIfOwnedByExecute(string operation)
+    {
+        if (_executing && !_explicitTransaction)
+        {
+            throw new InvalidOperationException(
+                $"{operation} is not valid inside ExecuteAsync (state {State}): ExecuteAsync commits or aborts its own transaction. Return from the work to commit, or throw to abort.");
+        }
+    }
+
+    private void ThrowIfTerminal(string operation)
+    {
+        switch (State)
+        {
+            case TransactionState.Disposed:
+                throw new ObjectDisposedException(nameof(TransactionalUnitOfWork), $"{operation} is not valid in state Disposed: the unit of work for '{TransactionalId}' has been disposed.");
+            case TransactionState.Fenced:
+                throw new InvalidOperationException($"{operation} is not valid in state Fenced: producer '{TransactionalId}' was fenced by a newer instance with the same transactional.id and must stop. Nothing can be sent from this instance.");
+            case TransactionState.Faulted when operation != nameof(ResetAsync):
+                throw new InvalidOperationException($"{operation} is not valid in state Faulted: producer '{TransactionalId}' hit a fatal error. Call ResetAsync to replace the producer.");
+        }
+    }
+}
