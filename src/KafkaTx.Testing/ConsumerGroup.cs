@@ -22,6 +22,12 @@ internal sealed class ConsumerGroup(string groupId)
 
     public int Generation { get; private set; }
 
+    /// <summary>Members, the departed ones that still hold their place included.</summary>
+    public int MemberCount => _members.Count;
+
+    /// <summary>Partitions owned by a member that has stopped (crashed, or a static member that closed) and not yet expired.</summary>
+    public int PartitionsHeldByDepartedMembers => _owners.Values.Count(m => m.DepartedAt is not null);
+
     public string NewMemberId() => $"{GroupId}-member-{++_nextMember}";
 
     public void Join(InMemoryKafkaCluster cluster, InMemoryConsumer member)

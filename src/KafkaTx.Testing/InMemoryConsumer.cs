@@ -185,7 +185,9 @@ internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>, IInMemoryC
 
     public ConsumeResult<byte[]?, byte[]?>? Consume(TimeSpan timeout)
     {
-        var deadline = _cluster.Time.GetTimestamp() + (long)(Math.Max(0, timeout.TotalSeconds) * _cluster.Time.TimestampFrequency);
+        // The wait is the client's own, in real time; the cluster's clock (which a test may hold still) governs only the
+        // broker's timeouts: sessions and transactions.
+        var deadline = TimeProvider.System.GetTimestamp() + (long)(Math.Max(0, timeout.TotalSeconds) * TimeProvider.System.TimestampFrequency);
         while (true)
         {
             DeliverRebalances();
@@ -204,7 +206,7 @@ internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>, IInMemoryC
                     return record;
                 }
 
-                var remaining = TimeSpan.FromSeconds((double)(deadline - _cluster.Time.GetTimestamp()) / _cluster.Time.TimestampFrequency);
+                var remaining = TimeSpan.FromSeconds((double)(deadline - TimeProvider.System.GetTimestamp()) / TimeProvider.System.TimestampFrequency);
                 if (remaining <= TimeSpan.Zero)
                 {
                     return null;

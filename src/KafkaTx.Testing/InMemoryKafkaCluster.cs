@@ -74,8 +74,33 @@ public sealed class InMemoryKafkaCluster
             }
 
             _openClients.Clear();
+            CrashCount++;
             Monitor.PulseAll(Sync);
         }
+    }
+
+    /// <summary>How many times <see cref="CrashClients"/> was called: a process that was running then is dead.</summary>
+    internal int CrashCount { get; private set; }
+
+    /// <summary>
+    /// A client made by a process that died in an earlier crash (its code still runs in the test, a real one's would
+    /// not): it is dead from birth, so that a crashed application cannot come back as a zombie, for instance by
+    /// replacing its producer and fencing the instance that took its place.
+    /// </summary>
+    internal T CreateClient<T>(Func<T> create, int crashCountAtProcessStart)
+        where T : IInMemoryClient
+    {
+        var client = Track(create());
+        lock (Sync)
+        {
+            if (CrashCount != crashCountAtProcessStart)
+            {
+                client.Crash(Time.GetTimestamp());
+                _openClients.Remove(client);
+            }
+        }
+
+        return client;
     }
 
     // ---------------------------------------------------------------- topics
@@ -268,6 +293,15 @@ public sealed class InMemoryKafkaCluster
         {
             member.Group?.Expire(this, member);
             Monitor.PulseAll(Sync);
+        }
+    }
+
+    /// <summary>For tests of the cluster itself: a group's members, and the partitions its departed members still hold.</summary>
+    internal (int Members, int HeldByDeparted) GroupSnapshot(string groupId)
+    {
+        lock (Sync)
+        {
+            return _groups.TryGetValue(groupId, out var group) ? (group.MemberCount, group.PartitionsHeldByDepartedMembers) : (0, 0);
         }
     }
 

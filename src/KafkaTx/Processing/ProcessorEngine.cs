@@ -171,7 +171,20 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             return;
         }
 
-        var result = _consumer!.Consume(ConsumeTimeout());
+        ConsumeResult<byte[]?, byte[]?>? result;
+        try
+        {
+            result = _consumer!.Consume(ConsumeTimeout());
+        }
+        catch (ConsumeException e) when (!e.Error.IsFatal)
+        {
+            // Not fatal (a subscribed topic that does not exist yet, a broker gone for a while): librdkafka recovers
+            // on its own. The open transaction, if any, stays open and commits on schedule.
+            Log.ConsumerError(_logger, Name, e.Error.Code, e.Error.Reason, isFatal: false);
+            await Task.Delay(IdlePoll, _time, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
         if (_stopRequested)
         {
             return;

@@ -120,6 +120,73 @@ public class KafkaTxOnInMemoryTests
         kafka.ReadTopic("out").Select(r => r.ValueText).Should().HaveCount(600).And.OnlyHaveUniqueItems();
     }
 
+    [Fact]
+    public async Task A_crashed_processor_restarted_at_once_takes_its_partitions_back_as_a_static_member_without_waiting_for_its_session()
+    {
+        // The cluster's clock stands still: a session timeout can never pass, so only static membership can hand the
+        // dead instance's partitions to its next incarnation.
+        var clock = new ManualClock();
+        var kafka = new InMemoryKafkaCluster(timeProvider: clock);
+        kafka.CreateTopic("in", 3);
+        Seed(kafka, 0, 30);
+        var script = new HandlerScript();
+        var dead = ProcessorApp(kafka, script, "0", batch: 1000, configure: DiesQuietly);
+        await dead.StartAsync();
+        await ProcessorHarness.Until(() => Processor(dead).CommittedRecords >= 30, "the first thirty are committed");
+        Seed(kafka, 30, 30);
+        await ProcessorHarness.Until(() => script.Seen.Count > 30, "the next records are being handled");
+
+        kafka.CrashClients(); // SIGKILL: no abort, no LeaveGroup
+        using var restarted = ProcessorApp(kafka, script, "0", batch: 1000);
+        await restarted.StartAsync();
+        await ProcessorHarness.Until(() => kafka.ReadTopic("out").Count >= 60, "the restarted instance copies the rest", seconds: 20);
+        kafka.GroupSnapshot("copiers").Should().Be((1, 0), "the new incarnation took the dead one's place, and its partitions");
+        await restarted.StopAsync();
+        dead.Dispose();
+
+        kafka.ReadTopic("out").Select(r => r.ValueText).Should().HaveCount(60).And.OnlyHaveUniqueItems();
+        Enumerable.Range(0, 3).Select(p => kafka.CommittedOffset("copiers", new TopicPartition("in", p))).Sum().Should().Be(60);
+    }
+
+    [Fact]
+    public async Task Without_static_membership_a_restarted_processor_waits_for_the_dead_members_session_to_time_out()
+    {
+        var clock = new ManualClock();
+        var kafka = new InMemoryKafkaCluster(timeProvider: clock);
+        kafka.CreateTopic("in", 3);
+        Seed(kafka, 0, 30);
+        var script = new HandlerScript();
+        void Dynamic(TransactionalProcessorOptions o) => o.StaticMembership = false;
+        var dead = ProcessorApp(kafka, script, "0", batch: 1000, configure: o =>
+        {
+            Dynamic(o);
+            DiesQuietly(o);
+        });
+        await dead.StartAsync();
+        await ProcessorHarness.Until(() => Processor(dead).CommittedRecords >= 30, "the first thirty are committed");
+
+        kafka.CrashClients();
+        Seed(kafka, 30, 30);
+        using var restarted = ProcessorApp(kafka, script, "0", batch: 1000, configure: Dynamic);
+        await restarted.StartAsync();
+        await ProcessorHarness.Until(() => kafka.GroupSnapshot("copiers").Members == 2, "the restarted instance joins as a new member");
+
+        kafka.GroupSnapshot("copiers").HeldByDeparted.Should().Be(3, "the dead member keeps every partition until its session times out");
+        kafka.ReadTopic("out").Should().HaveCount(30);
+
+        clock.Advance(TimeSpan.FromSeconds(45)); // session.timeout.ms's default
+        await ProcessorHarness.Until(() => kafka.ReadTopic("out").Count >= 60, "the partitions move once the session has timed out", seconds: 20);
+        await restarted.StopAsync();
+        dead.Dispose();
+
+        kafka.ReadTopic("out").Select(r => r.ValueText).Should().HaveCount(60).And.OnlyHaveUniqueItems();
+    }
+
+    /// <summary>The crashed application's code still runs in the test; it must not stop the test host or set its exit code.</summary>
+    private static void DiesQuietly(TransactionalProcessorOptions options) => options.StopApplicationOnFailure = false;
+
+    private static ITransactionalProcessor Processor(IHost host) => host.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);
+
     private static void Seed(InMemoryKafkaCluster kafka, int first, int count)
     {
         var producer = kafka.CreateProducer(new ProducerConfig());
@@ -129,7 +196,7 @@ public class KafkaTxOnInMemoryTests
         }
     }
 
-    private static IHost ProcessorApp(InMemoryKafkaCluster kafka, HandlerScript script, string instance, int batch = 5)
+    private static IHost ProcessorApp(InMemoryKafkaCluster kafka, HandlerScript script, string instance, int batch = 5, Action<TransactionalProcessorOptions>? configure = null)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Services.AddSingleton(script);
@@ -147,6 +214,7 @@ public class KafkaTxOnInMemoryTests
                 o.MaxBatchSize = batch;
                 o.MaxBatchDuration = TimeSpan.FromMilliseconds(200);
                 o.Retry.BaseDelay = TimeSpan.Zero;
+                configure?.Invoke(o);
             });
         return builder.Build();
     }

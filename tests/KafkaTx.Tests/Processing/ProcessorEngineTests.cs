@@ -37,14 +37,23 @@ public class ProcessorEngineTests
     [Fact]
     public async Task A_transaction_commits_after_MaxBatchDuration_even_when_not_full()
     {
-        await using var h = new ProcessorHarness(o =>
-        {
-            o.MaxBatchSize = 1000;
-            o.MaxBatchDuration = TimeSpan.FromMilliseconds(50);
-        });
+        // The batch's age is read from a clock that moves only when the test says so: a busy machine cannot split
+        // the two records into two transactions.
+        var clock = new ManualClock();
+        await using var h = new ProcessorHarness(
+            o =>
+            {
+                o.MaxBatchSize = 1000;
+                o.MaxBatchDuration = TimeSpan.FromMilliseconds(50);
+            },
+            clock: clock);
         h.Broker.AppendMany("in", 0, 2);
 
         await h.StartAsync();
+        await Until(() => h.Script.TimesSeen("v1") == 1, "both records are handled");
+        h.Broker.GroupOffset(P0).Should().NotBe(2, "the batch is neither full nor old yet");
+
+        clock.Advance(TimeSpan.FromMilliseconds(50));
         await Until(() => h.Broker.GroupOffset(P0) == 2, "the two records are committed");
 
         h.Factory.Current.CommittedOffsets.Should().ContainSingle().Which.Single().Offset.Value.Should().Be(2);

@@ -1,0 +1,22 @@
+using KafkaTx.IntegrationTests.Support;
+
+namespace KafkaTx.IntegrationTests.MockCluster;
+
+/// <summary>The real-broker tests decide what to assert from BrokerFeatures: its detection is checked on a known answer.</summary>
+public sealed class BrokerFeaturesTests
+{
+    [Fact]
+    public async Task The_mock_cluster_is_read_as_supporting_KIP_360_but_not_KIP_447()
+    {
+        // librdkafka 2.16's mock answers InitProducerId up to v4 and OffsetFetch below v7.
+        using var cluster = new MockKafkaCluster();
+
+        var features = await BrokerFeatures.DetectAsync(cluster.BootstrapServers);
+
+        features.MaxVersion(22).Should().BeGreaterThanOrEqualTo(3, "InitProducerId");
+        features.EpochBump.Should().BeTrue();
+        features.MaxVersion(9).Should().BeInRange(0, 6, "OffsetFetch");
+        features.StableOffsetFetch.Should().BeFalse();
+        features.ToString().Should().Contain("KIP-360 yes").And.Contain("KIP-447 no");
+    }
+}
