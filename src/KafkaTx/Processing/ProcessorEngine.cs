@@ -368,6 +368,20 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         await EndTransactionAsync().ConfigureAwait(false);
     }
 
+    private async Task SettlePendingTransactionAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _unit.InitializeAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (KafkaTransactionException e) when (e.Kind == TransactionErrorKind.Retriable)
+        {
+            // The coordinator is away: the next transaction initializes the producer; the rewind may read offsets
+            // that are not final yet, which only a broker before 2.5 can show, and only while it is this slow.
+            Log.ProcessorSettleDeferred(_logger, Name, Id, e);
+        }
+    }
+
     private async Task HandleCommitFailureAsync(KafkaTransactionException failure, CancellationToken cancellationToken)
     {
         if (failure.Kind is TransactionErrorKind.Fenced or TransactionErrorKind.Fatal || _unit.State is TransactionState.Fenced or TransactionState.Faulted)
@@ -387,6 +401,10 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
                 await _unit.ResetAsync(cancellationToken).ConfigureAwait(false);
             }
 
+            // Before the group is asked: the new producer's InitTransactions returns only once the coordinator has
+            // finished the pending transaction, markers included, so the offsets the rewind reads are final even on
+            // brokers without KIP-447's stable offset fetch.
+            await SettlePendingTransactionAsync(cancellationToken).ConfigureAwait(false);
             await EndTransactionAsync().ConfigureAwait(false);
             _rewindPending = true;
             return;

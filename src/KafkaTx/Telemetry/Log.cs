@@ -140,6 +140,9 @@ internal static partial class Log
     [LoggerMessage(122, LogLevel.Information, "Processor {Name} ({TransactionalId}): the transaction has been open {AgeMs} ms, half the transaction timeout; committing early")]
     public static partial void CommittingEarly(ILogger logger, string name, string transactionalId, long ageMs);
 
+    [LoggerMessage(123, LogLevel.Warning, "Processor {Name} ({TransactionalId}): the producer could not initialize after a commit with an unknown outcome; the next transaction initializes it")]
+    public static partial void ProcessorSettleDeferred(ILogger logger, string name, string transactionalId, Exception exception);
+
     public static LogLevel ToLogLevel(SyslogLevel level) => level switch
     {
         SyslogLevel.Emergency or SyslogLevel.Alert or SyslogLevel.Critical => LogLevel.Critical,

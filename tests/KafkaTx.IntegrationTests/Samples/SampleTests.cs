@@ -32,18 +32,19 @@ public sealed class SampleTests
         exitCode.Should().Be(0, output);
     }
 
-    private static async Task<(int ExitCode, string Output)> RunSampleAsync(string name)
+    /// <summary>Runs a sample's built dll as a user runs it; with no arguments, on its embedded default.</summary>
+    internal static async Task<(int ExitCode, string Output)> RunSampleAsync(string name, params string[] args)
     {
         // The sample is a project reference, so its build output sits next to the tests.
         var dll = Path.Combine(AppContext.BaseDirectory, name + ".dll");
         File.Exists(dll).Should().BeTrue($"{dll} is built with the tests");
-        var start = new ProcessStartInfo("dotnet", [dll])
+        var start = new ProcessStartInfo("dotnet", [dll, .. args])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             WorkingDirectory = AppContext.BaseDirectory,
         };
-        start.Environment.Remove("KAFKATX_BOOTSTRAP_SERVERS"); // the embedded default is what is under test
+        start.Environment.Remove("KAFKATX_BOOTSTRAP_SERVERS"); // the backend is the one the arguments name, else the embedded default
         start.Environment.Remove("KAFKATX_INSTANCE_ID");
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();

@@ -109,6 +109,8 @@ internal sealed class FakeConsumer(FakeBroker broker, ConsumerEventHandlers hand
             CommittedQueries.Add(asked);
         }
 
+        broker.Record("committed-query");
+
         return [.. asked.Select(tp => new TopicPartitionOffset(tp, broker.GroupOffset(tp) is { } offset ? new Offset(offset) : Offset.Unset))];
     }
 

@@ -55,7 +55,11 @@ internal sealed class FakeProducer : IProducer<byte[]?, byte[]?>
 
     public string Name => "fake-producer";
 
-    public void InitTransactions(TimeSpan timeout) => Blocking("Init", timeout, InitFailures);
+    public void InitTransactions(TimeSpan timeout)
+    {
+        Blocking("Init", timeout, InitFailures);
+        Broker?.Record("init");
+    }
 
     public void BeginTransaction()
     {

@@ -406,6 +406,52 @@ public class ProcessorEngineTests
     }
 
     [Fact]
+    public async Task A_commit_that_times_out_is_settled_by_a_new_producer_before_the_group_is_asked_where_to_rewind()
+    {
+        // Without KIP-447 (brokers before 2.5) the group shows transactional offsets only once the coordinator has
+        // written the markers; the new producer's InitTransactions returns only after that.
+        var producers = 0;
+        var clock = new ManualClock();
+        await using var h = new ProcessorHarness(
+            o =>
+            {
+                o.MaxBatchSize = 2;
+                o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+            },
+            producer: p => p.CommitTimeout = TimeSpan.FromSeconds(3),
+            setupProducer: p =>
+            {
+                if (++producers == 1)
+                {
+                    for (var i = 0; i < 1000; i++)
+                    {
+                        p.CommitFailures.Enqueue(KafkaErrors.TimedOut());
+                    }
+
+                    p.OnBlockingCall = (call, timeout) =>
+                    {
+                        if (call == "Commit")
+                        {
+                            clock.Advance(timeout); // each slice of the commit times out in full
+                        }
+                    };
+                }
+            },
+            clock: clock);
+        h.Broker.AppendMany("in", 0, 4);
+
+        await h.StartAsync();
+        await Until(() => h.Broker.GroupOffset(P0) == 4, "all four records are committed");
+
+        h.Factory.Producers.Should().HaveCount(2);
+        var events = h.Broker.EventsSnapshot();
+        events.Should().ContainInOrder("init", "init", "committed-query");
+        events.IndexOf("committed-query").Should().BeGreaterThan(events.LastIndexOf("init"), "the group is asked only after the new producer settled the pending commit");
+        h.CommittedOutput.Should().Equal(Values(4));
+        h.Engine.State.Should().Be(ProcessorState.Running);
+    }
+
+    [Fact]
     public async Task Fatal_errors_beyond_the_units_replacement_budget_stop_the_processor()
     {
         await using var h = new ProcessorHarness(
