@@ -244,7 +244,8 @@ internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>, IInMemoryC
             }
 
             var log = _cluster.Log(partition);
-            var position = _positions[partition];
+            // Records deleted under the position: go on from the log start, as a consumer reset to the earliest offset.
+            var position = Math.Max(_positions[partition], log.LogStartOffset);
             var end = log.End(_isolation);
             while (position < end && !log.IsVisible(position, _isolation))
             {
@@ -254,7 +255,7 @@ internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>, IInMemoryC
             _positions[partition] = position;
             if (position < end)
             {
-                var entry = log.Entries[(int)position];
+                ref readonly var entry = ref log.Entry(position);
                 _positions[partition] = position + 1;
                 _eofReported.Remove(partition);
                 _next = (_next + i + 1) % count;

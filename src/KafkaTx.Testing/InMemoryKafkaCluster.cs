@@ -174,11 +174,11 @@ public sealed class InMemoryKafkaCluster
             var log = Log(partition);
             var records = new List<InMemoryRecord>();
             var end = log.End(isolation);
-            for (var offset = 0L; offset < end; offset++)
+            for (var offset = log.LogStartOffset; offset < end; offset++)
             {
                 if (log.IsVisible(offset, isolation))
                 {
-                    records.Add(log.Entries[(int)offset].ToRecord(partition, offset));
+                    records.Add(log.Entry(offset).ToRecord(partition, offset));
                 }
             }
 
@@ -293,6 +293,22 @@ public sealed class InMemoryKafkaCluster
         {
             member.Group?.Expire(this, member);
             Monitor.PulseAll(Sync);
+        }
+    }
+
+    /// <summary>
+    /// Deletes a partition's records before an offset, as Kafka's DeleteRecords (AdminClient.DeleteRecordsAsync) or
+    /// retention does, so that a long test keeps its memory flat. Never deletes past the last stable offset. A
+    /// consumer whose position lies below the new log start goes on from it.
+    /// </summary>
+    /// <param name="partition">The partition.</param>
+    /// <param name="offset">The new log start offset.</param>
+    public void DeleteRecordsBefore(TopicPartition partition, long offset)
+    {
+        ArgumentNullException.ThrowIfNull(partition);
+        lock (Sync)
+        {
+            Log(partition).DeleteBefore(offset);
         }
     }
 

@@ -42,9 +42,29 @@ internal sealed class PartitionLog(TopicPartition partition)
     /// <summary>The partition this log belongs to (one shared instance, so that producing allocates none).</summary>
     public TopicPartition TopicPartition { get; } = partition;
 
-    public List<LogEntry> Entries { get; } = [];
+    // The entries from LogStartOffset on: offset o is at index o - LogStartOffset.
+    private readonly List<LogEntry> _entries = [];
 
-    public long HighWatermark => Entries.Count;
+    /// <summary>The first offset still held: records before it were deleted (Kafka's DeleteRecords, or retention).</summary>
+    public long LogStartOffset { get; private set; }
+
+    public long HighWatermark => LogStartOffset + _entries.Count;
+
+    /// <summary>The entry at <paramref name="offset"/>, which must be between the log start offset and the high watermark.</summary>
+    public ref readonly LogEntry Entry(long offset) => ref System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_entries)[(int)(offset - LogStartOffset)];
+
+    /// <summary>Deletes the entries before <paramref name="offset"/> (never past the last stable offset, as Kafka's DeleteRecords).</summary>
+    public void DeleteBefore(long offset)
+    {
+        var upTo = Math.Min(offset, LastStableOffset);
+        if (upTo <= LogStartOffset)
+        {
+            return;
+        }
+
+        _entries.RemoveRange(0, (int)(upTo - LogStartOffset));
+        LogStartOffset = upTo;
+    }
 
     /// <summary>The first offset of the oldest open transaction, or the high watermark: read_committed readers stop here.</summary>
     public long LastStableOffset
@@ -63,8 +83,8 @@ internal sealed class PartitionLog(TopicPartition partition)
 
     public long Append(in LogEntry entry)
     {
-        var offset = Entries.Count;
-        Entries.Add(entry);
+        var offset = HighWatermark;
+        _entries.Add(entry);
         if (entry.Transaction is { } transaction && transaction.Partitions.TryAdd(this, TopicPartition))
         {
             _open.Add((transaction, offset));
@@ -77,13 +97,13 @@ internal sealed class PartitionLog(TopicPartition partition)
     public void CloseTransaction(TransactionRecord transaction, bool commit)
     {
         _open.RemoveAll(o => o.Transaction == transaction);
-        Entries.Add(new LogEntry(null, null, null, default, transaction, commit ? ControlType.Commit : ControlType.Abort));
+        _entries.Add(new LogEntry(null, null, null, default, transaction, commit ? ControlType.Commit : ControlType.Abort));
     }
 
-    /// <summary>Whether a reader sees the entry at <paramref name="offset"/>; callers read only below <see cref="End"/>.</summary>
+    /// <summary>Whether a reader sees the entry at <paramref name="offset"/>; callers read only from <see cref="LogStartOffset"/> to below <see cref="End"/>.</summary>
     public bool IsVisible(long offset, IsolationLevel isolation)
     {
-        var entry = Entries[(int)offset];
+        ref readonly var entry = ref Entry(offset);
         if (entry.Control != ControlType.None)
         {
             return false;

@@ -1,5 +1,7 @@
 using Confluent.Kafka;
 using KafkaTx.IntegrationTests.Support;
+using KafkaTx.Reliability.Copying;
+using KafkaTx.Reliability.Crash;
 using Xunit.Abstractions;
 
 namespace KafkaTx.IntegrationTests.RealBroker;
@@ -24,14 +26,15 @@ public sealed class RealBrokerRestartTests(KafkaBrokerFixture broker, ITestOutpu
         var transactionalId = KafkaTxHost.UniqueName("copier");
         TopicWriter.Seed(servers, input, 0, Seeded);
 
-        await using (var first = CopierProcess.Start(servers, input, copied, group, transactionalId))
+        var settings = new CopierSettings(servers, input, copied, group, transactionalId);
+        await using (var first = ProcessCopier.Start(settings))
         {
             await first.WaitForLineAsync(l => l.StartsWith("committed", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
-            first.Kill();
+            await first.KillAsync();
         }
 
         var restartedAt = DateTime.UtcNow;
-        await using var second = CopierProcess.Start(servers, input, copied, group, transactionalId);
+        await using var second = ProcessCopier.Start(settings);
         TopicWriter.Seed(servers, input, Seeded, AfterRestart); // so that the restarted instance has work whatever the first one did
         var committedAt = await second.WaitForLineAsync(l => l.StartsWith("committed", StringComparison.Ordinal), TimeSpan.FromSeconds(90));
         var toNextCommit = committedAt - restartedAt;

@@ -1,0 +1,40 @@
+using KafkaTx.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace KafkaTx.Reliability.Copying;
+
+/// <summary>What one copier instance is: every incarnation of an instance has the same transactional.id.</summary>
+internal sealed record CopierSettings(string BootstrapServers, string Input, string Output, string Group, string TransactionalId, int MaxBatchSize = 100);
+
+/// <summary>The copier application: KafkaTx's processor copying the input topic to the output topic.</summary>
+internal static class CopierApp
+{
+    public static IHost Build(CopierSettings settings, CopyTarget target, InMemoryKafkaCluster? cluster = null, LogLevel minimumLevel = LogLevel.Warning)
+    {
+        var builder = Host.CreateApplicationBuilder([]);
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(minimumLevel);
+        builder.Services.AddSingleton(target);
+        var kafka = builder.Services.AddKafkaTransactions(o =>
+        {
+            o.BootstrapServers = settings.BootstrapServers;
+            o.TransactionalId = settings.TransactionalId;
+        });
+        if (cluster is not null)
+        {
+            kafka.UseInMemoryKafka(cluster);
+        }
+
+        kafka.AddTransactionalProcessor<CopyHandler>(p =>
+        {
+            p.Topics.Add(settings.Input);
+            p.GroupId = settings.Group;
+            p.MaxBatchSize = settings.MaxBatchSize;
+        });
+        return builder.Build();
+    }
+
+    public static ITransactionalProcessor Processor(IHost host) => host.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);
+}
