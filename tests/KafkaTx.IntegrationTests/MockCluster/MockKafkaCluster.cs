@@ -74,6 +74,18 @@ internal sealed class MockKafkaCluster : IDisposable
     public void SetTransactionCoordinator(string transactionalId, int brokerId) =>
         Check(NativeMock.rd_kafka_mock_coordinator_set(_cluster, "transaction", transactionalId, brokerId));
 
+    /// <summary>Moves the group coordinator of a consumer group to a broker.</summary>
+    public void SetGroupCoordinator(string groupId, int brokerId) =>
+        Check(NativeMock.rd_kafka_mock_coordinator_set(_cluster, "group", groupId, brokerId));
+
+    /// <summary>Every request to the broker takes this long to answer (a slow or distant broker).</summary>
+    public void SetBrokerRoundTrip(int brokerId, TimeSpan rtt) =>
+        Check(NativeMock.rd_kafka_mock_broker_set_rtt(_cluster, brokerId, (int)rtt.TotalMilliseconds));
+
+    /// <summary>Makes a broker the leader of a partition.</summary>
+    public void SetPartitionLeader(string topic, int partition, int brokerId) =>
+        Check(NativeMock.rd_kafka_mock_partition_set_leader(_cluster, topic, partition, brokerId));
+
     public void Dispose() => _owner.Dispose();
 
     private static IntPtr RawHandle(IClient client)
@@ -162,6 +174,12 @@ internal static partial class NativeMock
 
     [LibraryImport(Library)]
     internal static partial int rd_kafka_mock_broker_set_up(IntPtr cluster, int brokerId);
+
+    [LibraryImport(Library)]
+    internal static partial int rd_kafka_mock_broker_set_rtt(IntPtr cluster, int brokerId, int rttMs);
+
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int rd_kafka_mock_partition_set_leader(IntPtr cluster, string topic, int partition, int brokerId);
 
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
     internal static partial int rd_kafka_mock_coordinator_set(IntPtr cluster, string keyType, string key, int brokerId);

@@ -133,6 +133,34 @@ public class InMemoryKafkaClusterTests
     }
 
     [Fact]
+    public void Deleting_records_moves_the_log_start_keeps_offsets_and_never_passes_an_open_transaction()
+    {
+        var cluster = new InMemoryKafkaCluster();
+        var plain = cluster.CreateProducer(new ProducerConfig());
+        for (var i = 0; i < 4; i++)
+        {
+            plain.Produce(P0, Record("k", "v" + i));
+        }
+
+        var open = Transactional(cluster, "open");
+        open.BeginTransaction();
+        open.Produce(P0, Record("k", "pending")); // offset 4, open: the last stable offset stays at 4
+        using var consumer = cluster.CreateConsumer(new ConsumerConfig { GroupId = "g" });
+        consumer.Assign(new TopicPartitionOffset(P0, 0));
+
+        cluster.DeleteRecordsBefore(P0, 2);
+        cluster.ReadPartition(P0).Select(r => (r.Offset, r.ValueText)).Should().Equal((2L, "v2"), (3L, "v3"));
+        consumer.Consume(TimeSpan.FromSeconds(1))!.Offset.Value.Should().Be(2, "a consumer below the log start goes on from it");
+
+        cluster.DeleteRecordsBefore(P0, 10);
+        cluster.ReadPartition(P0, IsolationLevel.ReadUncommitted).Select(r => r.ValueText).Should().Equal("pending");
+        cluster.HighWatermark(P0).Should().Be(5);
+
+        open.CommitTransaction(TimeSpan.FromSeconds(1));
+        cluster.ReadPartition(P0).Select(r => (r.Offset, r.ValueText)).Should().Equal((4L, "pending"));
+    }
+
+    [Fact]
     public void Keys_are_partitioned_by_CRC32_as_librdkafka_does()
     {
         Crc32.Compute(Encoding.ASCII.GetBytes("123456789")).Should().Be(0xCBF43926u);

@@ -149,9 +149,43 @@ public class ProduceTests
 
     internal sealed record Order(string Id, decimal Amount);
 
+    [Fact]
+    public async Task A_serializer_that_throws_mid_transaction_aborts_it_and_nothing_of_it_is_committed()
+    {
+        var (unit, producer) = await TestUnits.CreateReady(o => o.Serializers.Add(new OrderSerializer()));
+
+        var failure = await unit.Awaiting(u => u.ExecuteAsync((scope, _) =>
+        {
+            scope.Produce("orders", new Message<string, Order> { Key = "o-1", Value = new Order("o-1", 10m) });
+            scope.Produce("orders", new Message<string, Order> { Key = "o-2", Value = new Order("o-2", -1m) }); // the serializer refuses it
+            return ValueTask.CompletedTask;
+        })).Should().ThrowAsync<ArgumentOutOfRangeException>();
+
+        failure.Which.Message.Should().Contain("negative amount");
+        producer.Committed.Should().BeEmpty();
+        producer.Aborted.Select(r => r.KeyText).Should().Equal("o-1");
+        unit.State.Should().Be(TransactionState.Ready, "the work's own failure: the unit goes on");
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("")]
+    public async Task A_null_or_empty_topic_is_refused_before_anything_is_sent(string? topic)
+    {
+        var (unit, producer) = await TestUnits.CreateReady();
+        unit.BeginTransaction();
+
+        var act = () => unit.Produce(topic!, new Message<string, string> { Key = "k", Value = "v" });
+
+        act.Should().Throw<ArgumentException>().WithMessage("*topic is null or empty*name the topic*");
+        producer.ProducedCount.Should().Be(0);
+        unit.State.Should().Be(TransactionState.InTransaction, "the transaction stays open: abort it or go on");
+    }
+
     private sealed class OrderSerializer : ISerializer<Order>
     {
-        public byte[] Serialize(Order data, SerializationContext context) =>
-            Encoding.UTF8.GetBytes(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{data.Id}:{data.Amount}"));
+        public byte[] Serialize(Order data, SerializationContext context) => data.Amount < 0
+            ? throw new ArgumentOutOfRangeException(nameof(data), "An order with a negative amount cannot be serialized.")
+            : Encoding.UTF8.GetBytes(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{data.Id}:{data.Amount}"));
     }
 }
