@@ -21,6 +21,9 @@ internal sealed class TransactionalProducer : IDisposable
     private static readonly TimeSpan RetriableCallBackoff = TimeSpan.FromMilliseconds(50);
     private static readonly TimeSpan DeliveryReportWait = TimeSpan.FromSeconds(5);
 
+    /// <summary>How long past its own timeout a blocking librdkafka call may run before the producer is given up as stuck.</summary>
+    private static readonly TimeSpan StuckCallGrace = TimeSpan.FromSeconds(10);
+
     private readonly KafkaTransactionsOptions _options;
     private readonly IKafkaClientFactory _clientFactory;
     private readonly ILogger _logger;
@@ -31,6 +34,10 @@ internal sealed class TransactionalProducer : IDisposable
 
     private IProducer<byte[]?, byte[]?> _producer;
     private DeliveryTracker _deliveries;
+
+    // A blocking call on the current producer that overran its timeout and still runs: disposing the producer now
+    // would block until it returns, so the producer is disposed when (if ever) the call returns.
+    private Task? _stuckCall;
 
     public TransactionalProducer(KafkaTransactionsOptions options, IKafkaClientFactory clientFactory, ILogger logger, TimeProvider time, string transactionalId)
     {
@@ -58,12 +65,23 @@ internal sealed class TransactionalProducer : IDisposable
     /// </summary>
     public void Replace()
     {
-        DisposeQuietly(_producer);
+        Retire(_producer);
         (_producer, _deliveries) = Create();
         Replacements++;
     }
 
-    public void Dispose() => DisposeQuietly(_producer);
+    public void Dispose() => Retire(_producer);
+
+    private void Retire(IProducer<byte[]?, byte[]?> producer)
+    {
+        if (Interlocked.Exchange(ref _stuckCall, null) is { } stuck)
+        {
+            _ = stuck.ContinueWith(_ => DisposeQuietly(producer), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+            return;
+        }
+
+        DisposeQuietly(producer);
+    }
 
     private (IProducer<byte[]?, byte[]?> Producer, DeliveryTracker Deliveries) Create()
     {
@@ -175,10 +193,24 @@ internal sealed class TransactionalProducer : IDisposable
                 slice = TimeSpan.FromMilliseconds(1);
             }
 
+            var running = Task.Run(() => call(producer, slice), CancellationToken.None);
             try
             {
-                await Task.Run(() => call(producer, slice), CancellationToken.None).ConfigureAwait(false);
+                await running.WaitAsync(slice + StuckCallGrace, _time, CancellationToken.None).ConfigureAwait(false);
                 return;
+            }
+            catch (TimeoutException)
+            {
+                // librdkafka did not honour its own timeout (seen with a group coordinator that went away during
+                // SendOffsetsToTransaction). Waiting longer could hang the caller for ever: the producer is given up as
+                // broken, which the unit heals by replacing it; its InitTransactions aborts the transaction.
+                Log.BlockingCallStuck(_logger, operation, _transactionalId, (long)StuckCallGrace.TotalMilliseconds, (long)slice.TotalMilliseconds);
+                if (ReferenceEquals(producer, _producer))
+                {
+                    _stuckCall = running;
+                }
+
+                throw new KafkaException(new Error(ErrorCode.Local_TimedOut, $"{operation} did not return within {StuckCallGrace.TotalSeconds:F0} s after its timeout; the producer was given up as stuck", true));
             }
             catch (KafkaException e) when (TransactionErrorClassifier.Classify(e.Error) == TransactionErrorKind.Retriable)
             {

@@ -66,6 +66,9 @@ internal static partial class Log
     [LoggerMessage(20, LogLevel.Warning, "Replacing the producer of {TransactionalId} after a fatal error during {Operation}: {ErrorCode} ({Reason}); replacement {Replacement} of at most {MaxReplacements} in a row. The new producer's InitTransactions aborts what the old one left open")]
     public static partial void ReplacingProducer(ILogger logger, string transactionalId, string operation, ErrorCode errorCode, string reason, int replacement, int maxReplacements);
 
+    [LoggerMessage(22, LogLevel.Error, "librdkafka's {Operation} for {TransactionalId} has not returned {OverrunMs} ms after its own timeout of {TimeoutMs} ms; the producer is abandoned and replaced, and disposed if the call ever returns")]
+    public static partial void BlockingCallStuck(ILogger logger, string operation, string transactionalId, long overrunMs, long timeoutMs);
+
     [LoggerMessage(21, LogLevel.Warning, "The replacement producer of {TransactionalId} could not initialize yet (state {State}); the next use tries again")]
     public static partial void ReplacementNotInitialized(ILogger logger, string transactionalId, TransactionState state, Exception exception);
 

@@ -63,4 +63,42 @@ public sealed class FaultMatrixMockClusterTests : IDisposable
         host.Unit.State.Should().Be(TransactionState.Ready);
         TopicReader.ReadAll(_cluster.BootstrapServers, IsolationLevel.ReadCommitted, ReadDeadline, "leader-moves").Select(r => r.Value).Should().Equal("before", "after");
     }
+
+    [Fact]
+    public async Task A_SendOffsetsToTransaction_stuck_on_a_lost_group_coordinator_is_abandoned_and_the_next_attempt_commits()
+    {
+        // With its group coordinator down, librdkafka's SendOffsetsToTransaction did not return, whatever its
+        // timeout. The unit gives such a producer up once the call overruns its timeout, replaces it (the new
+        // producer's InitTransactions aborts the transaction), and runs the work again.
+        var id = KafkaTxHost.UniqueName("group-coordinator-down");
+        const string Group = "offsets-group";
+        _cluster.CreateTopic("offsets-input", 1);
+        _cluster.SetTransactionCoordinator(id, 1);
+        _cluster.SetGroupCoordinator(Group, 2);
+        await using var host = new KafkaTxHost(_cluster.BootstrapServers, id, o =>
+        {
+            o.SendOffsetsTimeout = TimeSpan.FromSeconds(2);
+            o.Retry.MaxAttempts = 2;
+        });
+        using var consumer = new ConsumerBuilder<Ignore, Ignore>(new ConsumerConfig { BootstrapServers = _cluster.BootstrapServers, GroupId = Group }).Build();
+        await host.Unit.InitializeAsync();
+        _cluster.SetBrokerDown(2);
+        var runs = 0;
+
+        await host.Unit.ExecuteAsync(async (scope, ct) =>
+        {
+            if (++runs == 2)
+            {
+                _cluster.SetBrokerUp(2); // the coordinator is back for the second attempt
+            }
+
+            scope.Produce(new TopicPartition("offsets-output", 0), new Message<Null, string> { Value = "run " + runs });
+            await scope.SendOffsetsAsync([new TopicPartitionOffset("offsets-input", 0, 5)], consumer.ConsumerGroupMetadata, ct);
+        }).WaitAsync(TimeSpan.FromSeconds(90));
+
+        runs.Should().Be(2);
+        host.Unit.State.Should().Be(TransactionState.Ready);
+        host.Logs.Entries.Should().Contain(e => e.Message.Contains("has not returned", StringComparison.Ordinal) && e.Message.Contains("SendOffsetsToTransaction", StringComparison.Ordinal));
+        TopicReader.ReadAll(_cluster.BootstrapServers, IsolationLevel.ReadCommitted, ReadDeadline, "offsets-output").Select(r => r.Value).Should().Contain("run 2");
+    }
 }
