@@ -1,12 +1,35 @@
 using Confluent.Kafka;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 
 namespace KafkaTx;
 
 /// <summary>Further configuration of a producer registered with <c>AddKafkaTransactions</c>.</summary>
 public static class KafkaTransactionsBuilderExtensions
 {
+    /// <summary>
+    /// Registers a health check for this producer and its processor, named <c>kafkatx</c> (or <c>kafkatx-{name}</c>)
+    /// and tagged <c>kafkatx</c>: Unhealthy when Fenced or Faulted, Degraded after repeated commit failures, repeated
+    /// producer replacements, or records waiting too long for a commit; the data dictionary says why.
+    /// </summary>
+    /// <param name="builder">The builder.</param>
+    /// <param name="configure">Changes when the check reports Degraded.</param>
+    /// <returns>The same builder.</returns>
+    public static IKafkaTransactionsBuilder AddHealthChecks(this IKafkaTransactionsBuilder builder, Action<KafkaTxHealthCheckOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var options = new KafkaTxHealthCheckOptions();
+        configure?.Invoke(options);
+        var name = builder.Name;
+        builder.Services.AddHealthChecks().Add(new HealthCheckRegistration(
+            name.Length == 0 ? "kafkatx" : "kafkatx-" + name,
+            services => new KafkaTx.Health.KafkaTxHealthCheck(name, options, services),
+            failureStatus: null,
+            tags: ["kafkatx"]));
+        return builder;
+    }
+
     /// <summary>Changes the producer's options after they were bound (for example to set values computed at start-up).</summary>
     /// <param name="builder">The builder.</param>
     /// <param name="configure">Changes the options.</param>

@@ -17,6 +17,7 @@ internal sealed class TransactionalUnitOfWorkFactory(
     ILoggerFactory? loggerFactory = null)
 {
     private readonly Dictionary<string, string> _namesById = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, TransactionalUnitOfWork> _created = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
 
     public TransactionalUnitOfWork Create(string name)
@@ -35,7 +36,22 @@ internal sealed class TransactionalUnitOfWorkFactory(
         }
 
         var logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("KafkaTx.TransactionalUnitOfWork");
-        return new TransactionalUnitOfWork(name, settings, clientFactory, logger, instrumentation, timeProvider);
+        var unit = new TransactionalUnitOfWork(name, settings, clientFactory, logger, instrumentation, timeProvider);
+        lock (_lock)
+        {
+            _created[name] = unit;
+        }
+
+        return unit;
+    }
+
+    /// <summary>The unit of this name, if the application has created it: a health check must not create a producer.</summary>
+    public TransactionalUnitOfWork? Created(string name)
+    {
+        lock (_lock)
+        {
+            return _created.GetValueOrDefault(name);
+        }
     }
 
     private static string Display(string name) => name.Length == 0 ? "(default)" : name;

@@ -54,6 +54,8 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     private bool _rewindPending;
     private bool _stopRequested;
     private int _state;
+    private long _lastCommitAt;          // timestamp of the last commit, or of the start
+    private volatile bool _uncommittedWork; // records handled since the last commit
     private long _committedTransactions;
     private long _committedRecords;
 
@@ -92,6 +94,18 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
 
     public string TransactionalId => _unit.TransactionalId;
 
+    /// <summary>
+    /// How long records have been handled without a commit (work waiting, not made visible), or zero: a processor
+    /// that commits every MaxBatchDuration keeps this near zero; a stuck one lets it grow. For health checks.
+    /// </summary>
+    public TimeSpan UncommittedFor
+    {
+        get
+        {
+            return _uncommittedWork ? _time.GetElapsedTime(Interlocked.Read(ref _lastCommitAt)) : TimeSpan.Zero;
+        }
+    }
+
     private string Id => _unit.TransactionalId;
 
     // ---------------------------------------------------------------- the loop
@@ -99,6 +113,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     public async Task RunAsync(CancellationToken stoppingToken)
     {
         SetState(ProcessorState.Starting);
+        Interlocked.Exchange(ref _lastCommitAt, _time.GetTimestamp());
         try
         {
             await InitializeProducerAsync(stoppingToken).ConfigureAwait(false);
@@ -262,6 +277,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             await _handler!.HandleAsync(record, _unit, cancellationToken).ConfigureAwait(false);
             _touched.Add(key.TopicPartition);
             _processed.Add(key);
+            _uncommittedWork = true;
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -363,6 +379,8 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         }
 
         _committedPositions.Committed(offsets);
+        Interlocked.Exchange(ref _lastCommitAt, _time.GetTimestamp());
+        _uncommittedWork = false;
         Interlocked.Increment(ref _committedTransactions);
         Interlocked.Add(ref _committedRecords, records);
         await EndTransactionAsync().ConfigureAwait(false);

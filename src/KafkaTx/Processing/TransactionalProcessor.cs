@@ -7,7 +7,7 @@ using Microsoft.Extensions.Options;
 namespace KafkaTx.Processing;
 
 /// <summary>The hosted service that runs a <see cref="ProcessorEngine{TKey, TValue}"/> while the host runs.</summary>
-internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, ITransactionalProcessor
+internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, ITransactionalProcessor, IProcessorProgress
 {
     private readonly ProcessorEngine<TKey, TValue> _engine;
     private readonly ILogger _logger;
@@ -49,6 +49,9 @@ internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, 
     public long CommittedTransactions => _engine.CommittedTransactions;
 
     public long CommittedRecords => _engine.CommittedRecords;
+
+    /// <inheritdoc cref="ProcessorEngine{TKey, TValue}.UncommittedFor"/>
+    public TimeSpan UncommittedFor => _engine.UncommittedFor;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {

@@ -45,6 +45,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
     // transaction is aborted. Until then every call of the transaction fails at once, without touching the producer.
     private KafkaException? _brokenBy;
     private int _replacementsInARow;
+    private int _failedCommitsInARow;
     private TimeSpan _backoffBeforeInit;
 
     public TransactionalUnitOfWork(
@@ -74,6 +75,12 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
 
     /// <summary>How many times the producer has been replaced, by self-healing or ResetAsync.</summary>
     internal int ProducerReplacements => _producer.Replacements;
+
+    /// <summary>Producers replaced by self-healing since a transaction last completed (for health checks).</summary>
+    internal int ReplacementsInARow => Volatile.Read(ref _replacementsInARow);
+
+    /// <summary>Commits that failed since one last succeeded (for health checks).</summary>
+    internal int FailedCommitsInARow => Volatile.Read(ref _failedCommitsInARow);
 
     // ---------------------------------------------------------------- initialization
 
@@ -360,6 +367,20 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
     }
 
     private async Task CommitCoreAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await CommitOrRefuseAsync(cancellationToken).ConfigureAwait(false);
+            Volatile.Write(ref _failedCommitsInARow, 0);
+        }
+        catch (KafkaTransactionException)
+        {
+            Interlocked.Increment(ref _failedCommitsInARow);
+            throw;
+        }
+    }
+
+    private async Task CommitOrRefuseAsync(CancellationToken cancellationToken)
     {
         var commitStarted = _time.GetTimestamp();
         if (State == TransactionState.InTransaction)

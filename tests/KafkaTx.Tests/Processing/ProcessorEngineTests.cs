@@ -489,6 +489,31 @@ public class ProcessorEngineTests
     }
 
     [Fact]
+    public async Task Handled_records_waiting_for_a_commit_are_measured_for_health_checks_until_they_commit()
+    {
+        var clock = new ManualClock();
+        await using var h = new ProcessorHarness(
+            o =>
+            {
+                o.MaxBatchSize = 100;
+                o.MaxBatchDuration = TimeSpan.FromMinutes(10);
+            },
+            producer: p => p.TransactionTimeout = TimeSpan.FromMinutes(30),
+            clock: clock);
+        h.Broker.AppendMany("in", 0, 3);
+
+        await h.StartAsync();
+        h.Engine.UncommittedFor.Should().Be(TimeSpan.Zero, "nothing is handled yet");
+        await Until(() => h.Script.Seen.Count == 3, "three records are handled in one open transaction");
+        clock.Advance(TimeSpan.FromSeconds(61));
+
+        h.Engine.UncommittedFor.Should().BeGreaterThanOrEqualTo(TimeSpan.FromSeconds(61));
+
+        await h.StopAsync(); // commits the open transaction
+        h.Engine.UncommittedFor.Should().Be(TimeSpan.Zero);
+    }
+
+    [Fact]
     public async Task A_transaction_approaching_the_transaction_timeout_is_committed_early()
     {
         var clock = new ManualClock();

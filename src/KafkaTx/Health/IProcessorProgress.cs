@@ -1,0 +1,8 @@
+namespace KafkaTx.Processing;
+
+/// <summary>What a health check reads of a processor beyond its public state.</summary>
+internal interface IProcessorProgress
+{
+    /// <summary>How long handled records have waited for a commit; zero when everything handled is committed.</summary>
+    TimeSpan UncommittedFor { get; }
+}

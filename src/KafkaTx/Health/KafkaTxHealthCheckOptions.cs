@@ -1,0 +1,14 @@
+namespace KafkaTx;
+
+/// <summary>When a KafkaTx health check reports Degraded. Unhealthy is not configurable: a Fenced or Faulted unit or processor.</summary>
+public sealed class KafkaTxHealthCheckOptions
+{
+    /// <summary>Degraded once this many commits in a row have failed (aborted, rejected, unknown). Default 3.</summary>
+    public int DegradedAfterFailedCommits { get; set; } = 3;
+
+    /// <summary>Degraded once self-healing has replaced the producer this many times in a row without a transaction completing. Default 2.</summary>
+    public int DegradedAfterProducerReplacements { get; set; } = 2;
+
+    /// <summary>Degraded when a processor has handled records that have waited this long for a commit (it is stuck, or failing and retrying). Default 60 s.</summary>
+    public TimeSpan DegradedAfterUncommittedFor { get; set; } = TimeSpan.FromSeconds(60);
+}
