@@ -22,9 +22,11 @@ internal sealed partial class ProcessorEngine<TKey, TValue>
                     Headers = DeadLetterHeadersFor(result, key, failure),
                 });
                 _deadLetterTopicInTransaction = deadLetterTopic;
+                _instrumentation.ProcessorRecordsDeadLettered.Add(1, _tags);
                 Log.DeadLettered(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, failure.Attempts, deadLetterTopic, failure.LastError);
                 break;
             case PoisonRecordPolicy.Skip:
+                _instrumentation.ProcessorRecordsSkipped.Add(1, _tags);
                 Log.PoisonSkipped(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, failure.Attempts, failure.LastError);
                 break;
             default:

@@ -58,6 +58,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue>
             }
         }
 
+        _instrumentation.ProcessorRewinds.Add(1, _tags);
         Log.Rewound(_logger, Name, string.Join(", ", targets.Select(t => t.ToString())), unknown.Count);
         _rewindPending = false;
         return true;

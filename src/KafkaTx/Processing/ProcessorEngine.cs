@@ -54,6 +54,8 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     private bool _rewindPending;
     private bool _stopRequested;
     private int _state;
+    private readonly KafkaTxInstrumentation _instrumentation;
+    private readonly KeyValuePair<string, object?>[] _tags;
     private long _lastCommitAt;          // timestamp of the last commit, or of the start
     private volatile bool _uncommittedWork; // records handled since the last commit
     private long _committedTransactions;
@@ -68,9 +70,17 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         IServiceScopeFactory scopes,
         Type handlerType,
         ILogger logger,
-        TimeProvider time)
+        TimeProvider time,
+        KafkaTxInstrumentation? instrumentation = null)
     {
         Name = name.Length == 0 ? "(default)" : name;
+        _instrumentation = instrumentation ?? new KafkaTxInstrumentation();
+        _tags =
+        [
+            new("kafkatx.producer", name.Length == 0 ? "default" : name),
+            new("messaging.system", "kafka"),
+            new("messaging.consumer.group.name", options.GroupId),
+        ];
         _options = options;
         _producerOptions = producerOptions;
         _unit = unit;
@@ -278,6 +288,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             _touched.Add(key.TopicPartition);
             _processed.Add(key);
             _uncommittedWork = true;
+            _instrumentation.ProcessorRecordsHandled.Add(1, _tags);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -381,6 +392,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         _committedPositions.Committed(offsets);
         Interlocked.Exchange(ref _lastCommitAt, _time.GetTimestamp());
         _uncommittedWork = false;
+        _instrumentation.ProcessorBatchesCommitted.Add(1, _tags);
         Interlocked.Increment(ref _committedTransactions);
         Interlocked.Add(ref _committedRecords, records);
         await EndTransactionAsync().ConfigureAwait(false);

@@ -37,7 +37,8 @@ internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, 
             services.GetRequiredService<IServiceScopeFactory>(),
             handlerType,
             logger,
-            time);
+            time,
+            services.GetService<KafkaTx.Telemetry.KafkaTxInstrumentation>());
     }
 
     public string Name => _engine.Name;

@@ -25,7 +25,37 @@ internal sealed class KafkaTxInstrumentation : IDisposable
         CommitDuration = _meter.CreateHistogram<double>("kafkatx.transaction.commit.duration", "s", "Time from commit request to committed.");
         Failures = _meter.CreateCounter<long>("kafkatx.transactions.failed", "{failure}", "Transactional failures, by kind.");
         ProducerReplacements = _meter.CreateCounter<long>("kafkatx.producer.replacements", "{replacement}", "Producers replaced after a fatal error that was not fencing, by the operation that hit it.");
+        TransactionDuration = _meter.CreateHistogram<double>("kafkatx.transaction.duration", "s", "Time from begin to the end of a transaction, by outcome (committed or aborted).");
+        RecordsPerTransaction = _meter.CreateHistogram<long>("kafkatx.transaction.records", "{record}", "Records written by each committed transaction.");
+        Fenced = _meter.CreateCounter<long>("kafkatx.producer.fenced", "{event}", "Producers fenced by a newer instance with the same transactional.id.");
+        Faulted = _meter.CreateCounter<long>("kafkatx.producer.faulted", "{event}", "Producers faulted by a fatal error that self-healing could not recover.");
+        ProcessorBatchesCommitted = _meter.CreateCounter<long>("kafkatx.processor.batches.committed", "{batch}", "Processor transactions committed.");
+        ProcessorRecordsHandled = _meter.CreateCounter<long>("kafkatx.processor.records.handled", "{record}", "Input records handed to the handler, retries included.");
+        ProcessorRecordsDeadLettered = _meter.CreateCounter<long>("kafkatx.processor.records.dead_lettered", "{record}", "Poison records written to the dead-letter topic.");
+        ProcessorRecordsSkipped = _meter.CreateCounter<long>("kafkatx.processor.records.skipped", "{record}", "Poison records committed past without output (Skip policy).");
+        ProcessorRewinds = _meter.CreateCounter<long>("kafkatx.processor.rewinds", "{rewind}", "Rewinds of the consumer to the committed positions after an abort.");
     }
+
+    /// <summary>The meter, for tests that listen to this instance only.</summary>
+    internal Meter Meter => _meter;
+
+    public Histogram<double> TransactionDuration { get; }
+
+    public Histogram<long> RecordsPerTransaction { get; }
+
+    public Counter<long> Fenced { get; }
+
+    public Counter<long> Faulted { get; }
+
+    public Counter<long> ProcessorBatchesCommitted { get; }
+
+    public Counter<long> ProcessorRecordsHandled { get; }
+
+    public Counter<long> ProcessorRecordsDeadLettered { get; }
+
+    public Counter<long> ProcessorRecordsSkipped { get; }
+
+    public Counter<long> ProcessorRewinds { get; }
 
     public ActivitySource ActivitySource { get; }
 

@@ -55,6 +55,7 @@ internal sealed partial class TransactionalUnitOfWork
             ? "no delivery report named a record"
             : string.Join("; ", failures.GroupBy(f => f.TopicPartition).Select(g => $"{g.Key} ({g.Count()} record(s): {g.First().Error.Code}, {g.First().Error.Reason})"));
         var message = $"The transaction of '{TransactionalId}' could not commit and was aborted; nothing in it is visible. Failed: {where}. Cause: {error.Code} ({error.Reason}). " + Advice(kind);
+        _instrumentation.Failures.Add(1, _producerTag, new KeyValuePair<string, object?>("kafkatx.error.kind", kind.ToString()));
         return new KafkaTransactionException(kind, failures.Count > 0 ? failures[0].Error : error, message, State, inner)
         {
             FailedDeliveries = failures,
@@ -92,6 +93,7 @@ internal sealed partial class TransactionalUnitOfWork
         if (kind == TransactionErrorKind.Fenced)
         {
             TransitionTo(TransactionState.Fenced);
+            _instrumentation.Fenced.Add(1, _producerTag);
             Log.Fenced(_logger, TransactionalId, cause);
             _producer.Dispose();
             return Failure(kind, cause,
@@ -99,6 +101,7 @@ internal sealed partial class TransactionalUnitOfWork
         }
 
         TransitionTo(TransactionState.Faulted);
+        _instrumentation.Faulted.Add(1, _producerTag);
         Log.Faulted(_logger, TransactionalId, cause);
         var hint = cause.Error.Code switch
         {

@@ -412,7 +412,9 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         var elapsed = _time.GetElapsedTime(commitStarted);
         _instrumentation.Commits.Add(1, _producerTag);
         _instrumentation.RecordsCommitted.Add(records, _producerTag);
+        _instrumentation.RecordsPerTransaction.Record(records, _producerTag);
         _instrumentation.CommitDuration.Record(elapsed.TotalSeconds, _producerTag);
+        RecordTransactionDuration("committed");
         Log.Committed(_logger, TransactionalId, records, (long)elapsed.TotalMilliseconds);
     }
 
@@ -518,6 +520,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         _replacementsInARow = 0;
         TransitionTo(TransactionState.Ready);
         _instrumentation.Aborts.Add(1, _producerTag);
+        RecordTransactionDuration("aborted");
         Log.Aborted(_logger, TransactionalId, reason);
     }
 
@@ -534,6 +537,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
 
         ReplaceProducer(cause.Error, "AbortTransaction");
         _instrumentation.Aborts.Add(1, _producerTag);
+        RecordTransactionDuration("aborted");
         Log.Aborted(_logger, TransactionalId, reason + " (by replacing the producer)");
         await InitializeReplacementAsync().ConfigureAwait(false);
     }
@@ -645,6 +649,12 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
     }
 
     // ---------------------------------------------------------------- helpers
+
+    private void RecordTransactionDuration(string outcome) =>
+        _instrumentation.TransactionDuration.Record(
+            _time.GetElapsedTime(_transactionStartedAt).TotalSeconds,
+            _producerTag,
+            new KeyValuePair<string, object?>("kafkatx.transaction.outcome", outcome));
 
     private void ThrowIfExpired(string operation)
     {

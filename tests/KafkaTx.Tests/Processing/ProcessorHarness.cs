@@ -58,12 +58,15 @@ internal sealed class ProcessorHarness : IAsyncDisposable
         Options.Retry.BaseDelay = TimeSpan.Zero;
         configure?.Invoke(Options);
         var time = clock ?? TimeProvider.System;
-        Unit = new TransactionalUnitOfWork(string.Empty, producerOptions, Factory, NullLogger.Instance, new KafkaTxInstrumentation(), time);
+        Unit = new TransactionalUnitOfWork(string.Empty, producerOptions, Factory, NullLogger.Instance, Instrumentation, time);
         _services = new ServiceCollection().AddSingleton(Script).AddScoped<CopyHandler>().BuildServiceProvider();
-        Engine = new ProcessorEngine<string, string>("orders", Options, producerOptions, Unit, Factory, _services.GetRequiredService<IServiceScopeFactory>(), typeof(CopyHandler), NullLogger.Instance, time);
+        Engine = new ProcessorEngine<string, string>("orders", Options, producerOptions, Unit, Factory, _services.GetRequiredService<IServiceScopeFactory>(), typeof(CopyHandler), NullLogger.Instance, time, Instrumentation);
     }
 
     public FakeBroker Broker { get; }
+
+    /// <summary>The unit's and the engine's metrics and traces.</summary>
+    public KafkaTxInstrumentation Instrumentation { get; } = new();
 
     public FakeClientFactory Factory { get; }
 
