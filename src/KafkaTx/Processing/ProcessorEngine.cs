@@ -71,10 +71,10 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         Type handlerType,
         ILogger logger,
         TimeProvider time,
-        KafkaTxInstrumentation? instrumentation = null)
+        KafkaTxInstrumentation instrumentation)
     {
         Name = name.Length == 0 ? "(default)" : name;
-        _instrumentation = instrumentation ?? new KafkaTxInstrumentation();
+        _instrumentation = instrumentation;
         _tags =
         [
             new("kafkatx.producer", name.Length == 0 ? "default" : name),
@@ -108,13 +108,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     /// How long records have been handled without a commit (work waiting, not made visible), or zero: a processor
     /// that commits every MaxBatchDuration keeps this near zero; a stuck one lets it grow. For health checks.
     /// </summary>
-    public TimeSpan UncommittedFor
-    {
-        get
-        {
-            return _uncommittedWork ? _time.GetElapsedTime(Interlocked.Read(ref _lastCommitAt)) : TimeSpan.Zero;
-        }
-    }
+    public TimeSpan UncommittedFor => _uncommittedWork ? _time.GetElapsedTime(Interlocked.Read(ref _lastCommitAt)) : TimeSpan.Zero;
 
     private string Id => _unit.TransactionalId;
 

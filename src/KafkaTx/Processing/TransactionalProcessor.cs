@@ -38,7 +38,7 @@ internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, 
             handlerType,
             logger,
             time,
-            services.GetService<KafkaTx.Telemetry.KafkaTxInstrumentation>());
+            services.GetRequiredService<KafkaTx.Telemetry.KafkaTxInstrumentation>());
     }
 
     public string Name => _engine.Name;

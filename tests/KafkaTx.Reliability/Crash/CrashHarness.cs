@@ -160,7 +160,7 @@ internal sealed class CrashHarness(ICopierBackend backend, CrashOptions options,
         if (!_done && DateTime.UtcNow - _lastDoneCheck > TimeSpan.FromMilliseconds(200))
         {
             _lastDoneCheck = DateTime.UtcNow;
-            _done = backend.Progress(input, group).Values.All(p => p.Committed >= p.End);
+            _done = backend.HasCopiedAll(input, group);
         }
 
         return _done;

@@ -30,6 +30,13 @@ internal interface ICopierBackend : IAsyncDisposable
     IReadOnlyDictionary<int, long> OutputPositions(string topic);
 }
 
+internal static class CopierBackendExtensions
+{
+    /// <summary>Whether the group has committed every input partition up to its end: the copy is complete.</summary>
+    public static bool HasCopiedAll(this ICopierBackend backend, string input, string group) =>
+        backend.Progress(input, group).Values.All(p => p.Committed >= p.End);
+}
+
 /// <summary>One incarnation of a copier: a child process, or an application inside this process.</summary>
 internal interface ICopier : IAsyncDisposable
 {

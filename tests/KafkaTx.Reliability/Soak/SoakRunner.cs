@@ -73,7 +73,7 @@ internal sealed class SoakRunner(SoakOptions options, TextWriter log)
                 }
 
                 var until = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-                while (!backend.Progress(Input, settings.Group).Values.All(p => p.Committed >= p.End))
+                while (!backend.HasCopiedAll(Input, settings.Group))
                 {
                     if (DateTime.UtcNow > until)
                     {
