@@ -118,6 +118,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     {
         SetState(ProcessorState.Starting);
         Interlocked.Exchange(ref _lastCommitAt, _time.GetTimestamp());
+        using var lagRegistration = _instrumentation.AddLagSource(ObserveLag);
         try
         {
             await InitializeProducerAsync(stoppingToken).ConfigureAwait(false);
@@ -220,6 +221,8 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             await ProcessAsync(result, cancellationToken).ConfigureAwait(false);
         }
 
+        RefreshLag();
+
         if (_inTransaction && !_stopRequested && IsDueForCommit())
         {
             await CommitAsync(cancellationToken).ConfigureAwait(false);
@@ -275,6 +278,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             return;
         }
 
+        using var recordActivity = StartRecordActivity(result);
         try
         {
             var record = Deserialize(result);
@@ -298,6 +302,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
 
             var attempts = (failure?.Attempts ?? 0) + 1;
             _failures[key] = new RecordFailure(attempts, e);
+            EndRecordActivity(recordActivity, e);
             Log.HandlerFailed(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, attempts, _options.Retry.MaxAttempts, e);
             await AbortAndRewindAsync($"the handler failed on {key}").ConfigureAwait(false);
             await BackoffAsync(attempts, cancellationToken).ConfigureAwait(false);
@@ -335,15 +340,25 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             await InitializeProducerAsync(cancellationToken).ConfigureAwait(false); // the unit replaced its producer
         }
 
+        // Current in this flow only, so that the unit's transaction span is the batch's child.
+        StartBatchActivity();
         try
         {
-            _unit.BeginTransaction();
+            try
+            {
+                _unit.BeginTransaction();
+            }
+            catch (KafkaTransactionException) when (_unit.State == TransactionState.Uninitialized)
+            {
+                // The producer had hit a fatal error in the background and the unit replaced it: initialize and go on.
+                await InitializeProducerAsync(cancellationToken).ConfigureAwait(false);
+                _unit.BeginTransaction();
+            }
         }
-        catch (KafkaTransactionException) when (_unit.State == TransactionState.Uninitialized)
+        catch
         {
-            // The producer had hit a fatal error in the background and the unit replaced it: initialize and go on.
-            await InitializeProducerAsync(cancellationToken).ConfigureAwait(false);
-            _unit.BeginTransaction();
+            EndBatchActivity(BatchOutcome.NotStarted);
+            throw;
         }
 
         _inTransaction = true;
@@ -389,7 +404,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         _instrumentation.ProcessorBatchesCommitted.Add(1, _tags);
         Interlocked.Increment(ref _committedTransactions);
         Interlocked.Add(ref _committedRecords, records);
-        await EndTransactionAsync().ConfigureAwait(false);
+        await EndTransactionAsync(BatchOutcome.Committed).ConfigureAwait(false);
     }
 
     private async Task SettlePendingTransactionAsync(CancellationToken cancellationToken)
@@ -429,7 +444,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             // finished the pending transaction, markers included, so the offsets the rewind reads are final even on
             // brokers without KIP-447's stable offset fetch.
             await SettlePendingTransactionAsync(cancellationToken).ConfigureAwait(false);
-            await EndTransactionAsync().ConfigureAwait(false);
+            await EndTransactionAsync(BatchOutcome.OutcomeUnknown).ConfigureAwait(false);
             _rewindPending = true;
             return;
         }
@@ -442,7 +457,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         if (_processed.Count == 1 && _deadLetterTopicInTransaction is { } deadLetterTopic)
         {
             // Writing the poison record to the dead-letter topic failed: retrying would loop for ever.
-            await EndTransactionAsync().ConfigureAwait(false);
+            await EndTransactionAsync(BatchOutcome.Aborted).ConfigureAwait(false);
             Log.ProcessorFailed(_logger, Name, Id, failure);
             Stop(ProcessorState.Faulted, new InvalidOperationException(
                 $"Processor '{Name}' could not write a poison record to the dead-letter topic '{deadLetterTopic}' ({failure.Error.Code}: {failure.Error.Reason}). Create the topic (or allow writing to it), or choose another DeadLetterTopic or poison record policy, then restart.",
@@ -466,7 +481,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
 
         Log.CommitFailed(_logger, Name, Id, failure.Kind, _processed.Count, failure);
         var backoffAttempts = _processed.Count == 1 ? _failures[_processed[0]].Attempts : 1;
-        await EndTransactionAsync().ConfigureAwait(false);
+        await EndTransactionAsync(BatchOutcome.Aborted).ConfigureAwait(false);
         _rewindPending = true;
         await BackoffAsync(backoffAttempts, cancellationToken).ConfigureAwait(false);
     }
@@ -479,7 +494,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             await AbortQuietlyAsync().ConfigureAwait(false);
         }
 
-        await EndTransactionAsync().ConfigureAwait(false);
+        await EndTransactionAsync(BatchOutcome.Aborted).ConfigureAwait(false);
         _rewindPending = true;
     }
 
@@ -500,8 +515,9 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         }
     }
 
-    private async Task EndTransactionAsync()
+    private async Task EndTransactionAsync(string outcome)
     {
+        EndBatchActivity(outcome);
         _inTransaction = false;
         _deadLetterTopicInTransaction = null;
         _touched.Clear();
@@ -520,8 +536,9 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     /// </summary>
     private async Task StopForUnitFailureAsync(Exception failure)
     {
-        await EndTransactionAsync().ConfigureAwait(false);
-        if (_unit.State == TransactionState.Fenced || TransactionErrorClassifier.Classify(failure) == TransactionErrorKind.Fenced)
+        var fenced = _unit.State == TransactionState.Fenced || TransactionErrorClassifier.Classify(failure) == TransactionErrorKind.Fenced;
+        await EndTransactionAsync(fenced ? BatchOutcome.Fenced : BatchOutcome.Faulted).ConfigureAwait(false);
+        if (fenced)
         {
             Log.ProcessorFenced(_logger, Name, Id, failure);
             Stop(ProcessorState.Fenced, failure);
@@ -568,7 +585,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
                 await AbortQuietlyAsync().ConfigureAwait(false);
             }
 
-            await EndTransactionAsync().ConfigureAwait(false);
+            await EndTransactionAsync(BatchOutcome.Aborted).ConfigureAwait(false);
         }
 
         try
@@ -583,6 +600,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         {
             _consumer.Dispose();
             _consumer = null;
+            _lag = [];
         }
 
         StopIfRunning();

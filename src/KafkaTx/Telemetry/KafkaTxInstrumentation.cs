@@ -12,7 +12,22 @@ internal sealed class KafkaTxInstrumentation : IDisposable
     /// <summary>The name of the ActivitySource and of the Meter.</summary>
     public const string Name = "KafkaTx";
 
+    /// <summary>The span of one Kafka transaction, begin to commit or abort.</summary>
+    public const string TransactionSpan = "kafkatx.transaction";
+
+    /// <summary>The span of one processor batch: its transaction, from the first record handled to the commit or abort.</summary>
+    public const string BatchSpan = "kafkatx.batch";
+
+    /// <summary>The span of one input record handled by the processor.</summary>
+    public const string ProcessSpan = "kafkatx.process";
+
+    public const string MessagingSystemTag = "messaging.system";
+
+    public const string MessagingSystem = "kafka";
+
     private readonly Meter _meter;
+    private readonly Lock _lagSourcesLock = new();
+    private readonly List<Func<IEnumerable<Measurement<long>>>> _lagSources = [];
 
     public KafkaTxInstrumentation(IMeterFactory? meterFactory = null)
     {
@@ -34,6 +49,49 @@ internal sealed class KafkaTxInstrumentation : IDisposable
         ProcessorRecordsDeadLettered = _meter.CreateCounter<long>("kafkatx.processor.records.dead_lettered", "{record}", "Poison records written to the dead-letter topic.");
         ProcessorRecordsSkipped = _meter.CreateCounter<long>("kafkatx.processor.records.skipped", "{record}", "Poison records committed past without output (Skip policy).");
         ProcessorRewinds = _meter.CreateCounter<long>("kafkatx.processor.rewinds", "{rewind}", "Rewinds of the consumer to the committed positions after an abort.");
+        _meter.CreateObservableGauge("kafkatx.processor.consumer.lag", ObserveConsumerLag, "{record}", "Records between a processor's position and the partition's high watermark, per assigned partition.");
+    }
+
+    /// <summary>
+    /// Adds a processor's lag to the <c>kafkatx.processor.consumer.lag</c> gauge until the returned registration is
+    /// disposed.
+    /// </summary>
+    public IDisposable AddLagSource(Func<IEnumerable<Measurement<long>>> source)
+    {
+        lock (_lagSourcesLock)
+        {
+            _lagSources.Add(source);
+        }
+
+        return new LagSourceRegistration(this, source);
+    }
+
+    private IEnumerable<Measurement<long>> ObserveConsumerLag()
+    {
+        Func<IEnumerable<Measurement<long>>>[] sources;
+        lock (_lagSourcesLock)
+        {
+            sources = [.. _lagSources];
+        }
+
+        foreach (var source in sources)
+        {
+            foreach (var measurement in source())
+            {
+                yield return measurement;
+            }
+        }
+    }
+
+    private sealed class LagSourceRegistration(KafkaTxInstrumentation owner, Func<IEnumerable<Measurement<long>>> source) : IDisposable
+    {
+        public void Dispose()
+        {
+            lock (owner._lagSourcesLock)
+            {
+                owner._lagSources.Remove(source);
+            }
+        }
     }
 
     /// <summary>The meter, for tests that listen to this instance only.</summary>

@@ -29,9 +29,6 @@ internal sealed partial class TransactionalUnitOfWork
         ThrowIfTerminal(nameof(ExecuteAsync));
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         _executing = true;
-        using var activity = _instrumentation.ActivitySource.StartActivity("kafkatx.transaction", ActivityKind.Producer);
-        activity?.SetTag("messaging.system", "kafka");
-        activity?.SetTag("kafkatx.transactional_id", TransactionalId);
         try
         {
             var maxAttempts = _options.Retry.MaxAttempts;
@@ -44,7 +41,7 @@ internal sealed partial class TransactionalUnitOfWork
                 try
                 {
                     BeginCore();
-                    result = await work(this, cancellationToken).ConfigureAwait(false);
+                    result = await RunWorkAsync(work, cancellationToken).ConfigureAwait(false);
                     cancellationToken.ThrowIfCancellationRequested();
                 }
                 catch (Exception failure)
@@ -56,7 +53,6 @@ internal sealed partial class TransactionalUnitOfWork
                         continue;
                     }
 
-                    activity?.SetStatus(ActivityStatusCode.Error, failure.Message);
                     ExceptionDispatchInfo.Capture(failure).Throw();
                     throw; // unreachable: Throw() always throws
                 }
@@ -64,18 +60,12 @@ internal sealed partial class TransactionalUnitOfWork
                 try
                 {
                     await CommitCoreAsync(cancellationToken).ConfigureAwait(false);
-                    activity?.SetTag("kafkatx.attempts", attempt);
                     return result;
                 }
                 catch (KafkaTransactionException e) when (CanRunAgain(e.Kind, attempt, maxAttempts, cancellationToken))
                 {
                     // The commit failed and the transaction was aborted: run the work again.
                     await DelayBeforeRetryAsync(e.Kind, attempt + 1, maxAttempts, e, cancellationToken).ConfigureAwait(false);
-                }
-                catch (Exception e)
-                {
-                    activity?.SetStatus(ActivityStatusCode.Error, e.Message);
-                    throw;
                 }
             }
         }
@@ -85,6 +75,20 @@ internal sealed partial class TransactionalUnitOfWork
             _executing = false;
             _gate.Release();
         }
+    }
+
+    /// <summary>
+    /// Runs the work with the transaction's span as the current activity, so that the work's own spans and the
+    /// records it writes belong to it. Only this flow sees the change; the caller's context is left as it was.
+    /// </summary>
+    private async ValueTask<TResult> RunWorkAsync<TResult>(Func<ITransactionScope, CancellationToken, ValueTask<TResult>> work, CancellationToken cancellationToken)
+    {
+        if (_transactionActivity is { } span)
+        {
+            Activity.Current = span;
+        }
+
+        return await work(this, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Makes the unit ready for a new transaction: initializes it, or finishes an abort that timed out earlier.</summary>
@@ -116,6 +120,11 @@ internal sealed partial class TransactionalUnitOfWork
     /// <summary>Aborts after the work failed, and returns the failure's kind (null for an application exception).</summary>
     private async Task<TransactionErrorKind?> AbortAfterWorkFailureAsync(Exception failure, CancellationToken cancellationToken)
     {
+        if (failure is not KafkaTransactionException)
+        {
+            TraceError(failure); // the unit's own exceptions were traced where their cause arose
+        }
+
         var kind = failure is OperationCanceledException ? null : TransactionErrorClassifier.Classify(failure);
         if (kind is TransactionErrorKind.Fenced or TransactionErrorKind.Fatal)
         {

@@ -96,8 +96,8 @@ internal sealed partial class TransactionalUnitOfWork
             _instrumentation.Fenced.Add(1, _producerTag);
             Log.Fenced(_logger, TransactionalId, cause);
             _producer.Dispose();
-            return Failure(kind, cause,
-                $"{what}: producer '{TransactionalId}' was fenced by a newer instance with the same transactional.id ({cause.Error.Code}: {cause.Error.Reason}). This instance is a zombie and has stopped; its open transaction is aborted by the coordinator. Never retry. If this was not a restart of this instance, two instances share one transactional.id: give each a unique, stable InstanceId (docs/transactional-id.md).");
+            return EndedByTerminalFailure("fenced", Failure(kind, cause,
+                $"{what}: producer '{TransactionalId}' was fenced by a newer instance with the same transactional.id ({cause.Error.Code}: {cause.Error.Reason}). This instance is a zombie and has stopped; its open transaction is aborted by the coordinator. Never retry. If this was not a restart of this instance, two instances share one transactional.id: give each a unique, stable InstanceId (docs/transactional-id.md)."));
         }
 
         TransitionTo(TransactionState.Faulted);
@@ -111,7 +111,13 @@ internal sealed partial class TransactionalUnitOfWork
                 $" The producer was already replaced {_replacementsInARow} times in a row (MaxProducerReplacements) without a transaction completing. Call ResetAsync once the cause is fixed, or create a new unit.",
             _ => " Call ResetAsync (or create a new unit): the new producer's InitTransactions aborts the pending transaction, and the work can run again.",
         };
-        return Failure(TransactionErrorKind.Fatal, cause, $"{what}: producer '{TransactionalId}' hit a fatal error {cause.Error.Code} ({cause.Error.Reason}) and can no longer be used.{hint}");
+        return EndedByTerminalFailure("faulted", Failure(TransactionErrorKind.Fatal, cause, $"{what}: producer '{TransactionalId}' hit a fatal error {cause.Error.Code} ({cause.Error.Reason}) and can no longer be used.{hint}"));
+    }
+
+    private KafkaTransactionException EndedByTerminalFailure(string outcome, KafkaTransactionException failure)
+    {
+        EndTransactionActivity(outcome, error: failure);
+        return failure;
     }
 
     private InvalidOperationException InvalidState(string operation, TransactionState state, string? hint) =>

@@ -251,13 +251,14 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         }
 
         ThrowIfBroken(nameof(Produce));
+        var headers = WithTraceContext(message.Headers);
         var serializers = _options.Serializers;
-        var key = serializers.Serialize(message.Key, new SerializationContext(MessageComponentType.Key, topic, message.Headers));
-        var value = serializers.Serialize(message.Value, new SerializationContext(MessageComponentType.Value, topic, message.Headers));
+        var key = serializers.Serialize(message.Key, new SerializationContext(MessageComponentType.Key, topic, headers));
+        var value = serializers.Serialize(message.Value, new SerializationContext(MessageComponentType.Value, topic, headers));
 
         // The byte-level message is rented, not allocated: Confluent.Kafka reads it during Produce and keeps no
         // reference to it, so the hot path allocates nothing beyond what Confluent.Kafka itself allocates.
-        var raw = ScratchMessage.Rent(key, value, message.Headers, message.Timestamp);
+        var raw = ScratchMessage.Rent(key, value, headers, message.Timestamp);
         try
         {
             _producer.Produce(topic, topicPartition, raw);
@@ -275,6 +276,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
 
     private KafkaTransactionException ProduceFailure(string topic, ProduceException<byte[]?, byte[]?> e)
     {
+        TraceError(e);
         var kind = TransactionErrorClassifier.Classify(e.Error);
         return kind switch
         {
@@ -316,9 +318,11 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         try
         {
             await _producer.SendOffsetsAsync(list, groupMetadata, cancellationToken).ConfigureAwait(false);
+            TraceOffsetsSent(list.Count);
         }
         catch (KafkaException e)
         {
+            TraceError(e);
             var kind = TransactionErrorClassifier.Classify(e.Error);
             switch (kind)
             {
@@ -364,6 +368,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         Volatile.Write(ref _recordsInTransaction, 0);
         _transactionStartedAt = _time.GetTimestamp();
         TransitionTo(TransactionState.InTransaction);
+        StartTransactionActivity();
     }
 
     private async Task CommitCoreAsync(CancellationToken cancellationToken)
@@ -400,11 +405,15 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         catch (OperationCanceledException e)
         {
             Log.CommitOutcomeUnknown(_logger, TransactionalId, e);
+            EndTransactionActivity("outcome_unknown", error: e);
             throw;
         }
         catch (KafkaException e)
         {
-            throw await CommitFailureAsync(e).ConfigureAwait(false);
+            TraceError(e);
+            var failure = await CommitFailureAsync(e).ConfigureAwait(false);
+            EndTransactionActivity(failure.Kind == TransactionErrorKind.OutcomeUnknown ? "outcome_unknown" : "aborted", error: failure);
+            throw failure;
         }
 
         TransitionTo(TransactionState.Ready);
@@ -415,6 +424,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         _instrumentation.RecordsPerTransaction.Record(records, _producerTag);
         _instrumentation.CommitDuration.Record(elapsed.TotalSeconds, _producerTag);
         RecordTransactionDuration("committed");
+        EndTransactionActivity("committed");
         Log.Committed(_logger, TransactionalId, records, (long)elapsed.TotalMilliseconds);
     }
 
@@ -444,6 +454,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         if (early.Count > 0)
         {
             var error = early[0].Error;
+            TraceError(error);
             await AbortCoreAsync("a record was not delivered", CancellationToken.None).ConfigureAwait(false);
             throw DeliveryFailed(KindOf(early), error, null, early);
         }
@@ -521,6 +532,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         TransitionTo(TransactionState.Ready);
         _instrumentation.Aborts.Add(1, _producerTag);
         RecordTransactionDuration("aborted");
+        EndTransactionActivity("aborted", reason);
         Log.Aborted(_logger, TransactionalId, reason);
     }
 
@@ -538,6 +550,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         ReplaceProducer(cause.Error, "AbortTransaction");
         _instrumentation.Aborts.Add(1, _producerTag);
         RecordTransactionDuration("aborted");
+        EndTransactionActivity("aborted", reason + " (by replacing the producer)");
         Log.Aborted(_logger, TransactionalId, reason + " (by replacing the producer)");
         await InitializeReplacementAsync().ConfigureAwait(false);
     }
@@ -563,6 +576,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
             }
 
             Log.Resetting(_logger, TransactionalId, state);
+            EndTransactionActivity("reset");
             _producer.Replace();
             _brokenBy = null;
             _replacementsInARow = 0;
@@ -639,6 +653,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         // A producer broken mid-transaction is dropped without an abort: the broker aborts its transaction after
         // transaction.timeout.ms, or at once when the next instance with this transactional.id initializes.
         Volatile.Write(ref _state, (int)TransactionState.Disposed);
+        EndTransactionActivity("disposed");
         _producer.Dispose();
         _explicitTransaction = false;
         if (ownsGate)

@@ -2,7 +2,7 @@ using Confluent.Kafka;
 
 namespace KafkaTx.Tests.Fakes;
 
-internal sealed record FakeRecord(long Offset, byte[]? Key, byte[]? Value, long NextPosition);
+internal sealed record FakeRecord(long Offset, byte[]? Key, byte[]? Value, long NextPosition, Headers? Headers = null);
 
 /// <summary>
 /// Input partitions and a consumer group's committed offsets, shared by fake consumers and producers: offsets sent
@@ -17,7 +17,7 @@ internal sealed class FakeBroker
     public List<string> Events { get; } = [];
 
     /// <summary>Appends a record. <paramref name="gapAfter"/> leaves offsets unused after it, as a transaction marker does.</summary>
-    public void Append(string topic, int partition, string? key, string? value, int gapAfter = 0)
+    public void Append(string topic, int partition, string? key, string? value, int gapAfter = 0, Headers? headers = null)
     {
         lock (_lock)
         {
@@ -28,7 +28,7 @@ internal sealed class FakeBroker
             }
 
             var offset = log.Count == 0 ? 0 : log[^1].NextPosition;
-            log.Add(new FakeRecord(offset, Bytes(key), Bytes(value), offset + 1 + gapAfter));
+            log.Add(new FakeRecord(offset, Bytes(key), Bytes(value), offset + 1 + gapAfter, headers));
             Monitor.PulseAll(_lock);
         }
     }
@@ -38,6 +38,15 @@ internal sealed class FakeBroker
         for (var i = 0; i < count; i++)
         {
             Append(topic, partition, $"k{i}", $"v{i}");
+        }
+    }
+
+    /// <summary>The offset the next record appended to the partition gets.</summary>
+    public long HighWatermark(TopicPartition tp)
+    {
+        lock (_lock)
+        {
+            return _logs.TryGetValue(tp, out var log) && log.Count > 0 ? log[^1].NextPosition : 0;
         }
     }
 

@@ -211,7 +211,7 @@ internal sealed class FakeConsumer(FakeBroker broker, ConsumerEventHandlers hand
                 return new ConsumeResult<byte[]?, byte[]?>
                 {
                     TopicPartitionOffset = new TopicPartitionOffset(tp, record.Offset),
-                    Message = new Message<byte[]?, byte[]?> { Key = record.Key, Value = record.Value },
+                    Message = new Message<byte[]?, byte[]?> { Key = record.Key, Value = record.Value, Headers = record.Headers },
                 };
             }
 
@@ -254,7 +254,7 @@ internal sealed class FakeConsumer(FakeBroker broker, ConsumerEventHandlers hand
 
     public List<TopicPartitionOffset> OffsetsForTimes(IEnumerable<TopicPartitionTimestamp> timestampsToSearch, TimeSpan timeout) => throw new NotSupportedException();
 
-    public WatermarkOffsets GetWatermarkOffsets(TopicPartition topicPartition) => throw new NotSupportedException();
+    public WatermarkOffsets GetWatermarkOffsets(TopicPartition topicPartition) => new(0, broker.HighWatermark(topicPartition));
 
     public WatermarkOffsets QueryWatermarkOffsets(TopicPartition topicPartition, TimeSpan timeout) => throw new NotSupportedException();
 

@@ -30,6 +30,14 @@ internal sealed class MetricsRecorder : IDisposable
 
     public double Sum(string instrument, string? tag = null, object? tagValue = null) => Values(instrument, tag, tagValue).Sum();
 
+    /// <summary>Reads the observable instruments now and returns what one of them reported.</summary>
+    public List<(double Value, Dictionary<string, object?> Tags)> Observe(string instrument)
+    {
+        var before = _measurements.Count;
+        _listener.RecordObservableInstruments();
+        return [.. _measurements.Skip(before).Where(m => m.Instrument == instrument).Select(m => (m.Value, m.Tags))];
+    }
+
     /// <summary>The tags of the last measurement on an instrument.</summary>
     public Dictionary<string, object?> LastTags(string instrument) => _measurements.Last(m => m.Instrument == instrument).Tags;
 

@@ -1,5 +1,8 @@
+using System.Diagnostics;
 using Confluent.Kafka;
+using KafkaTx.Telemetry;
 using KafkaTx.Testing;
+using KafkaTx.Tests.Fakes;
 using KafkaTx.Tests.Processing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -97,6 +100,45 @@ public class KafkaTxOnInMemoryTests
         var output = kafka.ReadTopic("out").Select(r => r.ValueText).ToList();
         output.Should().HaveCount(60).And.OnlyHaveUniqueItems();
         Enumerable.Range(0, 3).Select(p => kafka.CommittedOffset("copiers", new TopicPartition("in", p))).Sum().Should().Be(60);
+    }
+
+    [Fact]
+    public async Task One_trace_follows_a_request_through_its_transaction_and_the_processor_to_every_output_record()
+    {
+        var kafka = new InMemoryKafkaCluster();
+        kafka.CreateTopic("in", 3);
+        var front = new ServiceCollection();
+        front.AddKafkaTransactions(o =>
+        {
+            Producer(o);
+            o.TransactionalIdPrefix = "front";
+        }).UseInMemoryKafka(kafka);
+        await using var frontServices = front.BuildServiceProvider();
+        using var copier = ProcessorApp(kafka, new HandlerScript(), "0");
+        using var spans = new ActivityRecorder(
+            frontServices.GetRequiredService<KafkaTxInstrumentation>().ActivitySource,
+            copier.Services.GetRequiredService<KafkaTxInstrumentation>().ActivitySource);
+
+        var request = new Activity("POST /orders").SetIdFormat(ActivityIdFormat.W3C).Start();
+        await frontServices.GetRequiredService<ITransactionalUnitOfWork>().ExecuteAsync((tx, _) =>
+        {
+            for (var partition = 0; partition < 3; partition++)
+            {
+                tx.Produce(new TopicPartition("in", partition), new Message<string, string> { Key = "order-" + partition, Value = "v" + partition });
+            }
+
+            return ValueTask.CompletedTask;
+        });
+        request.Stop();
+        await copier.StartAsync();
+        await ProcessorHarness.Until(() => kafka.ReadTopic("out").Count == 3, "the three orders are copied");
+        await copier.StopAsync();
+
+        var outputTraces = kafka.ReadTopic("out").Select(r => TraceContextHeaders.TryExtract(r.Headers, out var context) ? context.TraceId : default).ToList();
+        outputTraces.Should().HaveCount(3).And.AllBeEquivalentTo(request.TraceId);
+        var frontTransaction = spans.Stopped("kafkatx.transaction").Single(s => s.ParentSpanId == request.SpanId);
+        spans.Stopped("kafkatx.process").Should().HaveCount(3)
+            .And.OnlyContain(s => s.TraceId == request.TraceId && s.ParentSpanId == frontTransaction.SpanId);
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using Confluent.Kafka;
 using KafkaTx.Telemetry;
+using KafkaTx.Testing.Shared;
 using KafkaTx.Tests.Fakes;
 using KafkaTx.Tests.Processing;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -103,6 +104,41 @@ public class MetricsTests
         tags["messaging.system"].Should().Be("kafka");
         tags["messaging.consumer.group.name"].Should().Be("group");
         tags["kafkatx.producer"].Should().Be("orders");
+    }
+
+    [Fact]
+    public async Task Consumer_lag_is_observed_per_assigned_partition_and_falls_to_zero_once_the_processor_has_caught_up()
+    {
+        using var handlerMayGoOn = new SemaphoreSlim(0);
+        await using var h = new ProcessorHarness(
+            o =>
+            {
+                o.MaxBatchSize = 100;
+                o.MaxBatchDuration = TimeSpan.FromSeconds(20);
+            },
+            clock: new ManualClock()); // a clock that stands still refreshes the lag at every step
+        using var metrics = new MetricsRecorder(h.Instrumentation);
+        h.Script.OnHandle = value =>
+        {
+            if (value == "v4")
+            {
+                handlerMayGoOn.Wait();
+            }
+        };
+        h.Broker.AppendMany("in", 0, 10);
+
+        await h.StartAsync();
+        await ProcessorHarness.Until(() => h.Script.Seen.Contains("v4"), "the handler holds the fifth record");
+        var held = metrics.Observe("kafkatx.processor.consumer.lag").Should().ContainSingle().Subject;
+        handlerMayGoOn.Release();
+        await ProcessorHarness.Until(() => metrics.Observe("kafkatx.processor.consumer.lag") is [{ Value: 0 }], "the lag falls to zero");
+        await h.StopAsync();
+
+        held.Value.Should().Be(6, "ten records, and the position after the fourth was handled is 4");
+        held.Tags["messaging.destination.name"].Should().Be("in");
+        held.Tags["messaging.destination.partition.id"].Should().Be("0");
+        held.Tags["messaging.consumer.group.name"].Should().Be("group");
+        metrics.Observe("kafkatx.processor.consumer.lag").Should().BeEmpty("a stopped processor reports no lag");
     }
 
     [Fact]

@@ -1,0 +1,173 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using Confluent.Kafka;
+using KafkaTx.Telemetry;
+
+namespace KafkaTx.Processing;
+
+/// <summary>
+/// The processor's spans (one per batch, one per handled record, the record's own trace as parent) and its consumer
+/// lag gauge. With no listener on the KafkaTx source no span is created and no header is read.
+/// </summary>
+internal sealed partial class ProcessorEngine<TKey, TValue>
+{
+    private static readonly TimeSpan LagRefreshInterval = TimeSpan.FromSeconds(1);
+
+    private Activity? _batchActivity;
+    private volatile PartitionLag[] _lag = [];
+    private long _lagRefreshedAt;
+
+    /// <summary>What a batch ended with: the value of the <c>kafkatx.batch.outcome</c> tag.</summary>
+    private static class BatchOutcome
+    {
+        public const string Committed = "committed";
+        public const string Aborted = "aborted";
+        public const string OutcomeUnknown = "outcome_unknown";
+        public const string Fenced = "fenced";
+        public const string Faulted = "faulted";
+        public const string NotStarted = "not_started";
+    }
+
+    private void StartBatchActivity()
+    {
+        var source = _instrumentation.ActivitySource;
+        if (!source.HasListeners())
+        {
+            return;
+        }
+
+        _batchActivity = source.StartActivity(KafkaTxInstrumentation.BatchSpan, ActivityKind.Consumer);
+        if (_batchActivity is { } batch)
+        {
+            foreach (var tag in _tags)
+            {
+                batch.SetTag(tag.Key, tag.Value);
+            }
+
+            batch.SetTag("messaging.operation.type", "process");
+            batch.SetTag("kafkatx.transactional_id", Id);
+        }
+    }
+
+    private void EndBatchActivity(string outcome)
+    {
+        if (_batchActivity is not { } batch)
+        {
+            return;
+        }
+
+        _batchActivity = null;
+        batch.SetTag("messaging.batch.message_count", _processed.Count);
+        batch.SetTag("kafkatx.batch.outcome", outcome);
+        if (outcome is not (BatchOutcome.Committed or BatchOutcome.Aborted))
+        {
+            batch.SetStatus(ActivityStatusCode.Error, outcome);
+        }
+
+        batch.Stop();
+    }
+
+    /// <summary>
+    /// The span of one handled record: a child of the trace the record carries (its producer's), linked to the batch
+    /// span; or, when it carries none, a child of the batch span. Current while the handler runs, so that the records
+    /// the handler writes carry the same trace.
+    /// </summary>
+    private Activity? StartRecordActivity(ConsumeResult<byte[]?, byte[]?> result)
+    {
+        var source = _instrumentation.ActivitySource;
+        if (!source.HasListeners())
+        {
+            return null;
+        }
+
+        var batch = _batchActivity?.Context ?? default;
+        ActivityContext parent;
+        ActivityLink[]? links = null;
+        if (TraceContextHeaders.TryExtract(result.Message.Headers, out var remote))
+        {
+            parent = remote;
+            if (batch != default)
+            {
+                links = [new ActivityLink(batch)];
+            }
+        }
+        else
+        {
+            parent = batch;
+        }
+
+        var activity = source.StartActivity(KafkaTxInstrumentation.ProcessSpan, ActivityKind.Consumer, parent, links: links);
+        if (activity is not null)
+        {
+            foreach (var tag in _tags)
+            {
+                activity.SetTag(tag.Key, tag.Value);
+            }
+
+            activity.SetTag("messaging.operation.type", "process");
+            activity.SetTag("messaging.destination.name", result.Topic);
+            activity.SetTag("messaging.destination.partition.id", result.Partition.Value.ToString(CultureInfo.InvariantCulture));
+            activity.SetTag("messaging.kafka.offset", result.Offset.Value);
+        }
+
+        return activity;
+    }
+
+    private static void EndRecordActivity(Activity? activity, Exception failure)
+    {
+        if (activity is null)
+        {
+            return;
+        }
+
+        activity.AddException(failure);
+        activity.SetStatus(ActivityStatusCode.Error, failure.Message);
+        activity.Stop();
+    }
+
+    // ---------------------------------------------------------------- consumer lag
+
+    /// <summary>
+    /// Recomputes the lag of the assigned partitions (high watermark minus position) at most once a second, from what
+    /// the consumer already knows: no request is sent. The gauge reads the last snapshot.
+    /// </summary>
+    private void RefreshLag()
+    {
+        if ((_lagRefreshedAt != 0 && _time.GetElapsedTime(_lagRefreshedAt) < LagRefreshInterval) || _consumer is not { } consumer)
+        {
+            return;
+        }
+
+        _lagRefreshedAt = _time.GetTimestamp();
+        var assignment = consumer.Assignment;
+        var lag = new List<PartitionLag>(assignment.Count);
+        foreach (var partition in assignment)
+        {
+            var position = consumer.Position(partition);
+            var high = consumer.GetWatermarkOffsets(partition).High;
+            if (position.Value >= 0 && high.Value >= 0)
+            {
+                lag.Add(new PartitionLag(partition, Math.Max(0, high.Value - position.Value)));
+            }
+        }
+
+        _lag = [.. lag];
+    }
+
+    /// <summary>For the lag gauge: one measurement per assigned partition whose lag is known.</summary>
+    private IEnumerable<Measurement<long>> ObserveLag()
+    {
+        foreach (var partition in _lag)
+        {
+            yield return new Measurement<long>(partition.Lag,
+            [
+                .. _tags,
+                new("messaging.destination.name", partition.TopicPartition.Topic),
+                new("messaging.destination.partition.id", partition.TopicPartition.Partition.Value.ToString(CultureInfo.InvariantCulture)),
+            ]);
+        }
+    }
+
+    private readonly record struct PartitionLag(TopicPartition TopicPartition, long Lag);
+}
