@@ -4,6 +4,7 @@
 //
 //   dotnet run --project samples/ConsumeTransformProduce                                   (embedded in-memory Kafka)
 //   dotnet run --project samples/ConsumeTransformProduce -- --bootstrap-servers host:9092  (a real broker)
+//   dotnet run --project samples/ConsumeTransformProduce -- --telemetry                    (KafkaTx's spans and metrics on the console, through OpenTelemetry)
 using System.Globalization;
 using ConsumeTransformProduce;
 using Confluent.Kafka;
@@ -11,9 +12,13 @@ using KafkaTx;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 
 const int OrderCount = 20;
 var backend = Backend.Choose(args);
+var telemetry = args.Contains("--telemetry");
 Console.WriteLine($"Backend: {backend.Description}");
 
 var run = Guid.NewGuid().ToString("N")[..8]; // fresh topics per run, so that earlier runs do not count
@@ -72,6 +77,15 @@ IHost BuildProcessor(FailureInjection injected)
     var builder = Host.CreateApplicationBuilder();
     builder.Logging.SetMinimumLevel(LogLevel.Warning);
     builder.Services.AddSingleton(injected).AddSingleton(topics);
+    if (telemetry)
+    {
+        // KafkaTx reports through System.Diagnostics: OpenTelemetry only needs the source's and the meter's name.
+        builder.Services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService("order-processor"))
+            .WithTracing(tracing => tracing.AddSource("KafkaTx").AddConsoleExporter())
+            .WithMetrics(metrics => metrics.AddMeter("KafkaTx").AddConsoleExporter());
+    }
+
     backend.Use(builder.Services
         .AddKafkaTransactions(options =>
         {
@@ -104,11 +118,21 @@ void SeedOrders(int first, int count)
         {
             Key = System.Text.Encoding.UTF8.GetBytes(id),
             Value = json.Serialize(new Order(id, 10m + i), new SerializationContext(MessageComponentType.Value, input)),
+            Headers = telemetry ? UpstreamTrace() : null,
         });
     }
 
     producer.Flush(TimeSpan.FromSeconds(30));
     Console.WriteLine($"Seeded {count} orders ({first}..{first + count - 1}) into {input}.");
+}
+
+// As an upstream service using KafkaTx (or any traced producer) would write it: the order's own trace, which the
+// processor's span for the order continues.
+static Headers UpstreamTrace()
+{
+    // Sampled upstream: OpenTelemetry's default sampler follows the parent's decision, so an unsampled trace stays unrecorded here too.
+    using var checkout = new System.Diagnostics.Activity("POST /checkout") { ActivityTraceFlags = System.Diagnostics.ActivityTraceFlags.Recorded }.Start();
+    return new Headers { { "traceparent", System.Text.Encoding.ASCII.GetBytes(checkout.Id!) } };
 }
 
 static Dictionary<string, Dictionary<string, int>> Count(List<(string Topic, string Key, string Value)> records) =>

@@ -25,6 +25,18 @@ internal sealed class KafkaTxInstrumentation : IDisposable
 
     public const string MessagingSystem = "kafka";
 
+    // Bucket advice for exporters that honour it (OpenTelemetry does): their default buckets suit milliseconds, and
+    // these histograms are in seconds and in records.
+    private static readonly InstrumentAdvice<double> SecondsBuckets = new()
+    {
+        HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    };
+
+    private static readonly InstrumentAdvice<long> RecordCountBuckets = new()
+    {
+        HistogramBucketBoundaries = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 100_000],
+    };
+
     private readonly Meter _meter;
     private readonly Lock _lagSourcesLock = new();
     private readonly List<Func<IEnumerable<Measurement<long>>>> _lagSources = [];
@@ -37,11 +49,11 @@ internal sealed class KafkaTxInstrumentation : IDisposable
         Aborts = _meter.CreateCounter<long>("kafkatx.transactions.aborted", "{transaction}", "Transactions aborted, by reason.");
         WorkRetries = _meter.CreateCounter<long>("kafkatx.transactions.retried", "{attempt}", "Runs of transactional work repeated after an abortable failure.");
         RecordsCommitted = _meter.CreateCounter<long>("kafkatx.records.committed", "{record}", "Records made visible by committed transactions.");
-        CommitDuration = _meter.CreateHistogram<double>("kafkatx.transaction.commit.duration", "s", "Time from commit request to committed.");
+        CommitDuration = _meter.CreateHistogram("kafkatx.transaction.commit.duration", "s", "Time from commit request to committed.", tags: null, SecondsBuckets);
         Failures = _meter.CreateCounter<long>("kafkatx.transactions.failed", "{failure}", "Transactional failures, by kind.");
         ProducerReplacements = _meter.CreateCounter<long>("kafkatx.producer.replacements", "{replacement}", "Producers replaced after a fatal error that was not fencing, by the operation that hit it.");
-        TransactionDuration = _meter.CreateHistogram<double>("kafkatx.transaction.duration", "s", "Time from begin to the end of a transaction, by outcome (committed or aborted).");
-        RecordsPerTransaction = _meter.CreateHistogram<long>("kafkatx.transaction.records", "{record}", "Records written by each committed transaction.");
+        TransactionDuration = _meter.CreateHistogram("kafkatx.transaction.duration", "s", "Time from begin to the end of a transaction, by outcome (committed or aborted).", tags: null, SecondsBuckets);
+        RecordsPerTransaction = _meter.CreateHistogram("kafkatx.transaction.records", "{record}", "Records written by each committed transaction.", tags: null, RecordCountBuckets);
         Fenced = _meter.CreateCounter<long>("kafkatx.producer.fenced", "{event}", "Producers fenced by a newer instance with the same transactional.id.");
         Faulted = _meter.CreateCounter<long>("kafkatx.producer.faulted", "{event}", "Producers faulted by a fatal error that self-healing could not recover.");
         ProcessorBatchesCommitted = _meter.CreateCounter<long>("kafkatx.processor.batches.committed", "{batch}", "Processor transactions committed.");
