@@ -5,4 +5,7 @@ internal interface IProcessorProgress
 {
     /// <summary>How long handled records have waited for a commit; zero when everything handled is committed.</summary>
     TimeSpan UncommittedFor { get; }
+
+    /// <summary>How long newly arrived records have waited without the processor's position moving; zero otherwise.</summary>
+    TimeSpan StalledFor { get; }
 }

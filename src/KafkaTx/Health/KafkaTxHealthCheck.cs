@@ -7,8 +7,9 @@ namespace KafkaTx.Health;
 
 /// <summary>
 /// The health of one producer registration and its processor, if it has one. Unhealthy: Fenced or Faulted (the
-/// instance must be restarted or replaced). Degraded: repeated commit failures, repeated producer replacements, or
-/// handled records waiting too long for a commit. The data dictionary says which, with the figures.
+/// instance must be restarted or replaced). Degraded: repeated commit failures, repeated producer replacements,
+/// records taken and waiting too long for a commit, or arrived records left unconsumed too long. The data dictionary
+/// says which, with the figures.
 /// </summary>
 internal sealed class KafkaTxHealthCheck(string name, KafkaTxHealthCheckOptions options, IServiceProvider services) : IHealthCheck
 {
@@ -60,6 +61,12 @@ internal sealed class KafkaTxHealthCheck(string name, KafkaTxHealthCheckOptions 
         {
             data["processor_uncommitted_for_seconds"] = Math.Round(progress.UncommittedFor.TotalSeconds, 1);
             reasons.Add($"handled records have waited {progress.UncommittedFor.TotalSeconds:F0} s for a commit");
+        }
+
+        if (processor is IProcessorProgress stalled && stalled.StalledFor >= options.DegradedAfterUncommittedFor)
+        {
+            data["processor_stalled_for_seconds"] = Math.Round(stalled.StalledFor.TotalSeconds, 1);
+            reasons.Add($"records that arrived {stalled.StalledFor.TotalSeconds:F0} s ago have not been consumed");
         }
 
         return reasons.Count > 0

@@ -9,6 +9,10 @@ public sealed class KafkaTxHealthCheckOptions
     /// <summary>Degraded once self-healing has replaced the producer this many times in a row without a transaction completing. Default 2.</summary>
     public int DegradedAfterProducerReplacements { get; set; } = 2;
 
-    /// <summary>Degraded when a processor has handled records that have waited this long for a commit (it is stuck, or failing and retrying). Default 60 s.</summary>
+    /// <summary>
+    /// Degraded when a processor has taken records that have waited this long for a commit (its handler hangs, or it
+    /// fails and retries), or when records that arrived in its partitions have waited this long without its position
+    /// moving (it is stuck before its handler, a rewind failing, say). Default 60 s.
+    /// </summary>
     public TimeSpan DegradedAfterUncommittedFor { get; set; } = TimeSpan.FromSeconds(60);
 }

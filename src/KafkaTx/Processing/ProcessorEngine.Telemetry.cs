@@ -17,6 +17,15 @@ internal sealed partial class ProcessorEngine<TKey, TValue>
     private Activity? _batchActivity;
     private volatile PartitionLag[] _lag = [];
     private long _lagRefreshedAt;
+    private Dictionary<TopicPartition, PartitionProgress> _progress = [];
+    private long _stalledSince = NoTimestamp;
+
+    /// <summary>
+    /// How long records that arrived in an assigned partition have waited without the processor's position moving,
+    /// or zero. An idle partition does not count (nothing arrived), whatever its lag; nor does one being consumed.
+    /// For health checks: it reveals a processor stuck before its handler (a rewind that keeps failing, say).
+    /// </summary>
+    public TimeSpan StalledFor => Interlocked.Read(ref _stalledSince) is var since and not NoTimestamp ? _time.GetElapsedTime(since) : TimeSpan.Zero;
 
     /// <summary>What a batch ended with: the value of the <c>kafkatx.batch.outcome</c> tag.</summary>
     private static class BatchOutcome
@@ -139,20 +148,33 @@ internal sealed partial class ProcessorEngine<TKey, TValue>
             return;
         }
 
-        _lagRefreshedAt = _time.GetTimestamp();
+        var now = _time.GetTimestamp();
+        _lagRefreshedAt = now;
         var assignment = consumer.Assignment;
         var lag = new List<PartitionLag>(assignment.Count);
+        var progress = new Dictionary<TopicPartition, PartitionProgress>(assignment.Count);
+        var stalledSince = NoTimestamp;
         foreach (var partition in assignment)
         {
-            var position = consumer.Position(partition);
-            var high = consumer.GetWatermarkOffsets(partition).High;
-            if (position.Value >= 0 && high.Value >= 0)
+            var position = consumer.Position(partition).Value;
+            var high = consumer.GetWatermarkOffsets(partition).High.Value;
+            if (position < 0 || high < 0)
             {
-                lag.Add(new PartitionLag(partition, Math.Max(0, high.Value - position.Value)));
+                continue;
+            }
+
+            lag.Add(new PartitionLag(partition, Math.Max(0, high - position)));
+            var seen = _progress.TryGetValue(partition, out var before) ? before.Next(position, high, now) : new PartitionProgress(position, high, NoTimestamp);
+            progress[partition] = seen;
+            if (seen.WaitingSince != NoTimestamp && (stalledSince == NoTimestamp || seen.WaitingSince < stalledSince))
+            {
+                stalledSince = seen.WaitingSince;
             }
         }
 
         _lag = [.. lag];
+        _progress = progress;
+        Interlocked.Exchange(ref _stalledSince, stalledSince);
     }
 
     /// <summary>For the lag gauge: one measurement per assigned partition whose lag is known.</summary>
@@ -170,4 +192,13 @@ internal sealed partial class ProcessorEngine<TKey, TValue>
     }
 
     private readonly record struct PartitionLag(TopicPartition TopicPartition, long Lag);
+
+    /// <summary>A partition's position and high watermark when last seen, and since when new records wait.</summary>
+    private readonly record struct PartitionProgress(long Position, long High, long WaitingSince)
+    {
+        public PartitionProgress Next(long position, long high, long now) =>
+            position != Position ? new(position, high, NoTimestamp)                      // consuming
+            : high != High && high > position ? new(position, high, WaitingSince == NoTimestamp ? now : WaitingSince) // records arrived, none taken
+            : this with { High = high };
+    }
 }

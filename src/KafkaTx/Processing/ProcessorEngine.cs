@@ -25,6 +25,7 @@ namespace KafkaTx.Processing;
 /// </remarks>
 internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
 {
+    private const long NoTimestamp = long.MinValue;
     private static readonly TimeSpan IdlePoll = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan CommittedOffsetsTimeout = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan RewindRetryDelay = TimeSpan.FromMilliseconds(200);
@@ -56,8 +57,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     private int _state;
     private readonly KafkaTxInstrumentation _instrumentation;
     private readonly KeyValuePair<string, object?>[] _tags;
-    private long _lastCommitAt;          // timestamp of the last commit, or of the start
-    private volatile bool _uncommittedWork; // records handled since the last commit
+    private long _uncommittedSince = NoTimestamp; // when the first record not committed yet was taken
     private long _committedTransactions;
     private long _committedRecords;
 
@@ -105,10 +105,11 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     public string TransactionalId => _unit.TransactionalId;
 
     /// <summary>
-    /// How long records have been handled without a commit (work waiting, not made visible), or zero: a processor
-    /// that commits every MaxBatchDuration keeps this near zero; a stuck one lets it grow. For health checks.
+    /// How long the oldest record taken and not committed yet has waited (work not made visible), or zero: a
+    /// processor that commits every MaxBatchDuration keeps this below it; a stuck or failing one lets it grow.
+    /// For health checks.
     /// </summary>
-    public TimeSpan UncommittedFor => _uncommittedWork ? _time.GetElapsedTime(Interlocked.Read(ref _lastCommitAt)) : TimeSpan.Zero;
+    public TimeSpan UncommittedFor => Interlocked.Read(ref _uncommittedSince) is var since and not NoTimestamp ? _time.GetElapsedTime(since) : TimeSpan.Zero;
 
     private string Id => _unit.TransactionalId;
 
@@ -117,7 +118,6 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     public async Task RunAsync(CancellationToken stoppingToken)
     {
         SetState(ProcessorState.Starting);
-        Interlocked.Exchange(ref _lastCommitAt, _time.GetTimestamp());
         using var lagRegistration = _instrumentation.AddLagSource(ObserveLag);
         try
         {
@@ -185,6 +185,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
 
     private async Task StepAsync(CancellationToken cancellationToken)
     {
+        RefreshLag();
         if (_rewindPending && !TryRewind())
         {
             await Task.Delay(RewindRetryDelay, _time, cancellationToken).ConfigureAwait(false);
@@ -220,8 +221,6 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         {
             await ProcessAsync(result, cancellationToken).ConfigureAwait(false);
         }
-
-        RefreshLag();
 
         if (_inTransaction && !_stopRequested && IsDueForCommit())
         {
@@ -271,6 +270,9 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             await BeginAsync(cancellationToken).ConfigureAwait(false);
         }
 
+        // Taken, not committed: from now on it waits for a commit (a handler that hangs on it counts too).
+        Interlocked.CompareExchange(ref _uncommittedSince, _time.GetTimestamp(), NoTimestamp);
+
         _failures.TryGetValue(key, out var failure);
         if (failure is not null && failure.Attempts >= _options.Retry.MaxAttempts)
         {
@@ -285,7 +287,6 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             await _handler!.HandleAsync(record, _unit, cancellationToken).ConfigureAwait(false);
             _touched.Add(key.TopicPartition);
             _processed.Add(key);
-            _uncommittedWork = true;
             _instrumentation.ProcessorRecordsHandled.Add(1, _tags);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -399,8 +400,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         }
 
         _committedPositions.Committed(offsets);
-        Interlocked.Exchange(ref _lastCommitAt, _time.GetTimestamp());
-        _uncommittedWork = false;
+        Interlocked.Exchange(ref _uncommittedSince, NoTimestamp);
         _instrumentation.ProcessorBatchesCommitted.Add(1, _tags);
         Interlocked.Increment(ref _committedTransactions);
         Interlocked.Add(ref _committedRecords, records);

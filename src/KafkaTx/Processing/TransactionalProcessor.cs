@@ -54,6 +54,9 @@ internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, 
     /// <inheritdoc cref="ProcessorEngine{TKey, TValue}.UncommittedFor"/>
     public TimeSpan UncommittedFor => _engine.UncommittedFor;
 
+    /// <inheritdoc cref="ProcessorEngine{TKey, TValue}.StalledFor"/>
+    public TimeSpan StalledFor => _engine.StalledFor;
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         // Consume blocks, so the loop gets a thread of its own instead of holding up the host's start.

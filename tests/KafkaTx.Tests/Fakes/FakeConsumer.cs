@@ -101,6 +101,9 @@ internal sealed class FakeConsumer(FakeBroker broker, ConsumerEventHandlers hand
     /// <summary>The partitions of each Committed call: each is a round trip to the group coordinator.</summary>
     public List<List<TopicPartition>> CommittedQueries { get; } = [];
 
+    /// <summary>When set, every committed-offsets query fails (the group coordinator is unreachable).</summary>
+    public bool FailCommittedQueries { get; set; }
+
     public List<TopicPartitionOffset> Committed(IEnumerable<TopicPartition> partitions, TimeSpan timeout)
     {
         var asked = partitions.ToList();
@@ -110,6 +113,10 @@ internal sealed class FakeConsumer(FakeBroker broker, ConsumerEventHandlers hand
         }
 
         broker.Record("committed-query");
+        if (FailCommittedQueries)
+        {
+            throw new KafkaException(ErrorCode.Local_TimedOut);
+        }
 
         return [.. asked.Select(tp => new TopicPartitionOffset(tp, broker.GroupOffset(tp) is { } offset ? new Offset(offset) : Offset.Unset))];
     }

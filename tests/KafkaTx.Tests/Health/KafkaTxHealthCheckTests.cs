@@ -1,5 +1,6 @@
 using Confluent.Kafka;
 using KafkaTx.Processing;
+using KafkaTx.Testing.Shared;
 using KafkaTx.Tests.Fakes;
 using KafkaTx.Tests.Processing;
 using Microsoft.Extensions.DependencyInjection;
@@ -179,5 +180,48 @@ public class KafkaTxHealthCheckTests
         fenced.Status.Should().Be(HealthStatus.Unhealthy);
         fenced.Data["processor_state"].Should().Be("Fenced");
         await host.StopAsync();
+    }
+
+    [Fact]
+    public async Task A_processor_whose_handler_hangs_is_degraded_once_its_record_has_waited_longer_than_the_threshold()
+    {
+        var clock = new ManualClock();
+        using var release = new ManualResetEventSlim();
+        var broker = new FakeBroker();
+        broker.AppendMany("incoming-orders", 0, 1);
+        var factory = new FakeClientFactory { Broker = broker };
+        var builder = Host.CreateApplicationBuilder();
+        builder.Services.AddSingleton<TimeProvider>(clock);
+        var script = new HandlerScript { OnHandle = _ => release.Wait() };
+        builder.Services.AddSingleton(script);
+        builder.Services.AddKafkaTransactions(o =>
+            {
+                o.BootstrapServers = "fake:9092";
+                o.TransactionalIdPrefix = "order-processor";
+                o.InstanceId = "0";
+            })
+            .UseClientFactory(factory)
+            .AddTransactionalProcessor<CopyHandler>(o =>
+            {
+                o.Topics.Add("incoming-orders");
+                o.GroupId = "order-processors";
+            })
+            .AddHealthChecks(h => h.DegradedAfterUncommittedFor = TimeSpan.FromSeconds(30));
+        using var host = builder.Build();
+
+        await host.StartAsync();
+        await ProcessorHarness.Until(() => factory.Consumers.Count == 1, "the processor runs");
+        factory.Consumers[0].Rebalance("assign", new TopicPartition("incoming-orders", 0));
+        await ProcessorHarness.Until(() => script.Seen.Count == 1, "the handler holds the record");
+        var holding = await CheckAsync(host.Services);
+        clock.Advance(TimeSpan.FromSeconds(31));
+        var hung = await CheckAsync(host.Services);
+        release.Set();
+        await host.StopAsync();
+
+        holding.Status.Should().Be(HealthStatus.Healthy, "the record has only just been taken");
+        hung.Status.Should().Be(HealthStatus.Degraded);
+        hung.Data["processor_uncommitted_for_seconds"].Should().Be(31.0);
+        hung.Description.Should().Contain("waited 31 s for a commit");
     }
 }

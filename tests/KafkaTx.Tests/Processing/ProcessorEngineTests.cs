@@ -489,6 +489,39 @@ public class ProcessorEngineTests
     }
 
     [Fact]
+    public async Task Records_that_arrive_while_the_processor_cannot_rewind_are_measured_as_stalled_until_it_consumes_them()
+    {
+        var clock = new ManualClock();
+        await using var h = new ProcessorHarness(o => o.MaxBatchSize = 1, clock: clock);
+        h.Script.Fail = (value, seen) => value == "v0" && seen == 1;
+        h.Script.OnHandle = value => h.Consumer.FailCommittedQueries |= value == "v0"; // the rewind after v0's abort cannot ask the group where to go
+        h.Broker.AppendMany("in", 0, 2);
+        await h.StartAsync();
+        await Until(() => h.Script.TimesSeen("v0") == 1 && h.Consumer.CommittedQueries.Count > 1, "the rewind keeps failing");
+        h.Engine.StalledFor.Should().Be(TimeSpan.Zero, "nothing has arrived since");
+
+        h.Broker.Append("in", 0, "k2", "v2");
+        await Until(
+            () =>
+            {
+                clock.Advance(TimeSpan.FromSeconds(1)); // lets the processor look again (at most once a second)
+                return h.Engine.StalledFor > TimeSpan.Zero;
+            },
+            "the processor notices v2 waiting");
+        clock.Advance(TimeSpan.FromSeconds(61));
+        h.Engine.StalledFor.Should().BeGreaterThanOrEqualTo(TimeSpan.FromSeconds(61));
+
+        h.Consumer.FailCommittedQueries = false;
+        await Until(
+            () =>
+            {
+                clock.Advance(TimeSpan.FromSeconds(1));
+                return h.Engine.StalledFor == TimeSpan.Zero && h.Broker.GroupOffset(ProcessorHarness.P0) == 3;
+            },
+            "the processor rewinds, consumes v0 to v2, and is no longer stalled");
+    }
+
+    [Fact]
     public async Task Handled_records_waiting_for_a_commit_are_measured_for_health_checks_until_they_commit()
     {
         var clock = new ManualClock();
