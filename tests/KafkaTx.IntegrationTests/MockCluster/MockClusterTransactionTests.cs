@@ -31,6 +31,31 @@ public sealed class MockClusterTransactionTests : IDisposable
     }
 
     [Fact]
+    public async Task Records_written_in_a_traced_request_carry_its_W3C_trace_context_through_librdkafka_and_keep_their_own_headers()
+    {
+        await using var host = new KafkaTxHost(_cluster.BootstrapServers, KafkaTxHost.UniqueName("traced"));
+        using var request = new System.Diagnostics.Activity("POST /tasks") { TraceStateString = "vendor=7" }.Start();
+
+        await host.Unit.ExecuteAsync((scope, _) =>
+        {
+            scope.Produce("traced-events", new Message<string, string>
+            {
+                Key = "task-1",
+                Value = "created",
+                Headers = new Headers { { "tenant", "acme"u8.ToArray() } },
+            });
+            return ValueTask.CompletedTask;
+        });
+        request.Stop();
+
+        var record = TopicReader.ReadAll(_cluster.BootstrapServers, IsolationLevel.ReadCommitted, ReadDeadline, "traced-events").Should().ContainSingle().Subject;
+        var headers = record.Headers!.ToDictionary(h => h.Key, h => System.Text.Encoding.ASCII.GetString(h.GetValueBytes()));
+        headers["tenant"].Should().Be("acme");
+        headers["traceparent"].Should().Be(request.Id, "with no KafkaTx listener the record carries the caller's own span");
+        headers["tracestate"].Should().Be("vendor=7");
+    }
+
+    [Fact]
     public async Task Commit_and_abort_each_write_a_marker_that_occupies_an_offset()
     {
         await using var host = new KafkaTxHost(_cluster.BootstrapServers, KafkaTxHost.UniqueName("markers"));

@@ -3,7 +3,7 @@ using Confluent.Kafka;
 
 namespace KafkaTx.IntegrationTests.Support;
 
-internal sealed record ReadRecord(string Topic, int Partition, long Offset, string? Key, string? Value);
+internal sealed record ReadRecord(string Topic, int Partition, long Offset, string? Key, string? Value, Headers? Headers = null);
 
 /// <summary>
 /// Reads every record a consumer with the given isolation level can see, from the beginning of each partition to
@@ -60,7 +60,7 @@ internal static class TopicReader
             }
 
             atEnd.Remove(result.TopicPartition);
-            records.Add(new ReadRecord(result.Topic, result.Partition.Value, result.Offset.Value, Text(result.Message.Key), Text(result.Message.Value)));
+            records.Add(new ReadRecord(result.Topic, result.Partition.Value, result.Offset.Value, Text(result.Message.Key), Text(result.Message.Value), result.Message.Headers));
         }
 
         if (atEnd.Count < partitions.Count)
