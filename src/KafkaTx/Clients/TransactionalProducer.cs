@@ -131,8 +131,8 @@ internal sealed class TransactionalProducer : IDisposable
     /// </summary>
     public void Produce(string topic, TopicPartition? topicPartition, Message<byte[]?, byte[]?> message)
     {
-        var deliveries = _deliveries;
-        deliveries.Sent();
+        var deliveries = _options.TrackRecordDeliveries ? _deliveries : null;
+        deliveries?.Sent();
         long waitingSince = 0;
         try
         {
@@ -142,11 +142,11 @@ internal sealed class TransactionalProducer : IDisposable
                 {
                     if (topicPartition is null)
                     {
-                        _producer.Produce(topic, message, deliveries.OnDelivery);
+                        _producer.Produce(topic, message, deliveries?.OnDelivery);
                     }
                     else
                     {
-                        _producer.Produce(topicPartition, message, deliveries.OnDelivery);
+                        _producer.Produce(topicPartition, message, deliveries?.OnDelivery);
                     }
 
                     return;
@@ -169,7 +169,7 @@ internal sealed class TransactionalProducer : IDisposable
         }
         catch
         {
-            deliveries.NotSent();
+            deliveries?.NotSent();
             throw;
         }
     }

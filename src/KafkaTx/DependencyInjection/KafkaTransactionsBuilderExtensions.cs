@@ -30,6 +30,36 @@ public static class KafkaTransactionsBuilderExtensions
         return builder;
     }
 
+    /// <summary>
+    /// Registers a pool of <paramref name="size"/> units of work for this producer, for more than one transaction in
+    /// flight: <see cref="ITransactionalUnitOfWorkPool"/>, keyed by the producer's name (and unkeyed for the default
+    /// producer). Slot n uses transactional.id <c>{transactional.id}-slot-{n}</c>.
+    /// </summary>
+    /// <param name="builder">The builder.</param>
+    /// <param name="size">How many transactions may be open at once: from 1 to 64. Each slot holds a producer (connections and librdkafka threads).</param>
+    /// <returns>The same builder.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="size"/> is below 1 or above 64.</exception>
+    public static IKafkaTransactionsBuilder AddUnitOfWorkPool(this IKafkaTransactionsBuilder builder, int size)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        if (size is < 1 or > MaxPoolSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(size), size, $"A unit of work pool has from 1 to {MaxPoolSize} slots; {size} was given. Each slot is a producer of its own: size the pool by the transactions that must be open at once, not by the number of callers (callers wait for an idle slot).");
+        }
+
+        var name = builder.Name;
+        builder.Services.AddKeyedSingleton<ITransactionalUnitOfWorkPool>(name, (services, _) =>
+            new KafkaTx.Pooling.TransactionalUnitOfWorkPool(name, size, services.GetRequiredService<KafkaTx.DependencyInjection.TransactionalUnitOfWorkFactory>()));
+        if (name.Length == 0)
+        {
+            builder.Services.AddSingleton(services => services.GetRequiredKeyedService<ITransactionalUnitOfWorkPool>(name));
+        }
+
+        return builder;
+    }
+
+    private const int MaxPoolSize = 64;
+
     /// <summary>Changes the producer's options after they were bound (for example to set values computed at start-up).</summary>
     /// <param name="builder">The builder.</param>
     /// <param name="configure">Changes the options.</param>

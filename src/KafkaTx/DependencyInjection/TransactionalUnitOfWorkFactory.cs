@@ -45,6 +45,28 @@ internal sealed class TransactionalUnitOfWorkFactory(
         return unit;
     }
 
+    /// <summary>The transactional.id of a pool's slot: the producer's own, suffixed with the slot number.</summary>
+    public string SlotTransactionalId(string name, int slot) => $"{options.Get(name).ResolveTransactionalId()}-slot-{slot}";
+
+    /// <summary>Creates the unit of work of one slot of a pool: the named producer's options with the slot's transactional.id.</summary>
+    public TransactionalUnitOfWork CreateSlot(string name, int slot)
+    {
+        var id = SlotTransactionalId(name, slot);
+        lock (_lock)
+        {
+            if (_namesById.TryGetValue(id, out var other) && other != name)
+            {
+                throw new InvalidOperationException(
+                    $"The pool of '{Display(name)}' and the producer '{Display(other)}' both use transactional.id '{id}'. They would fence each other: give each a distinct TransactionalIdPrefix or TransactionalId.");
+            }
+
+            _namesById[id] = name;
+        }
+
+        var logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("KafkaTx.TransactionalUnitOfWork");
+        return new TransactionalUnitOfWork(name, options.Get(name).WithTransactionalId(id), clientFactory, logger, instrumentation, timeProvider);
+    }
+
     /// <summary>The unit of this name, if the application has created it: a health check must not create a producer.</summary>
     public TransactionalUnitOfWork? Created(string name)
     {

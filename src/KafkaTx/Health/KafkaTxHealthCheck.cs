@@ -1,4 +1,5 @@
 using KafkaTx.DependencyInjection;
+using KafkaTx.Pooling;
 using KafkaTx.Processing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -21,9 +22,19 @@ internal sealed class KafkaTxHealthCheck(string name, KafkaTxHealthCheckOptions 
         var data = new Dictionary<string, object>(StringComparer.Ordinal) { ["producer"] = name.Length == 0 ? "(default)" : name };
         var unit = services.GetRequiredService<TransactionalUnitOfWorkFactory>().Created(name);
         var processor = services.GetKeyedService<ITransactionalProcessor>(name);
+        var slots = (services.GetKeyedService<ITransactionalUnitOfWorkPool>(name) as TransactionalUnitOfWorkPool)?.CreatedSlots ?? [];
+        if (slots.Count > 0)
+        {
+            data["pool_slot_states"] = string.Join(",", slots.Select(s => s.State));
+            if (slots.FirstOrDefault(s => s.State is TransactionState.Fenced or TransactionState.Faulted) is { } broken)
+            {
+                return HealthCheckResult.Unhealthy($"Pool slot '{broken.TransactionalId}' is {broken.State}: {(broken.State == TransactionState.Fenced ? "another instance uses this instance's transactional.ids; this one must stop." : "self-healing could not recover it; restart the instance.")}", data: data);
+            }
+        }
+
         if (unit is null)
         {
-            return HealthCheckResult.Healthy("The producer has not been used yet.", data);
+            return HealthCheckResult.Healthy(slots.Count > 0 ? "The pool's slots are usable." : "The producer has not been used yet.", data);
         }
 
         data["transactional_id"] = unit.TransactionalId;

@@ -113,6 +113,18 @@ public sealed class KafkaTransactionsOptions
     /// </summary>
     public TimeSpan RetryBackoff { get; set; } = TimeSpan.FromMilliseconds(20);
 
+    /// <summary>
+    /// Whether the delivery report of every record is tracked. On (the default): a transaction that cannot commit
+    /// because Kafka refused records names their partitions and errors
+    /// (<see cref="KafkaTransactionException.FailedDeliveries"/>), a refusal that retrying cannot fix (an unknown
+    /// topic, say) is reported <see cref="TransactionErrorKind.Rejected"/> at once, and a commit that fails fatally
+    /// after a refused record is known to have aborted rather than having an unknown outcome. Off: Confluent.Kafka
+    /// builds no delivery report, which saves about 300 bytes and a share of a core per record; that matters only
+    /// when producing, not committing, is the bottleneck (see docs/performance.md). Failures are never silent either
+    /// way: Kafka refuses to commit a transaction with a refused record, and the commit's error is classified.
+    /// </summary>
+    public bool TrackRecordDeliveries { get; set; } = true;
+
     /// <summary>How <c>ExecuteAsync</c> re-runs work after an abortable failure.</summary>
     public TransactionRetryOptions Retry { get; set; } = new();
 
@@ -146,6 +158,14 @@ public sealed class KafkaTransactionsOptions
         return $"{TransactionalIdPrefix}-{instance}";
     }
 
+    /// <summary>A copy of these (validated) options for another transactional.id: a pool's slot.</summary>
+    internal KafkaTransactionsOptions WithTransactionalId(string transactionalId)
+    {
+        var copy = (KafkaTransactionsOptions)MemberwiseClone(); // serializers and settings are shared, read-only after start-up
+        copy.TransactionalId = transactionalId;
+        return copy;
+    }
+
     /// <summary>Builds the librdkafka configuration. Call only on validated options.</summary>
     internal ProducerConfig ToProducerConfig()
     {
@@ -163,6 +183,10 @@ public sealed class KafkaTransactionsOptions
 
         // Delivery reports only need the status and the partition: skipping key and value avoids copying them back.
         config.Set("dotnet.producer.delivery.report.fields", "status");
+        if (!TrackRecordDeliveries)
+        {
+            config.Set("dotnet.producer.enable.delivery.reports", "false"); // no report is built for any record
+        }
         return config;
     }
 

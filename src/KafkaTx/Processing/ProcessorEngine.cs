@@ -39,6 +39,8 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly DeserializerRegistry _deserializers;
+    private IDeserializer<TKey>? _keyDeserializer;     // looked up at the first record, not at every one
+    private IDeserializer<TValue>? _valueDeserializer;
 
     private readonly HashSet<TopicPartition> _touched = [];
     private readonly List<RecordKey> _processed = [];
@@ -313,13 +315,17 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     private ConsumeResult<TKey, TValue> Deserialize(ConsumeResult<byte[]?, byte[]?> result)
     {
         var headers = result.Message.Headers;
+        var keyContext = new SerializationContext(MessageComponentType.Key, result.Topic, headers);
+        var valueContext = new SerializationContext(MessageComponentType.Value, result.Topic, headers);
+        _keyDeserializer ??= _deserializers.Resolve<TKey>(keyContext);
+        _valueDeserializer ??= _deserializers.Resolve<TValue>(valueContext);
         return new ConsumeResult<TKey, TValue>
         {
             TopicPartitionOffset = result.TopicPartitionOffset,
             Message = new Message<TKey, TValue>
             {
-                Key = _deserializers.Deserialize<TKey>(result.Message.Key, new SerializationContext(MessageComponentType.Key, result.Topic, headers)),
-                Value = _deserializers.Deserialize<TValue>(result.Message.Value, new SerializationContext(MessageComponentType.Value, result.Topic, headers)),
+                Key = DeserializerRegistry.Deserialize(_keyDeserializer, result.Message.Key, keyContext),
+                Value = DeserializerRegistry.Deserialize(_valueDeserializer, result.Message.Value, valueContext),
                 Headers = headers,
                 Timestamp = result.Message.Timestamp,
             },

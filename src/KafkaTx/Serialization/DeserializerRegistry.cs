@@ -23,7 +23,10 @@ internal sealed class DeserializerRegistry
         _deserializers[typeof(T)] = deserializer;
     }
 
-    public T Deserialize<T>(byte[]? data, in SerializationContext context)
+    public T Deserialize<T>(byte[]? data, in SerializationContext context) => Deserialize(Resolve<T>(context), data, context);
+
+    /// <summary>The deserializer for <typeparamref name="T"/>, for a processor to look up once instead of per record.</summary>
+    public IDeserializer<T> Resolve<T>(in SerializationContext context)
     {
         if (!_deserializers.TryGetValue(typeof(T), out var deserializer))
         {
@@ -31,6 +34,16 @@ internal sealed class DeserializerRegistry
                 $"No deserializer is registered for {typeof(T).FullName} ({context.Component} of records from topic '{context.Topic}'). Register one with builder.AddDeserializer<{typeof(T).Name}>(...).");
         }
 
-        return ((IDeserializer<T>)deserializer).Deserialize(data, data is null, context);
+        return (IDeserializer<T>)deserializer;
     }
+
+    /// <summary>
+    /// Deserializes with a deserializer from <see cref="Resolve{T}"/>. For byte[] with the built-in deserializer, the
+    /// consumed array itself: Confluent.Kafka's built-in would copy it, and the array, allocated for this record
+    /// alone, is the processor's to hand over.
+    /// </summary>
+    public static T Deserialize<T>(IDeserializer<T> deserializer, byte[]? data, in SerializationContext context) =>
+        typeof(T) == typeof(byte[]) && ReferenceEquals(deserializer, Deserializers.ByteArray)
+            ? (T)(object?)data!
+            : deserializer.Deserialize(data, data is null, context);
 }

@@ -34,6 +34,37 @@ public sealed class ErrorMatrixTests : IDisposable
     };
 
     [Theory]
+    [InlineData(ErrorCode.MsgSizeTooLarge)]
+    [InlineData(ErrorCode.TopicAuthorizationFailed)]
+    public async Task Without_delivery_tracking_a_refused_record_still_fails_the_commit_as_Rejected_and_the_unit_goes_on(ErrorCode injected)
+    {
+        await using var host = new KafkaTxHost(_cluster.BootstrapServers, KafkaTxHost.UniqueName("untracked"), o =>
+        {
+            o.Retry.MaxAttempts = 1;
+            o.TrackRecordDeliveries = false;
+        });
+        await host.Unit.InitializeAsync();
+
+        var failure = await host.Unit.Awaiting(u => u.ExecuteAsync((scope, _) =>
+        {
+            _cluster.PushRequestErrors(KafkaApi.Produce, injected);
+            scope.Produce("untracked-topic", new Message<string, string> { Key = "k", Value = "refused" });
+            return ValueTask.CompletedTask;
+        })).Should().ThrowAsync<KafkaTransactionException>();
+
+        failure.Which.Kind.Should().Be(TransactionErrorKind.Rejected, "the commit's own error carries the record's");
+        failure.Which.Error.Code.Should().Be(injected);
+        failure.Which.FailedDeliveries.Should().BeEmpty("no delivery report was built");
+        host.Unit.State.Should().Be(TransactionState.Ready);
+        await host.Unit.ExecuteAsync((scope, _) =>
+        {
+            scope.Produce("untracked-next", new Message<string, string> { Key = "k", Value = "next" });
+            return ValueTask.CompletedTask;
+        });
+        TopicReader.ReadAll(_cluster.BootstrapServers, IsolationLevel.ReadCommitted, TimeSpan.FromSeconds(30), "untracked-next").Select(r => r.Value).Should().Equal("next");
+    }
+
+    [Theory]
     [MemberData(nameof(FailingRows))]
     public async Task An_injected_error_is_classified_and_handled(KafkaApi api, ErrorCode injected, TransactionErrorKind expectedKind, TransactionState expectedState)
     {

@@ -169,6 +169,7 @@ public class KafkaTransactionsOptionsValidatorTests
     [InlineData("message.timeout.ms")]
     [InlineData("bootstrap.servers")]
     [InlineData("retry.backoff.ms")]
+    [InlineData("dotnet.producer.enable.delivery.reports")]
     public void Settings_KafkaTx_owns_are_refused_in_client_settings(string key)
     {
         Failures(o => o.ClientSettings[key] = "1").Should().ContainSingle().Which.Should().Contain($"'{key}'").And.Contain("instead");
@@ -228,5 +229,14 @@ public class KafkaTransactionsOptionsValidatorTests
         config.RetryBackoffMs.Should().Be(20);
         config.LingerMs.Should().Be(5);
         config.Get("security.protocol").Should().Be("sasl_ssl");
+        config.Get("dotnet.producer.enable.delivery.reports").Should().BeNull("delivery reports are on unless TrackRecordDeliveries is off");
+    }
+
+    [Fact]
+    public void Turning_delivery_tracking_off_turns_Confluent_Kafkas_delivery_reports_off()
+    {
+        var options = new KafkaTransactionsOptions { BootstrapServers = "b:9092", TransactionalId = "t", TrackRecordDeliveries = false };
+
+        options.ToProducerConfig().Get("dotnet.producer.enable.delivery.reports").Should().Be("false");
     }
 }

@@ -1,0 +1,36 @@
+using Confluent.Kafka;
+using KafkaTx.Throughput.Backends;
+using KafkaTx.Throughput.Reporting;
+
+namespace KafkaTx.Throughput.Modes;
+
+/// <summary>(e) The ceiling: an idempotent producer without transactions, flushed at the end.</summary>
+internal sealed class IdempotentProducer : ThroughputMode
+{
+    public override string Letter => "e";
+
+    public override string Name => "idempotent producer (no transactions)";
+
+    public override Task<RunResult> RunAsync(ThroughputBackend backend, Workload workload, RunNames names, CancellationToken cancellationToken)
+    {
+        using var producer = backend.CreateProducer(new ProducerConfig
+        {
+            BootstrapServers = backend.BootstrapServers,
+            EnableIdempotence = true,
+            Acks = Acks.All,
+            LingerMs = 5,
+        });
+        var message = new Message<byte[]?, byte[]?> { Value = workload.Value };
+        var meter = new RunMeter();
+        meter.Start();
+        long produced = 0;
+        while (produced < workload.Records && meter.Elapsed < workload.Deadline && !cancellationToken.IsCancellationRequested)
+        {
+            Produce(producer, names.Output, workload, message, produced);
+            produced++;
+        }
+
+        producer.Flush(TimeSpan.FromSeconds(60));
+        return Task.FromResult(meter.Finish(Letter, produced, workload.RecordSize));
+    }
+}

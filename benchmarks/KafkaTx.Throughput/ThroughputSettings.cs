@@ -1,0 +1,77 @@
+using System.Globalization;
+
+namespace KafkaTx.Throughput;
+
+/// <summary>The command line: what to measure, where, and how often.</summary>
+internal sealed class ThroughputSettings
+{
+    public string Command { get; private init; } = "run";
+
+    public string Backend { get; private init; } = "in-memory";
+
+    public string? BootstrapServers { get; private init; }
+
+    public int[] RecordsPerTransaction { get; private init; } = [10, 100, 1000];
+
+    public TimeSpan? CommitInterval { get; private init; }
+
+    public int[] RecordSizes { get; private init; } = [1024];
+
+    public int Rounds { get; private init; } = 3;
+
+    public int? Records { get; private init; }
+
+    public TimeSpan Deadline { get; private init; } = TimeSpan.FromSeconds(10);
+
+    public string[] Modes { get; private init; } = ["a", "b", "c", "d", "e"];
+
+    public int Partitions { get; private init; } = 3;
+
+    public int[] PoolSizes { get; private init; } = [1, 2, 4, 8];
+
+    public int Callers { get; private init; } = 16;
+
+    public string? ReportPath { get; private init; }
+
+    public string? ChartPath { get; private init; }
+
+    /// <summary>Records per run: enough for a few seconds on each backend, bounded so the in-memory one fits in memory.</summary>
+    public int RecordsPerRun => Records ?? Backend switch
+    {
+        "in-memory" => 100_000,
+        "mock" => 50_000,
+        _ => 300_000,
+    };
+
+    public static ThroughputSettings Parse(string[] args)
+    {
+        var command = args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal) ? args[0] : "run";
+        string? Value(string name)
+        {
+            var i = Array.IndexOf(args, name);
+            return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+        }
+
+        int[]? Ints(string name) => Value(name)?.Split(',').Select(v => int.Parse(v, NumberStyles.Integer, CultureInfo.InvariantCulture)).ToArray();
+        var interval = Value("--commit-interval");
+        var settings = new ThroughputSettings
+        {
+            Command = command,
+            Backend = Value("--bootstrap-servers") is not null && Value("--backend") is null ? "kafka" : Value("--backend") ?? "in-memory",
+            BootstrapServers = Value("--bootstrap-servers"),
+            RecordsPerTransaction = interval is not null && Value("--records-per-transaction") is null ? [] : Ints("--records-per-transaction") ?? [10, 100, 1000],
+            CommitInterval = interval is null ? null : TimeSpan.FromMilliseconds(double.Parse(interval.Replace("ms", string.Empty, StringComparison.Ordinal), CultureInfo.InvariantCulture)),
+            RecordSizes = Ints("--record-size") ?? [1024],
+            Rounds = Ints("--rounds")?[0] ?? 3,
+            Records = Ints("--records")?[0],
+            Deadline = TimeSpan.FromSeconds(Ints("--seconds")?[0] ?? 10),
+            Modes = Value("--modes")?.Split(',') ?? ["a", "b", "c", "d", "e"],
+            Partitions = Ints("--partitions")?[0] ?? 3,
+            PoolSizes = Ints("--pool-sizes") ?? [1, 2, 4, 8],
+            Callers = Ints("--callers")?[0] ?? 16,
+            ReportPath = Value("--report"),
+            ChartPath = Value("--chart"),
+        };
+        return settings;
+    }
+}
