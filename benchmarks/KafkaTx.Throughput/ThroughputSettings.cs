@@ -33,6 +33,9 @@ internal sealed class ThroughputSettings
 
     public string? ReportPath { get; private init; }
 
+    /// <summary>KafkaTx's TrackRecordDeliveries for modes (b) and (c).</summary>
+    public bool TrackRecordDeliveries { get; private init; } = true;
+
     public string? ChartPath { get; private init; }
 
     /// <summary>Records per run: enough for a few seconds on each backend, bounded so the in-memory one fits in memory.</summary>
@@ -70,6 +73,7 @@ internal sealed class ThroughputSettings
             PoolSizes = Ints("--pool-sizes") ?? [1, 2, 4, 8],
             Callers = Ints("--callers")?[0] ?? 16,
             ReportPath = Value("--report"),
+            TrackRecordDeliveries = Value("--track-deliveries") is not "false",
             ChartPath = Value("--chart"),
         };
         return settings;

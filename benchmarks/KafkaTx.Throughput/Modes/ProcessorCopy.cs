@@ -8,7 +8,7 @@ using Microsoft.Extensions.Logging;
 namespace KafkaTx.Throughput.Modes;
 
 /// <summary>(c) KafkaTx's processor copying the input topic to the output, batches as the workload says.</summary>
-internal sealed class ProcessorCopy(KafkaTxCommitLatencies latencies) : ThroughputMode
+internal sealed class ProcessorCopy(KafkaTxCommitLatencies latencies, bool trackRecordDeliveries) : ThroughputMode
 {
     public override string Letter => "c";
 
@@ -26,6 +26,7 @@ internal sealed class ProcessorCopy(KafkaTxCommitLatencies latencies) : Throughp
             {
                 o.BootstrapServers = backend.BootstrapServers;
                 o.TransactionalId = names.TransactionalId;
+                o.TrackRecordDeliveries = trackRecordDeliveries;
             }))
             .AddTransactionalProcessor<CopyHandler>(o =>
             {

@@ -6,7 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 namespace KafkaTx.Throughput.Modes;
 
 /// <summary>(b) KafkaTx's unit of work: ExecuteAsync writing the same records per transaction as (a).</summary>
-internal sealed class UnitOfWorkLoop(KafkaTxCommitLatencies latencies) : ThroughputMode
+internal sealed class UnitOfWorkLoop(KafkaTxCommitLatencies latencies, bool trackRecordDeliveries) : ThroughputMode
 {
     public override string Letter => "b";
 
@@ -19,6 +19,7 @@ internal sealed class UnitOfWorkLoop(KafkaTxCommitLatencies latencies) : Through
         {
             o.BootstrapServers = backend.BootstrapServers;
             o.TransactionalId = names.TransactionalId;
+            o.TrackRecordDeliveries = trackRecordDeliveries;
         }));
         await using var provider = services.BuildServiceProvider();
         var unit = provider.GetRequiredService<ITransactionalUnitOfWork>();

@@ -38,7 +38,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue>
                 return;
         }
 
-        _touched.Add(key.TopicPartition);
+        Touch(key.TopicPartition);
         _processed.Add(key);
     }
 

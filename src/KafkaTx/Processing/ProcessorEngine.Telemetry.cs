@@ -141,14 +141,13 @@ internal sealed partial class ProcessorEngine<TKey, TValue>
     /// Recomputes the lag of the assigned partitions (high watermark minus position) at most once a second, from what
     /// the consumer already knows: no request is sent. The gauge reads the last snapshot.
     /// </summary>
-    private void RefreshLag()
+    private void RefreshLag(long now)
     {
-        if ((_lagRefreshedAt != 0 && _time.GetElapsedTime(_lagRefreshedAt) < LagRefreshInterval) || _consumer is not { } consumer)
+        if ((_lagRefreshedAt != 0 && _time.GetElapsedTime(_lagRefreshedAt, now) < LagRefreshInterval) || _consumer is not { } consumer)
         {
             return;
         }
 
-        var now = _time.GetTimestamp();
         _lagRefreshedAt = now;
         var assignment = consumer.Assignment;
         var lag = new List<PartitionLag>(assignment.Count);

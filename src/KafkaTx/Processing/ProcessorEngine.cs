@@ -43,6 +43,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     private IDeserializer<TValue>? _valueDeserializer;
 
     private readonly HashSet<TopicPartition> _touched = [];
+    private TopicPartition? _lastTouched;
     private readonly List<RecordKey> _processed = [];
     private readonly Dictionary<RecordKey, RecordFailure> _failures = [];
     private readonly Dictionary<TopicPartition, long> _isolateThrough = [];
@@ -187,7 +188,8 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
 
     private async Task StepAsync(CancellationToken cancellationToken)
     {
-        RefreshLag();
+        var now = _time.GetTimestamp(); // one clock read a step: the lag, the poll timeout, the commit check (a record late at most)
+        RefreshLag(now);
         if (_rewindPending && !TryRewind())
         {
             await Task.Delay(RewindRetryDelay, _time, cancellationToken).ConfigureAwait(false);
@@ -197,7 +199,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         ConsumeResult<byte[]?, byte[]?>? result;
         try
         {
-            result = _consumer!.Consume(ConsumeTimeout());
+            result = _consumer!.Consume(ConsumeTimeout(now));
         }
         catch (ConsumeException e) when (!e.Error.IsFatal)
         {
@@ -224,13 +226,13 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             await ProcessAsync(result, cancellationToken).ConfigureAwait(false);
         }
 
-        if (_inTransaction && !_stopRequested && IsDueForCommit())
+        if (_inTransaction && !_stopRequested && IsDueForCommit(now))
         {
             await CommitAsync(cancellationToken).ConfigureAwait(false);
         }
     }
 
-    private TimeSpan ConsumeTimeout()
+    private TimeSpan ConsumeTimeout(long now)
     {
         // Never wait longer than IdlePoll, so that a stop request is noticed promptly even with a long batch window.
         if (!_inTransaction)
@@ -238,13 +240,13 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             return IdlePoll;
         }
 
-        var remaining = _options.MaxBatchDuration - _time.GetElapsedTime(_transactionStartedAt);
+        var remaining = _options.MaxBatchDuration - _time.GetElapsedTime(_transactionStartedAt, now);
         return remaining <= TimeSpan.Zero ? TimeSpan.Zero : remaining < IdlePoll ? remaining : IdlePoll;
     }
 
-    private bool IsDueForCommit()
+    private bool IsDueForCommit(long now)
     {
-        var age = _time.GetElapsedTime(_transactionStartedAt);
+        var age = _time.GetElapsedTime(_transactionStartedAt, now);
         if (_processed.Count >= _options.MaxBatchSize || age >= _options.MaxBatchDuration)
         {
             return true;
@@ -258,6 +260,11 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         }
 
         // While re-processing the records of a failed transaction, commit each on its own to find the one at fault.
+        if (_isolateThrough.Count == 0)
+        {
+            return false;
+        }
+
         var last = _processed.Count > 0 ? _processed[^1] : default;
         return _processed.Count > 0 && _isolateThrough.TryGetValue(last.TopicPartition, out var through) && last.Offset <= through;
     }
@@ -273,9 +280,17 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         }
 
         // Taken, not committed: from now on it waits for a commit (a handler that hangs on it counts too).
-        Interlocked.CompareExchange(ref _uncommittedSince, _time.GetTimestamp(), NoTimestamp);
+        if (Interlocked.Read(ref _uncommittedSince) == NoTimestamp)
+        {
+            Interlocked.Exchange(ref _uncommittedSince, _time.GetTimestamp());
+        }
 
-        _failures.TryGetValue(key, out var failure);
+        RecordFailure? failure = null;
+        if (_failures.Count > 0)
+        {
+            _failures.TryGetValue(key, out failure);
+        }
+
         if (failure is not null && failure.Attempts >= _options.Retry.MaxAttempts)
         {
             await HandlePoisonAsync(result, key, failure).ConfigureAwait(false);
@@ -287,7 +302,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         {
             var record = Deserialize(result);
             await _handler!.HandleAsync(record, _unit, cancellationToken).ConfigureAwait(false);
-            _touched.Add(key.TopicPartition);
+            Touch(key.TopicPartition);
             _processed.Add(key);
             _instrumentation.ProcessorRecordsHandled.Add(1, _tags);
         }
@@ -310,6 +325,18 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             await AbortAndRewindAsync($"the handler failed on {key}").ConfigureAwait(false);
             await BackoffAsync(attempts, cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>Notes a partition as read in this transaction; records mostly come in runs from one partition, so the last one is remembered.</summary>
+    private void Touch(TopicPartition partition)
+    {
+        if (_lastTouched is { } last && last.Partition.Value == partition.Partition.Value && ReferenceEquals(last.Topic, partition.Topic))
+        {
+            return;
+        }
+
+        _touched.Add(partition);
+        _lastTouched = partition;
     }
 
     private ConsumeResult<TKey, TValue> Deserialize(ConsumeResult<byte[]?, byte[]?> result)
@@ -527,6 +554,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         _inTransaction = false;
         _deadLetterTopicInTransaction = null;
         _touched.Clear();
+        _lastTouched = null;
         _processed.Clear();
         _handler = null;
         if (_scope is { } scope)
