@@ -27,11 +27,17 @@ internal sealed class ThroughputSettings
 
     public int Partitions { get; private init; } = 3;
 
+    /// <summary>linger.ms for every producer, KafkaTx's included.</summary>
+    public int LingerMs { get; private init; } = 20;
+
     public int[] PoolSizes { get; private init; } = [1, 2, 4, 8];
 
     public int Callers { get; private init; } = 16;
 
     public string? ReportPath { get; private init; }
+
+    /// <summary>Whether every mode runs once, unrecorded, before the rounds (to have the JIT done).</summary>
+    public bool Warmup { get; private init; } = true;
 
     /// <summary>KafkaTx's TrackRecordDeliveries for modes (b) and (c).</summary>
     public bool TrackRecordDeliveries { get; private init; } = true;
@@ -41,7 +47,7 @@ internal sealed class ThroughputSettings
     /// <summary>Records per run: enough for a few seconds on each backend, bounded so the in-memory one fits in memory.</summary>
     public int RecordsPerRun => Records ?? Backend switch
     {
-        "in-memory" => 100_000,
+        "in-memory" => 300_000,
         "mock" => 50_000,
         _ => 300_000,
     };
@@ -70,9 +76,11 @@ internal sealed class ThroughputSettings
             Deadline = TimeSpan.FromSeconds(Ints("--seconds")?[0] ?? 10),
             Modes = Value("--modes")?.Split(',') ?? ["a", "b", "c", "d", "e"],
             Partitions = Ints("--partitions")?[0] ?? 3,
+            LingerMs = Ints("--linger")?[0] ?? 20,
             PoolSizes = Ints("--pool-sizes") ?? [1, 2, 4, 8],
             Callers = Ints("--callers")?[0] ?? 16,
             ReportPath = Value("--report"),
+            Warmup = Value("--warmup") is not "false",
             TrackRecordDeliveries = Value("--track-deliveries") is not "false",
             ChartPath = Value("--chart"),
         };

@@ -4,7 +4,7 @@ namespace KafkaTx.Throughput;
 /// One configuration measured: how transactions end (after a number of records, or a commit interval), the record
 /// size, and how much each run writes: <see cref="Records"/>, or as many as fit in <see cref="Deadline"/>.
 /// </summary>
-internal sealed record Workload(int? RecordsPerTransaction, TimeSpan? CommitInterval, int RecordSize, int Records, TimeSpan Deadline, int Partitions)
+internal sealed record Workload(int? RecordsPerTransaction, TimeSpan? CommitInterval, int RecordSize, int Records, TimeSpan Deadline, int Partitions, int LingerMs = 20)
 {
     public string Shape => RecordsPerTransaction is { } n ? $"{n} per transaction" : $"commit every {CommitInterval!.Value.TotalMilliseconds:F0} ms";
 

@@ -9,6 +9,9 @@ internal abstract class ThroughputBackend : IDisposable
 {
     public abstract string Description { get; }
 
+    /// <summary>A few words for a chart's title.</summary>
+    public abstract string ShortName { get; }
+
     public abstract string BootstrapServers { get; }
 
     public static ThroughputBackend Create(string kind, string? bootstrapServers) => kind switch
@@ -43,6 +46,8 @@ internal abstract class ThroughputBackend : IDisposable
 
         public override string Description => "KafkaTx.Testing in-memory Kafka (in process)";
 
+        public override string ShortName => "in-memory Kafka";
+
         public override string BootstrapServers => _cluster.BootstrapServers;
 
         public override void CreateTopic(string topic, int partitions) => _cluster.CreateTopic(topic, partitions);
@@ -66,6 +71,8 @@ internal abstract class ThroughputBackend : IDisposable
     private class LibrdkafkaBackend(string bootstrapServers) : ThroughputBackend
     {
         public override string Description => $"Kafka at {bootstrapServers}";
+
+        public override string ShortName => "Kafka broker";
 
         public override string BootstrapServers => bootstrapServers;
 
@@ -96,6 +103,8 @@ internal abstract class ThroughputBackend : IDisposable
             : base(cluster.BootstrapServers) => _cluster = cluster;
 
         public override string Description => $"librdkafka mock cluster ({MockKafkaCluster.BrokerCount} brokers, in process; no read_committed, no fencing)";
+
+        public override string ShortName => "librdkafka mock cluster";
 
         public override void CreateTopic(string topic, int partitions) => _cluster.CreateTopic(topic, partitions);
 

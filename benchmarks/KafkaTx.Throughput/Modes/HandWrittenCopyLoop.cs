@@ -33,7 +33,7 @@ internal sealed class HandWrittenCopyLoop : ThroughputMode
             TransactionalId = names.TransactionalId,
             EnableIdempotence = true,
             Acks = Acks.All,
-            LingerMs = 5,
+            LingerMs = workload.LingerMs,
         });
         producer.InitTransactions(TimeSpan.FromSeconds(30));
         consumer.Subscribe(names.Input);

@@ -18,7 +18,7 @@ internal sealed class IdempotentProducer : ThroughputMode
             BootstrapServers = backend.BootstrapServers,
             EnableIdempotence = true,
             Acks = Acks.All,
-            LingerMs = 5,
+            LingerMs = workload.LingerMs,
         });
         var message = new Message<byte[]?, byte[]?> { Value = workload.Value };
         var meter = new RunMeter();

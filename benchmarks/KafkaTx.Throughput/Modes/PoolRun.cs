@@ -16,7 +16,7 @@ internal static class PoolRun
     public static async Task<int> RunAsync(ThroughputBackend backend, ThroughputSettings settings, string environment, CancellationToken cancellationToken)
     {
         var perTransaction = settings.RecordsPerTransaction.FirstOrDefault(10);
-        var workload = new Workload(perTransaction, null, settings.RecordSizes[0], settings.RecordsPerRun, settings.Deadline, settings.Partitions);
+        var workload = new Workload(perTransaction, null, settings.RecordSizes[0], settings.RecordsPerRun, settings.Deadline, settings.Partitions, settings.LingerMs);
         var results = settings.PoolSizes.ToDictionary(size => size, _ => new List<double>());
         for (var round = 1; round <= settings.Rounds && !cancellationToken.IsCancellationRequested; round++)
         {
@@ -61,6 +61,7 @@ internal static class PoolRun
         {
             o.BootstrapServers = backend.BootstrapServers;
             o.TransactionalId = "throughput-pool-" + id;
+            o.Linger = TimeSpan.FromMilliseconds(workload.LingerMs);
         })).AddUnitOfWorkPool(size);
         await using var provider = services.BuildServiceProvider();
         var pool = provider.GetRequiredService<ITransactionalUnitOfWorkPool>();

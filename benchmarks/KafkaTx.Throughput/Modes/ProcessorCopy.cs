@@ -27,6 +27,7 @@ internal sealed class ProcessorCopy(KafkaTxCommitLatencies latencies, bool track
                 o.BootstrapServers = backend.BootstrapServers;
                 o.TransactionalId = names.TransactionalId;
                 o.TrackRecordDeliveries = trackRecordDeliveries;
+                o.Linger = TimeSpan.FromMilliseconds(workload.LingerMs);
             }))
             .AddTransactionalProcessor<CopyHandler>(o =>
             {

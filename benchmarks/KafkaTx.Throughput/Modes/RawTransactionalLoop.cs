@@ -19,7 +19,7 @@ internal sealed class RawTransactionalLoop : ThroughputMode
             TransactionalId = names.TransactionalId,
             EnableIdempotence = true,
             Acks = Acks.All,
-            LingerMs = 5,
+            LingerMs = workload.LingerMs,
         });
         producer.InitTransactions(TimeSpan.FromSeconds(30));
         var message = new Message<byte[]?, byte[]?> { Value = workload.Value };

@@ -20,6 +20,7 @@ internal sealed class UnitOfWorkLoop(KafkaTxCommitLatencies latencies, bool trac
             o.BootstrapServers = backend.BootstrapServers;
             o.TransactionalId = names.TransactionalId;
             o.TrackRecordDeliveries = trackRecordDeliveries;
+            o.Linger = TimeSpan.FromMilliseconds(workload.LingerMs);
         }));
         await using var provider = services.BuildServiceProvider();
         var unit = provider.GetRequiredService<ITransactionalUnitOfWork>();

@@ -275,22 +275,27 @@ internal sealed class TransactionalProducer : IDisposable
     }
 
     /// <summary>The delivery reports of one producer's records.</summary>
+    /// <remarks>
+    /// Records sent and reports received are counted apart, on separate cache lines: the producing threads write one,
+    /// Confluent.Kafka's poll thread the other, and a single shared counter would bounce between the two cores on
+    /// every record.
+    /// </remarks>
     private sealed class DeliveryTracker
     {
         private readonly Lock _lock = new();
         private readonly List<DeliveryFailure> _failures = [];
-        private int _pending;
+        private Counters _counters;
 
         public DeliveryTracker() => OnDelivery = Delivered;
 
         /// <summary>One delegate per producer, so that producing allocates none.</summary>
         public Action<DeliveryReport<byte[]?, byte[]?>> OnDelivery { get; }
 
-        public int Pending => Volatile.Read(ref _pending);
+        public int Pending => (int)(Volatile.Read(ref _counters.Sent) - Volatile.Read(ref _counters.Reported));
 
-        public void Sent() => Interlocked.Increment(ref _pending);
+        public void Sent() => Interlocked.Increment(ref _counters.Sent);
 
-        public void NotSent() => Interlocked.Decrement(ref _pending);
+        public void NotSent() => Interlocked.Decrement(ref _counters.Sent);
 
         public List<DeliveryFailure> SnapshotFailures()
         {
@@ -320,7 +325,17 @@ internal sealed class TransactionalProducer : IDisposable
                 }
             }
 
-            Interlocked.Decrement(ref _pending);
+            Interlocked.Increment(ref _counters.Reported);
+        }
+
+        [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Explicit, Size = 192)]
+        private struct Counters
+        {
+            [System.Runtime.InteropServices.FieldOffset(64)]
+            public long Sent;
+
+            [System.Runtime.InteropServices.FieldOffset(128)]
+            public long Reported;
         }
     }
 }

@@ -100,10 +100,13 @@ public sealed class KafkaTransactionsOptions
     public int MaxProducerReplacements { get; set; } = 3;
 
     /// <summary>
-    /// Kafka's <c>linger.ms</c>: how long the producer waits to fill a batch. Inside a transaction the commit
-    /// flushes anyway, so a short linger mostly trades a little latency per record for fewer requests. Default 5 ms.
+    /// Kafka's <c>linger.ms</c>: how long the producer waits to fill a batch. Nothing of a transaction is visible
+    /// before its commit, and the commit sends what still lingers at once, so a longer linger costs read_committed
+    /// readers nothing and buys fuller batches where producing is the bottleneck. Default 20 ms, chosen from the
+    /// measured curve (docs/performance.md): against 5 ms, about a third more records per second when committing
+    /// every 100 ms, no difference for transactions of up to 1,000 records.
     /// </summary>
-    public TimeSpan Linger { get; set; } = TimeSpan.FromMilliseconds(5);
+    public TimeSpan Linger { get; set; } = TimeSpan.FromMilliseconds(20);
 
     /// <summary>
     /// Kafka's <c>retry.backoff.ms</c>: the pause before librdkafka retries a request. This bounds how quickly a

@@ -227,7 +227,7 @@ public class KafkaTransactionsOptionsValidatorTests
         config.TransactionTimeoutMs.Should().Be(30_000);
         config.MessageTimeoutMs.Should().Be(20_000);
         config.RetryBackoffMs.Should().Be(20);
-        config.LingerMs.Should().Be(5);
+        config.LingerMs.Should().Be(20);
         config.Get("security.protocol").Should().Be("sasl_ssl");
         config.Get("dotnet.producer.enable.delivery.reports").Should().BeNull("delivery reports are on unless TrackRecordDeliveries is off");
     }
