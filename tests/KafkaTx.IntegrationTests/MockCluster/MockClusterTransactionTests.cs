@@ -1,6 +1,7 @@
 using System.Globalization;
 using Confluent.Kafka;
 using KafkaTx.IntegrationTests.Support;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace KafkaTx.IntegrationTests.MockCluster;
 
@@ -53,6 +54,39 @@ public sealed class MockClusterTransactionTests : IDisposable
         headers["tenant"].Should().Be("acme");
         headers["traceparent"].Should().Be(request.Id, "with no KafkaTx listener the record carries the caller's own span");
         headers["tracestate"].Should().Be("vendor=7");
+    }
+
+    [Fact]
+    public async Task A_pool_keeps_transactions_of_its_slots_in_flight_at_once_through_the_real_client()
+    {
+        var services = new ServiceCollection();
+        services.AddKafkaTransactions(o =>
+        {
+            o.BootstrapServers = _cluster.BootstrapServers;
+            o.TransactionalIdPrefix = KafkaTxHost.UniqueName("pool");
+            o.InstanceId = "pod-0";
+        }).AddUnitOfWorkPool(3);
+        await using var app = services.BuildServiceProvider();
+        var pool = app.GetRequiredService<ITransactionalUnitOfWorkPool>();
+        var inFlight = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
+        var overlapped = 0;
+
+        await Task.WhenAll(Enumerable.Range(0, 12).Select(request => pool.ExecuteAsync(async (tx, ct) =>
+        {
+            inFlight[tx.TransactionalId] = request;
+            if (inFlight.Count > 1)
+            {
+                Interlocked.Exchange(ref overlapped, 1);
+            }
+
+            tx.Produce("pool-orders", new Message<string, string> { Key = "order-" + request.ToString(CultureInfo.InvariantCulture), Value = "placed" });
+            await Task.Delay(20, ct);
+            inFlight.TryRemove(tx.TransactionalId, out _);
+        })));
+
+        TopicReader.ReadAll(_cluster.BootstrapServers, IsolationLevel.ReadCommitted, ReadDeadline, "pool-orders").Select(r => r.Key).Should().HaveCount(12).And.OnlyHaveUniqueItems();
+        overlapped.Should().Be(1, "two slots' transactions were open at the same time");
+        pool.TransactionalIds.Select(id => id[^7..]).Should().Equal("-slot-0", "-slot-1", "-slot-2");
     }
 
     [Fact]
