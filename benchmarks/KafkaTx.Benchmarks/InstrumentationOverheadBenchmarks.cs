@@ -22,6 +22,7 @@ public class InstrumentationOverheadBenchmarks
 {
     private readonly Message<string, string> _message = new() { Key = "order-42", Value = """{"orderId":"order-42","amount":99.5}""" };
     private ServiceProvider _services = null!;
+    private ServiceProvider _transactionServices = null!;
     private ITransactionalUnitOfWork _unit = null!;
     private ITransactionalUnitOfWork _transactions = null!;
     private ActivityListener? _activityListener;
@@ -57,23 +58,12 @@ public class InstrumentationOverheadBenchmarks
             _meterListener.Start();
         }
 
-        var builder = new ServiceCollection()
-            .AddKafkaTransactions(o =>
-            {
-                o.BootstrapServers = "unused:9092";
-                o.TransactionalId = "bench-instrumentation";
-            })
-            .UseClientFactory(new NoOpClientFactory());
-        builder.Services.AddKafkaTransactions("transactions", o =>
-        {
-            o.BootstrapServers = "unused:9092";
-            o.TransactionalId = "bench-instrumentation-transactions";
-        }).UseClientFactory(new NoOpClientFactory());
-        _services = builder.Services.BuildServiceProvider();
+        _services = NoOpClientFactory.Services("bench-instrumentation");
         _unit = _services.GetRequiredService<ITransactionalUnitOfWork>();
         _unit.InitializeAsync().GetAwaiter().GetResult();
         _unit.BeginTransaction(); // open for every Produce of the run
-        _transactions = _services.GetRequiredKeyedService<ITransactionalUnitOfWork>("transactions");
+        _transactionServices = NoOpClientFactory.Services("bench-instrumentation-transactions");
+        _transactions = _transactionServices.GetRequiredService<ITransactionalUnitOfWork>();
         _transactions.InitializeAsync().GetAwaiter().GetResult();
     }
 
@@ -95,6 +85,7 @@ public class InstrumentationOverheadBenchmarks
     public void Cleanup()
     {
         _services.Dispose();
+        _transactionServices.Dispose();
         _activityListener?.Dispose();
         _meterListener?.Dispose();
     }

@@ -1,10 +1,22 @@
 using Confluent.Kafka;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace KafkaTx.Benchmarks;
 
 /// <summary>Producers that do nothing: KafkaTx's own cost, with the network taken away.</summary>
 internal sealed class NoOpClientFactory : IKafkaClientFactory
 {
+    /// <summary>A service provider whose default unit of work (with this transactional.id) produces through no-op producers.</summary>
+    public static ServiceProvider Services(string transactionalId) =>
+        new ServiceCollection()
+            .AddKafkaTransactions(o =>
+            {
+                o.BootstrapServers = "unused:9092";
+                o.TransactionalId = transactionalId;
+            })
+            .UseClientFactory(new NoOpClientFactory())
+            .Services.BuildServiceProvider();
+
     public IProducer<byte[]?, byte[]?> CreateProducer(ProducerConfig config, Action<Error> errorHandler, Action<LogMessage> logHandler) => new NoOpProducer();
 
     public IConsumer<byte[]?, byte[]?> CreateConsumer(ConsumerConfig config, ConsumerEventHandlers handlers) => throw new NotSupportedException();

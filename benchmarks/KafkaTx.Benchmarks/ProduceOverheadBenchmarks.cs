@@ -19,14 +19,7 @@ public class ProduceOverheadBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _services = new ServiceCollection()
-            .AddKafkaTransactions(o =>
-            {
-                o.BootstrapServers = "unused:9092";
-                o.TransactionalId = "bench-overhead";
-            })
-            .UseClientFactory(new NoOpClientFactory())
-            .Services.BuildServiceProvider();
+        _services = NoOpClientFactory.Services("bench-overhead");
         _unit = _services.GetRequiredService<ITransactionalUnitOfWork>();
         _unit.InitializeAsync().GetAwaiter().GetResult();
         _unit.BeginTransaction();

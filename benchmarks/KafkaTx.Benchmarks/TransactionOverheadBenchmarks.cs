@@ -21,14 +21,7 @@ public class TransactionOverheadBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _services = new ServiceCollection()
-            .AddKafkaTransactions(o =>
-            {
-                o.BootstrapServers = "unused:9092";
-                o.TransactionalId = "bench-transaction-overhead";
-            })
-            .UseClientFactory(new NoOpClientFactory())
-            .Services.BuildServiceProvider();
+        _services = NoOpClientFactory.Services("bench-transaction-overhead");
         _unit = _services.GetRequiredService<ITransactionalUnitOfWork>();
         _unit.InitializeAsync().GetAwaiter().GetResult();
         _writeOne = (scope, _) =>

@@ -27,14 +27,7 @@ internal sealed class HandWrittenCopyLoop : ThroughputMode
             EnableAutoOffsetStore = false,
             AutoOffsetReset = AutoOffsetReset.Earliest,
         });
-        using var producer = backend.CreateProducer(new ProducerConfig
-        {
-            BootstrapServers = backend.BootstrapServers,
-            TransactionalId = names.TransactionalId,
-            EnableIdempotence = true,
-            Acks = Acks.All,
-            LingerMs = workload.LingerMs,
-        });
+        using var producer = backend.CreateProducer(RawProducerConfig(backend, workload, names.TransactionalId));
         producer.InitTransactions(TimeSpan.FromSeconds(30));
         consumer.Subscribe(names.Input);
 

@@ -13,13 +13,7 @@ internal sealed class IdempotentProducer : ThroughputMode
 
     public override Task<RunResult> RunAsync(ThroughputBackend backend, Workload workload, RunNames names, CancellationToken cancellationToken)
     {
-        using var producer = backend.CreateProducer(new ProducerConfig
-        {
-            BootstrapServers = backend.BootstrapServers,
-            EnableIdempotence = true,
-            Acks = Acks.All,
-            LingerMs = workload.LingerMs,
-        });
+        using var producer = backend.CreateProducer(RawProducerConfig(backend, workload));
         var message = new Message<byte[]?, byte[]?> { Value = workload.Value };
         var meter = new RunMeter();
         meter.Start();

@@ -22,13 +22,7 @@ internal sealed class ProcessorCopy(KafkaTxCommitLatencies latencies, bool track
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(progress);
-        backend.Use(builder.Services.AddKafkaTransactions(o =>
-            {
-                o.BootstrapServers = backend.BootstrapServers;
-                o.TransactionalId = names.TransactionalId;
-                o.TrackRecordDeliveries = trackRecordDeliveries;
-                o.Linger = TimeSpan.FromMilliseconds(workload.LingerMs);
-            }))
+        backend.Use(builder.Services.AddKafkaTransactions(KafkaTxOptions(backend, workload, names.TransactionalId, trackRecordDeliveries)))
             .AddTransactionalProcessor<CopyHandler>(o =>
             {
                 o.Topics.Add(names.Input);

@@ -13,14 +13,7 @@ internal sealed class RawTransactionalLoop : ThroughputMode
 
     public override Task<RunResult> RunAsync(ThroughputBackend backend, Workload workload, RunNames names, CancellationToken cancellationToken)
     {
-        using var producer = backend.CreateProducer(new ProducerConfig
-        {
-            BootstrapServers = backend.BootstrapServers,
-            TransactionalId = names.TransactionalId,
-            EnableIdempotence = true,
-            Acks = Acks.All,
-            LingerMs = workload.LingerMs,
-        });
+        using var producer = backend.CreateProducer(RawProducerConfig(backend, workload, names.TransactionalId));
         producer.InitTransactions(TimeSpan.FromSeconds(30));
         var message = new Message<byte[]?, byte[]?> { Value = workload.Value };
         var meter = new RunMeter();

@@ -19,6 +19,25 @@ internal abstract class ThroughputMode
 
     public abstract Task<RunResult> RunAsync(ThroughputBackend backend, Workload workload, RunNames names, CancellationToken cancellationToken);
 
+    /// <summary>The settings every raw Confluent.Kafka producer of the harness shares; transactional when given an id.</summary>
+    internal static Confluent.Kafka.ProducerConfig RawProducerConfig(ThroughputBackend backend, Workload workload, string? transactionalId = null) => new()
+    {
+        BootstrapServers = backend.BootstrapServers,
+        TransactionalId = transactionalId,
+        EnableIdempotence = true,
+        Acks = Confluent.Kafka.Acks.All,
+        LingerMs = workload.LingerMs,
+    };
+
+    /// <summary>The settings every KafkaTx registration of the harness shares, as the raw producers'.</summary>
+    internal static Action<KafkaTransactionsOptions> KafkaTxOptions(ThroughputBackend backend, Workload workload, string transactionalId, bool trackRecordDeliveries) => o =>
+    {
+        o.BootstrapServers = backend.BootstrapServers;
+        o.TransactionalId = transactionalId;
+        o.TrackRecordDeliveries = trackRecordDeliveries;
+        o.Linger = TimeSpan.FromMilliseconds(workload.LingerMs);
+    };
+
     protected static void Produce(Confluent.Kafka.IProducer<byte[]?, byte[]?> producer, string topic, Workload workload, Confluent.Kafka.Message<byte[]?, byte[]?> message, long index)
     {
         message.Key = workload.Keys[index % workload.Keys.Length];

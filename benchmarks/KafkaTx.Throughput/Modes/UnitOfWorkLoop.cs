@@ -15,13 +15,7 @@ internal sealed class UnitOfWorkLoop(KafkaTxCommitLatencies latencies, bool trac
     public override async Task<RunResult> RunAsync(ThroughputBackend backend, Workload workload, RunNames names, CancellationToken cancellationToken)
     {
         var services = new ServiceCollection();
-        backend.Use(services.AddKafkaTransactions(o =>
-        {
-            o.BootstrapServers = backend.BootstrapServers;
-            o.TransactionalId = names.TransactionalId;
-            o.TrackRecordDeliveries = trackRecordDeliveries;
-            o.Linger = TimeSpan.FromMilliseconds(workload.LingerMs);
-        }));
+        backend.Use(services.AddKafkaTransactions(KafkaTxOptions(backend, workload, names.TransactionalId, trackRecordDeliveries)));
         await using var provider = services.BuildServiceProvider();
         var unit = provider.GetRequiredService<ITransactionalUnitOfWork>();
         await unit.InitializeAsync(cancellationToken);

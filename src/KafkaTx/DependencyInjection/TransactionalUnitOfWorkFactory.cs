@@ -23,20 +23,8 @@ internal sealed class TransactionalUnitOfWorkFactory(
     public TransactionalUnitOfWork Create(string name)
     {
         var settings = options.Get(name); // throws OptionsValidationException naming every problem
-        var id = settings.ResolveTransactionalId()!;
-        lock (_lock)
-        {
-            if (_namesById.TryGetValue(id, out var other) && other != name)
-            {
-                throw new InvalidOperationException(
-                    $"The transactional producers '{Display(other)}' and '{Display(name)}' both resolve to transactional.id '{id}'. They would fence each other: give each a distinct TransactionalIdPrefix or TransactionalId.");
-            }
-
-            _namesById[id] = name;
-        }
-
-        var logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("KafkaTx.TransactionalUnitOfWork");
-        var unit = new TransactionalUnitOfWork(name, settings, clientFactory, logger, instrumentation, timeProvider);
+        Claim(settings.ResolveTransactionalId()!, name, $"The transactional producers '{{0}}' and '{Display(name)}'");
+        var unit = NewUnit(name, settings);
         lock (_lock)
         {
             _created[name] = unit;
@@ -51,20 +39,8 @@ internal sealed class TransactionalUnitOfWorkFactory(
     /// <summary>Creates the unit of work of one slot of a pool: the named producer's options with the slot's transactional.id.</summary>
     public TransactionalUnitOfWork CreateSlot(string name, int slot)
     {
-        var id = SlotTransactionalId(name, slot);
-        lock (_lock)
-        {
-            if (_namesById.TryGetValue(id, out var other) && other != name)
-            {
-                throw new InvalidOperationException(
-                    $"The pool of '{Display(name)}' and the producer '{Display(other)}' both use transactional.id '{id}'. They would fence each other: give each a distinct TransactionalIdPrefix or TransactionalId.");
-            }
-
-            _namesById[id] = name;
-        }
-
-        var logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("KafkaTx.TransactionalUnitOfWork");
-        return new TransactionalUnitOfWork(name, options.Get(name).WithTransactionalId(id), clientFactory, logger, instrumentation, timeProvider);
+        var id = Claim(SlotTransactionalId(name, slot), name, $"The pool of '{Display(name)}' and the producer '{{0}}'");
+        return NewUnit(name, options.Get(name).WithTransactionalId(id));
     }
 
     /// <summary>The unit of this name, if the application has created it: a health check must not create a producer.</summary>
@@ -74,6 +50,34 @@ internal sealed class TransactionalUnitOfWorkFactory(
         {
             return _created.GetValueOrDefault(name);
         }
+    }
+
+    /// <summary>Records that a registration uses a transactional.id, refusing one another registration uses: the two would fence each other.</summary>
+    /// <param name="id">The transactional.id.</param>
+    /// <param name="name">The registration (producer name) that uses it.</param>
+    /// <param name="who">How to name the two in the error, with {0} for the other registration.</param>
+    /// <returns>The id.</returns>
+    private string Claim(string id, string name, string who)
+    {
+        lock (_lock)
+        {
+            if (_namesById.TryGetValue(id, out var other) && other != name)
+            {
+                throw new InvalidOperationException(
+                    string.Format(System.Globalization.CultureInfo.InvariantCulture, who, Display(other)) +
+                    $" both use transactional.id '{id}'. They would fence each other: give each a distinct TransactionalIdPrefix or TransactionalId.");
+            }
+
+            _namesById[id] = name;
+        }
+
+        return id;
+    }
+
+    private TransactionalUnitOfWork NewUnit(string name, KafkaTransactionsOptions settings)
+    {
+        var logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("KafkaTx.TransactionalUnitOfWork");
+        return new TransactionalUnitOfWork(name, settings, clientFactory, logger, instrumentation, timeProvider);
     }
 
     private static string Display(string name) => name.Length == 0 ? "(default)" : name;

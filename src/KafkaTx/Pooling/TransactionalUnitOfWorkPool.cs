@@ -61,17 +61,8 @@ internal sealed class TransactionalUnitOfWorkPool : ITransactionalUnitOfWorkPool
         }
     }
 
-    public Task ExecuteAsync(Func<ITransactionScope, CancellationToken, ValueTask> work, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(work);
-        return ExecuteAsync<bool>(
-            async (scope, ct) =>
-            {
-                await work(scope, ct).ConfigureAwait(false);
-                return true;
-            },
-            cancellationToken);
-    }
+    public Task ExecuteAsync(Func<ITransactionScope, CancellationToken, ValueTask> work, CancellationToken cancellationToken = default) =>
+        ExecuteAsync(TransactionalUnitOfWork.WithResult(work), cancellationToken);
 
     public async Task<TResult> ExecuteAsync<TResult>(Func<ITransactionScope, CancellationToken, ValueTask<TResult>> work, CancellationToken cancellationToken = default)
     {

@@ -11,16 +11,18 @@ namespace KafkaTx;
 /// <summary>ExecuteAsync: begin, run the work, commit, and the reaction to each kind of failure, retries included.</summary>
 internal sealed partial class TransactionalUnitOfWork
 {
-    public Task ExecuteAsync(Func<ITransactionScope, CancellationToken, ValueTask> work, CancellationToken cancellationToken = default)
+    public Task ExecuteAsync(Func<ITransactionScope, CancellationToken, ValueTask> work, CancellationToken cancellationToken = default) =>
+        ExecuteAsync(WithResult(work), cancellationToken);
+
+    /// <summary>Work without a result as work with one, so that one ExecuteAsync serves both (the pool's too).</summary>
+    internal static Func<ITransactionScope, CancellationToken, ValueTask<bool>> WithResult(Func<ITransactionScope, CancellationToken, ValueTask> work)
     {
         ArgumentNullException.ThrowIfNull(work);
-        return ExecuteAsync<bool>(
-            async (scope, ct) =>
-            {
-                await work(scope, ct).ConfigureAwait(false);
-                return true;
-            },
-            cancellationToken);
+        return async (scope, ct) =>
+        {
+            await work(scope, ct).ConfigureAwait(false);
+            return true;
+        };
     }
 
     public async Task<TResult> ExecuteAsync<TResult>(Func<ITransactionScope, CancellationToken, ValueTask<TResult>> work, CancellationToken cancellationToken = default)

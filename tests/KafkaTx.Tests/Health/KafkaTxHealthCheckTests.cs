@@ -27,6 +27,33 @@ public class KafkaTxHealthCheckTests
         return (services.BuildServiceProvider(), factory);
     }
 
+    /// <summary>An application with a processor over fakes and the KafkaTx health check; its failures do not stop the test host.</summary>
+    private static IHost ProcessorHost(FakeClientFactory factory, HandlerScript script, TimeProvider? clock = null, Action<KafkaTxHealthCheckOptions>? health = null)
+    {
+        var builder = Host.CreateApplicationBuilder();
+        if (clock is not null)
+        {
+            builder.Services.AddSingleton(clock);
+        }
+
+        builder.Services.AddSingleton(script);
+        builder.Services.AddSingleton(sp => new ApplicationStopper(sp.GetRequiredService<IHostApplicationLifetime>()) { SetExitCode = _ => { } });
+        builder.Services.AddKafkaTransactions(o =>
+            {
+                o.BootstrapServers = "fake:9092";
+                o.TransactionalIdPrefix = "order-processor";
+                o.InstanceId = "0";
+            })
+            .UseClientFactory(factory)
+            .AddTransactionalProcessor<CopyHandler>(o =>
+            {
+                o.Topics.Add("incoming-orders");
+                o.GroupId = "order-processors";
+            })
+            .AddHealthChecks(health);
+        return builder.Build();
+    }
+
     private static async Task<HealthReportEntry> CheckAsync(IServiceProvider provider) =>
         (await provider.GetRequiredService<HealthCheckService>().CheckHealthAsync()).Entries["kafkatx"];
 
@@ -148,23 +175,7 @@ public class KafkaTxHealthCheckTests
         var broker = new FakeBroker();
         broker.AppendMany("incoming-orders", 0, 1);
         var factory = new FakeClientFactory { Broker = broker, Setup = p => p.BeginFailures.Enqueue(KafkaErrors.Fenced()) };
-        var builder = Host.CreateApplicationBuilder();
-        builder.Services.AddSingleton(new HandlerScript());
-        builder.Services.AddSingleton(sp => new ApplicationStopper(sp.GetRequiredService<IHostApplicationLifetime>()) { SetExitCode = _ => { } });
-        builder.Services.AddKafkaTransactions(o =>
-            {
-                o.BootstrapServers = "fake:9092";
-                o.TransactionalIdPrefix = "order-processor";
-                o.InstanceId = "0";
-            })
-            .UseClientFactory(factory)
-            .AddTransactionalProcessor<CopyHandler>(o =>
-            {
-                o.Topics.Add("incoming-orders");
-                o.GroupId = "order-processors";
-            })
-            .AddHealthChecks();
-        using var host = builder.Build();
+        using var host = ProcessorHost(factory, new HandlerScript());
         var processor = host.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);
 
         await host.StartAsync();
@@ -190,24 +201,8 @@ public class KafkaTxHealthCheckTests
         var broker = new FakeBroker();
         broker.AppendMany("incoming-orders", 0, 1);
         var factory = new FakeClientFactory { Broker = broker };
-        var builder = Host.CreateApplicationBuilder();
-        builder.Services.AddSingleton<TimeProvider>(clock);
         var script = new HandlerScript { OnHandle = _ => release.Wait() };
-        builder.Services.AddSingleton(script);
-        builder.Services.AddKafkaTransactions(o =>
-            {
-                o.BootstrapServers = "fake:9092";
-                o.TransactionalIdPrefix = "order-processor";
-                o.InstanceId = "0";
-            })
-            .UseClientFactory(factory)
-            .AddTransactionalProcessor<CopyHandler>(o =>
-            {
-                o.Topics.Add("incoming-orders");
-                o.GroupId = "order-processors";
-            })
-            .AddHealthChecks(h => h.DegradedAfterUncommittedFor = TimeSpan.FromSeconds(30));
-        using var host = builder.Build();
+        using var host = ProcessorHost(factory, script, clock, h => h.DegradedAfterUncommittedFor = TimeSpan.FromSeconds(30));
 
         await host.StartAsync();
         await ProcessorHarness.Until(() => factory.Consumers.Count == 1, "the processor runs");
