@@ -346,6 +346,12 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         var valueContext = new SerializationContext(MessageComponentType.Value, result.Topic, headers);
         _keyDeserializer ??= _deserializers.Resolve<TKey>(keyContext);
         _valueDeserializer ??= _deserializers.Resolve<TValue>(valueContext);
+        if (result is ConsumeResult<TKey, TValue> same
+            && ReferenceEquals(_keyDeserializer, Deserializers.ByteArray) && ReferenceEquals(_valueDeserializer, Deserializers.ByteArray))
+        {
+            return same; // a byte[] processor gets the consumed record itself: it was built for this record alone
+        }
+
         return new ConsumeResult<TKey, TValue>
         {
             TopicPartitionOffset = result.TopicPartitionOffset,
