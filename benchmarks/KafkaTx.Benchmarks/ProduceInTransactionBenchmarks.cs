@@ -8,7 +8,7 @@ namespace KafkaTx.Benchmarks;
 /// The hot path: writing a record inside an open transaction. KafkaTx's Produce is compared with Confluent.Kafka's
 /// own typed Produce, both transactional, on librdkafka's in-process mock cluster, with the same message object.
 /// The target: KafkaTx allocates nothing beyond what Confluent.Kafka allocates, and takes within 5% of its time.
-/// Two pairs: with a delivery handler per record (KafkaTx's default, TrackRecordDeliveries), and without one.
+/// Two pairs: with a delivery handler per record (KafkaTx's default, DeliveryTracking.EveryRecord), and without one.
 /// </summary>
 [MemoryDiagnoser]
 public class ProduceInTransactionBenchmarks
@@ -42,7 +42,7 @@ public class ProduceInTransactionBenchmarks
         {
             o.BootstrapServers = servers;
             o.TransactionalId = "bench-kafkatx-untracked";
-            o.TrackRecordDeliveries = false;
+            o.DeliveryTracking = DeliveryTracking.None;
         });
         _services = services.BuildServiceProvider();
         _unit = _services.GetRequiredService<ITransactionalUnitOfWork>();

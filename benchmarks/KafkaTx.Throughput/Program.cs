@@ -26,14 +26,14 @@ Console.CancelKeyPress += (_, e) =>
 var environment = $"{RuntimeInformation.OSDescription}, {Environment.ProcessorCount} cores, .NET {Environment.Version}, Confluent.Kafka {typeof(IProducer<,>).Assembly.GetName().Version?.ToString(3)}, librdkafka {Library.VersionString}";
 Console.WriteLine($"Backend: {backend.Description}");
 Console.WriteLine($"Machine: {environment}");
-Console.WriteLine($"KafkaTx TrackRecordDeliveries: {settings.TrackRecordDeliveries}; linger.ms {settings.LingerMs} for every producer");
+Console.WriteLine($"KafkaTx DeliveryTracking: {settings.DeliveryTracking}; linger.ms {settings.LingerMs} for every producer");
 
 if (settings.Command == "pool")
 {
     return await PoolRun.RunAsync(backend, settings, environment, cancel.Token);
 }
 
-ThroughputMode[] modes = [new RawTransactionalLoop(), new UnitOfWorkLoop(latencies, settings.TrackRecordDeliveries), new ProcessorCopy(latencies, settings.TrackRecordDeliveries), new HandWrittenCopyLoop(), new IdempotentProducer()];
+ThroughputMode[] modes = [new RawTransactionalLoop(), new UnitOfWorkLoop(latencies, settings.DeliveryTracking), new ProcessorCopy(latencies, settings.DeliveryTracking), new HandWrittenCopyLoop(), new IdempotentProducer()];
 modes = [.. modes.Where(m => settings.Modes.Contains(m.Letter))];
 var names = modes.ToDictionary(m => m.Letter, m => m.Name);
 var shapes = settings.RecordsPerTransaction.Select(n => ((int?)n, (TimeSpan?)null))
@@ -96,7 +96,7 @@ foreach (var size in settings.RecordSizes)
 
 if (settings.ReportPath is { } reportPath)
 {
-    var report = $"Backend: {backend.Description}  \nMachine: {environment}  \nKafkaTx TrackRecordDeliveries: {settings.TrackRecordDeliveries}, linger.ms {settings.LingerMs}  \nRounds: {settings.Rounds}, records per run: {settings.RecordsPerRun:N0} (or {settings.Deadline.TotalSeconds:F0} s), {settings.Partitions} partitions\n\n"
+    var report = $"Backend: {backend.Description}  \nMachine: {environment}  \nKafkaTx DeliveryTracking: {settings.DeliveryTracking}, linger.ms {settings.LingerMs}  \nRounds: {settings.Rounds}, records per run: {settings.RecordsPerRun:N0} (or {settings.Deadline.TotalSeconds:F0} s), {settings.Partitions} partitions\n\n"
         + string.Join("\n", summaries.Select(s => s.Table(names)));
     File.WriteAllText(reportPath, report);
     Console.WriteLine($"Report written to {reportPath}");

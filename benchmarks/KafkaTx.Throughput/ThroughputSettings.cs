@@ -39,8 +39,8 @@ internal sealed class ThroughputSettings
     /// <summary>Whether every mode runs once, unrecorded, before the rounds (to have the JIT done).</summary>
     public bool Warmup { get; private init; } = true;
 
-    /// <summary>KafkaTx's TrackRecordDeliveries for modes (b) and (c).</summary>
-    public bool TrackRecordDeliveries { get; private init; } = true;
+    /// <summary>KafkaTx's DeliveryTracking for modes (b) and (c).</summary>
+    public DeliveryTracking DeliveryTracking { get; private init; } = new KafkaTransactionsOptions().DeliveryTracking;
 
     public string? ChartPath { get; private init; }
 
@@ -81,7 +81,14 @@ internal sealed class ThroughputSettings
             Callers = Ints("--callers")?[0] ?? 16,
             ReportPath = Value("--report"),
             Warmup = Value("--warmup") is not "false",
-            TrackRecordDeliveries = Value("--track-deliveries") is not "false",
+            DeliveryTracking = Value("--delivery-tracking") switch
+            {
+                null => new KafkaTransactionsOptions().DeliveryTracking, // KafkaTx's default
+                "every" => DeliveryTracking.EveryRecord,
+                "first" => DeliveryTracking.FirstRecordPerTopic,
+                "none" => DeliveryTracking.None,
+                var other => throw new ArgumentException($"--delivery-tracking {other}: use every, first or none."),
+            },
             ChartPath = Value("--chart"),
         };
         return settings;

@@ -24,7 +24,7 @@ internal static class PoolRun
             foreach (var size in sizes)
             {
                 Console.Write($"[pool, {settings.Callers} callers, {perTransaction} per transaction, round {round}/{settings.Rounds}] pool size {size}: ");
-                var result = await RunOnceAsync(backend, workload, size, settings.Callers, settings.TrackRecordDeliveries, cancellationToken);
+                var result = await RunOnceAsync(backend, workload, size, settings.Callers, settings.DeliveryTracking, cancellationToken);
                 results[size].Add(result.RecordsPerSecond);
                 Console.WriteLine($"{result.RecordsPerSecond:N0} records/s ({result.Records:N0} records in {result.Elapsed.TotalSeconds:F2} s, ExecuteAsync p50 {result.CommitP50:F1} ms)");
             }
@@ -51,13 +51,13 @@ internal static class PoolRun
         return 0;
     }
 
-    private static async Task<RunResult> RunOnceAsync(ThroughputBackend backend, Workload workload, int size, int callers, bool trackRecordDeliveries, CancellationToken cancellationToken)
+    private static async Task<RunResult> RunOnceAsync(ThroughputBackend backend, Workload workload, int size, int callers, DeliveryTracking deliveryTracking, CancellationToken cancellationToken)
     {
         var id = Guid.NewGuid().ToString("N")[..12];
         var output = "throughput-pool-" + id;
         backend.CreateTopic(output, workload.Partitions);
         var services = new ServiceCollection();
-        backend.Use(services.AddKafkaTransactions(ThroughputMode.KafkaTxOptions(backend, workload, "throughput-pool-" + id, trackRecordDeliveries))).AddUnitOfWorkPool(size);
+        backend.Use(services.AddKafkaTransactions(ThroughputMode.KafkaTxOptions(backend, workload, "throughput-pool-" + id, deliveryTracking))).AddUnitOfWorkPool(size);
         await using var provider = services.BuildServiceProvider();
         var pool = provider.GetRequiredService<ITransactionalUnitOfWorkPool>();
         await pool.InitializeAsync(cancellationToken);

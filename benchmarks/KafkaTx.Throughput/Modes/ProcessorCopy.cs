@@ -8,7 +8,7 @@ using Microsoft.Extensions.Logging;
 namespace KafkaTx.Throughput.Modes;
 
 /// <summary>(c) KafkaTx's processor copying the input topic to the output, batches as the workload says.</summary>
-internal sealed class ProcessorCopy(KafkaTxCommitLatencies latencies, bool trackRecordDeliveries) : ThroughputMode
+internal sealed class ProcessorCopy(KafkaTxCommitLatencies latencies, DeliveryTracking deliveryTracking) : ThroughputMode
 {
     public override string Letter => "c";
 
@@ -22,7 +22,7 @@ internal sealed class ProcessorCopy(KafkaTxCommitLatencies latencies, bool track
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(progress);
-        backend.Use(builder.Services.AddKafkaTransactions(KafkaTxOptions(backend, workload, names.TransactionalId, trackRecordDeliveries)))
+        backend.Use(builder.Services.AddKafkaTransactions(KafkaTxOptions(backend, workload, names.TransactionalId, deliveryTracking)))
             .AddTransactionalProcessor<CopyHandler>(o =>
             {
                 o.Topics.Add(names.Input);

@@ -30,11 +30,11 @@ internal abstract class ThroughputMode
     };
 
     /// <summary>The settings every KafkaTx registration of the harness shares, as the raw producers'.</summary>
-    internal static Action<KafkaTransactionsOptions> KafkaTxOptions(ThroughputBackend backend, Workload workload, string transactionalId, bool trackRecordDeliveries) => o =>
+    internal static Action<KafkaTransactionsOptions> KafkaTxOptions(ThroughputBackend backend, Workload workload, string transactionalId, DeliveryTracking deliveryTracking) => o =>
     {
         o.BootstrapServers = backend.BootstrapServers;
         o.TransactionalId = transactionalId;
-        o.TrackRecordDeliveries = trackRecordDeliveries;
+        o.DeliveryTracking = deliveryTracking;
         o.Linger = TimeSpan.FromMilliseconds(workload.LingerMs);
     };
 

@@ -6,7 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 namespace KafkaTx.Throughput.Modes;
 
 /// <summary>(b) KafkaTx's unit of work: ExecuteAsync writing the same records per transaction as (a).</summary>
-internal sealed class UnitOfWorkLoop(KafkaTxCommitLatencies latencies, bool trackRecordDeliveries) : ThroughputMode
+internal sealed class UnitOfWorkLoop(KafkaTxCommitLatencies latencies, DeliveryTracking deliveryTracking) : ThroughputMode
 {
     public override string Letter => "b";
 
@@ -15,7 +15,7 @@ internal sealed class UnitOfWorkLoop(KafkaTxCommitLatencies latencies, bool trac
     public override async Task<RunResult> RunAsync(ThroughputBackend backend, Workload workload, RunNames names, CancellationToken cancellationToken)
     {
         var services = new ServiceCollection();
-        backend.Use(services.AddKafkaTransactions(KafkaTxOptions(backend, workload, names.TransactionalId, trackRecordDeliveries)));
+        backend.Use(services.AddKafkaTransactions(KafkaTxOptions(backend, workload, names.TransactionalId, deliveryTracking)));
         await using var provider = services.BuildServiceProvider();
         var unit = provider.GetRequiredService<ITransactionalUnitOfWork>();
         await unit.InitializeAsync(cancellationToken);

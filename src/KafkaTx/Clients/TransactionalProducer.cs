@@ -129,9 +129,13 @@ internal sealed class TransactionalProducer : IDisposable
     /// Produces a record, waiting for room while the local queue is full (as the Java producer's max.block.ms does),
     /// but no longer than a record may take to be delivered. The delivery report is tracked.
     /// </summary>
-    public void Produce(string topic, TopicPartition? topicPartition, Message<byte[]?, byte[]?> message)
+    /// <param name="topic">The topic.</param>
+    /// <param name="topicPartition">The partition, or null for the partitioner's choice.</param>
+    /// <param name="message">The serialized record.</param>
+    /// <param name="track">Whether this record's delivery report is tracked (see <see cref="DeliveryTracking"/>).</param>
+    public void Produce(string topic, TopicPartition? topicPartition, Message<byte[]?, byte[]?> message, bool track)
     {
-        var deliveries = _options.TrackRecordDeliveries ? _deliveries : null;
+        var deliveries = track ? _deliveries : null;
         deliveries?.Sent();
         long waitingSince = 0;
         try

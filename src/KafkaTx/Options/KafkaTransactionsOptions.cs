@@ -117,16 +117,11 @@ public sealed class KafkaTransactionsOptions
     public TimeSpan RetryBackoff { get; set; } = TimeSpan.FromMilliseconds(20);
 
     /// <summary>
-    /// Whether the delivery report of every record is tracked. On (the default): a transaction that cannot commit
-    /// because Kafka refused records names their partitions and errors
-    /// (<see cref="KafkaTransactionException.FailedDeliveries"/>), a refusal that retrying cannot fix (an unknown
-    /// topic, say) is reported <see cref="TransactionErrorKind.Rejected"/> at once, and a commit that fails fatally
-    /// after a refused record is known to have aborted rather than having an unknown outcome. Off: Confluent.Kafka
-    /// builds no delivery report, which saves about 300 bytes and a share of a core per record; that matters only
-    /// when producing, not committing, is the bottleneck (see docs/performance.md). Failures are never silent either
-    /// way: Kafka refuses to commit a transaction with a refused record, and the commit's error is classified.
+    /// Which records get a delivery report: <see cref="DeliveryTracking.FirstRecordPerTopic"/> (the default),
+    /// <see cref="DeliveryTracking.EveryRecord"/>, or <see cref="DeliveryTracking.None"/>. What each costs and keeps
+    /// is measured in docs/performance.md.
     /// </summary>
-    public bool TrackRecordDeliveries { get; set; } = true;
+    public DeliveryTracking DeliveryTracking { get; set; } = DeliveryTracking.FirstRecordPerTopic;
 
     /// <summary>How <c>ExecuteAsync</c> re-runs work after an abortable failure.</summary>
     public TransactionRetryOptions Retry { get; set; } = new();
@@ -186,7 +181,7 @@ public sealed class KafkaTransactionsOptions
 
         // Delivery reports only need the status and the partition: skipping key and value avoids copying them back.
         config.Set("dotnet.producer.delivery.report.fields", "status");
-        if (!TrackRecordDeliveries)
+        if (DeliveryTracking == DeliveryTracking.None)
         {
             config.Set("dotnet.producer.enable.delivery.reports", "false"); // no report is built for any record
         }

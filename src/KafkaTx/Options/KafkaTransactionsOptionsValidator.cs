@@ -23,7 +23,7 @@ internal sealed class KafkaTransactionsOptionsValidator : IValidateOptions<Kafka
         ["linger.ms"] = nameof(KafkaTransactionsOptions.Linger),
         ["queue.buffering.max.ms"] = nameof(KafkaTransactionsOptions.Linger),
         ["retry.backoff.ms"] = nameof(KafkaTransactionsOptions.RetryBackoff),
-        ["dotnet.producer.enable.delivery.reports"] = nameof(KafkaTransactionsOptions.TrackRecordDeliveries),
+        ["dotnet.producer.enable.delivery.reports"] = nameof(KafkaTransactionsOptions.DeliveryTracking),
     };
 
     public ValidateOptionsResult Validate(string? name, KafkaTransactionsOptions options)

@@ -35,6 +35,8 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
 
     private int _state;
     private int _recordsInTransaction;
+    private string[] _trackedTopics = []; // FirstRecordPerTopic: the topics of this transaction whose first record is tracked
+    private readonly Lock _trackedTopicsLock = new();
     private long _transactionStartedAt;
     private int _attempt = 1;
     private bool _explicitTransaction;
@@ -261,7 +263,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         var raw = ScratchMessage.Rent(key, value, headers, message.Timestamp);
         try
         {
-            _producer.Produce(topic, topicPartition, raw);
+            _producer.Produce(topic, topicPartition, raw, TracksDeliveryOf(topic));
             Interlocked.Increment(ref _recordsInTransaction);
         }
         catch (ProduceException<byte[]?, byte[]?> e)
@@ -271,6 +273,39 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         finally
         {
             ScratchMessage.Return(raw);
+        }
+    }
+
+    /// <summary>Whether this record's delivery is tracked: every one, none, or the first to each topic in the transaction.</summary>
+    private bool TracksDeliveryOf(string topic)
+    {
+        switch (_options.DeliveryTracking)
+        {
+            case DeliveryTracking.EveryRecord:
+                return true;
+            case DeliveryTracking.None:
+                return false;
+        }
+
+        var tracked = Volatile.Read(ref _trackedTopics);
+        foreach (var seen in tracked)
+        {
+            if (ReferenceEquals(seen, topic) || string.Equals(seen, topic, StringComparison.Ordinal))
+            {
+                return false;
+            }
+        }
+
+        lock (_trackedTopicsLock)
+        {
+            // Records may be produced from several threads within one transaction: the first to a topic wins.
+            if (_trackedTopics.Contains(topic, StringComparer.Ordinal))
+            {
+                return false;
+            }
+
+            Volatile.Write(ref _trackedTopics, [.. _trackedTopics, topic]);
+            return true;
         }
     }
 
@@ -366,6 +401,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         }
 
         Volatile.Write(ref _recordsInTransaction, 0);
+        _trackedTopics = [];
         _transactionStartedAt = _time.GetTimestamp();
         TransitionTo(TransactionState.InTransaction);
         StartTransactionActivity();

@@ -41,7 +41,7 @@ public sealed class ErrorMatrixTests : IDisposable
         await using var host = new KafkaTxHost(_cluster.BootstrapServers, KafkaTxHost.UniqueName("untracked"), o =>
         {
             o.Retry.MaxAttempts = 1;
-            o.TrackRecordDeliveries = false;
+            o.DeliveryTracking = DeliveryTracking.None;
         });
         await host.Unit.InitializeAsync();
 
@@ -62,6 +62,33 @@ public sealed class ErrorMatrixTests : IDisposable
             return ValueTask.CompletedTask;
         });
         TopicReader.ReadAll(_cluster.BootstrapServers, IsolationLevel.ReadCommitted, TimeSpan.FromSeconds(30), "untracked-next").Select(r => r.Value).Should().Equal("next");
+    }
+
+    [Fact]
+    public async Task Tracking_the_first_record_per_topic_names_the_topic_of_a_refused_batch()
+    {
+        await using var host = new KafkaTxHost(_cluster.BootstrapServers, KafkaTxHost.UniqueName("first-tracked"), o =>
+        {
+            o.Retry.MaxAttempts = 1;
+            o.DeliveryTracking = DeliveryTracking.FirstRecordPerTopic;
+        });
+        await host.Unit.InitializeAsync();
+
+        var failure = await host.Unit.Awaiting(u => u.ExecuteAsync((scope, _) =>
+        {
+            _cluster.PushRequestErrors(KafkaApi.Produce, ErrorCode.TopicAuthorizationFailed);
+            for (var i = 0; i < 20; i++)
+            {
+                scope.Produce("first-tracked-topic", new Message<string, string> { Key = "k", Value = "refused" });
+            }
+
+            return ValueTask.CompletedTask;
+        })).Should().ThrowAsync<KafkaTransactionException>();
+
+        failure.Which.Kind.Should().Be(TransactionErrorKind.Rejected);
+        failure.Which.FailedDeliveries.Should().ContainSingle("one record of the topic is tracked").Which.TopicPartition.Topic.Should().Be("first-tracked-topic");
+        failure.Which.Message.Should().Contain("first-tracked-topic");
+        host.Unit.State.Should().Be(TransactionState.Ready);
     }
 
     [Theory]

@@ -313,7 +313,11 @@ public sealed class RealBrokerTransactionTests(KafkaBrokerFixture broker)
     {
         var servers = broker.RequireBroker();
         var (topic, _) = Pair(await broker.CreateTopicsAsync(1, new Dictionary<string, string> { ["max.message.bytes"] = "2048" }, "small-records"));
-        await using var host = new KafkaTxHost(servers, KafkaTxHost.UniqueName("rejected"), o => o.Retry.MaxAttempts = 3);
+        await using var host = new KafkaTxHost(servers, KafkaTxHost.UniqueName("rejected"), o =>
+        {
+            o.Retry.MaxAttempts = 3;
+            o.DeliveryTracking = DeliveryTracking.EveryRecord; // the big record is the partition's second: only EveryRecord is sure to name it
+        });
         var partition = new TopicPartition(topic, 0);
 
         var failure = await host.Unit.Awaiting(u => u.ExecuteAsync((scope, _) =>

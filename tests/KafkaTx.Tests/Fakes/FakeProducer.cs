@@ -11,6 +11,7 @@ internal sealed class FakeProducer : IProducer<byte[]?, byte[]?>
     private readonly Lock _lock = new();
     private readonly List<Action> _heldDeliveries = [];
     private readonly List<ProducedRecord> _open = [];
+    private Error? _refusedInTransaction;
 
     public List<string> Calls { get; } = [];
 
@@ -51,6 +52,9 @@ internal sealed class FakeProducer : IProducer<byte[]?, byte[]?>
 
     public int ProducedCount { get; private set; }
 
+    /// <summary>The topic of each record produced with a delivery handler, in order.</summary>
+    public List<string> TrackedTopics { get; } = [];
+
     public Handle Handle => throw new NotSupportedException("The fake has no librdkafka handle.");
 
     public string Name => "fake-producer";
@@ -75,6 +79,20 @@ internal sealed class FakeProducer : IProducer<byte[]?, byte[]?>
     {
         ReleaseDeliveries();
         Blocking("Commit", timeout, CommitFailures);
+
+        // As librdkafka: a refused record, reported or not, leaves the transaction needing an abort, and the commit
+        // fails with that record's error.
+        Error? refused;
+        lock (_lock)
+        {
+            refused = _refusedInTransaction;
+        }
+
+        if (refused is not null)
+        {
+            throw new KafkaTxnRequiresAbortException(refused);
+        }
+
         List<TopicPartitionOffset> offsets;
         lock (_lock)
         {
@@ -101,6 +119,7 @@ internal sealed class FakeProducer : IProducer<byte[]?, byte[]?>
             Aborted.AddRange(_open);
             _open.Clear();
             _pendingOffsets.Clear();
+            _refusedInTransaction = null;
         }
 
         Broker?.Record("abort");
@@ -127,6 +146,14 @@ internal sealed class FakeProducer : IProducer<byte[]?, byte[]?>
     {
         ThrowIfDisposed();
         Record("Produce:" + topicPartition.Topic);
+        if (deliveryHandler is not null)
+        {
+            lock (_lock)
+            {
+                TrackedTopics.Add(topicPartition.Topic);
+            }
+        }
+
         if (ProduceFailures.TryDequeue(out var failure))
         {
             throw failure;
@@ -142,6 +169,10 @@ internal sealed class FakeProducer : IProducer<byte[]?, byte[]?>
             if (error is null)
             {
                 _open.Add(record);
+            }
+            else
+            {
+                _refusedInTransaction ??= error;
             }
         }
 

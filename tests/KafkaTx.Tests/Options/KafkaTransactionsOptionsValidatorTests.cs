@@ -229,13 +229,13 @@ public class KafkaTransactionsOptionsValidatorTests
         config.RetryBackoffMs.Should().Be(20);
         config.LingerMs.Should().Be(20);
         config.Get("security.protocol").Should().Be("sasl_ssl");
-        config.Get("dotnet.producer.enable.delivery.reports").Should().BeNull("delivery reports are on unless TrackRecordDeliveries is off");
+        config.Get("dotnet.producer.enable.delivery.reports").Should().BeNull("delivery reports are on unless DeliveryTracking is None");
     }
 
     [Fact]
-    public void Turning_delivery_tracking_off_turns_Confluent_Kafkas_delivery_reports_off()
+    public void No_delivery_tracking_turns_Confluent_Kafkas_delivery_reports_off()
     {
-        var options = new KafkaTransactionsOptions { BootstrapServers = "b:9092", TransactionalId = "t", TrackRecordDeliveries = false };
+        var options = new KafkaTransactionsOptions { BootstrapServers = "b:9092", TransactionalId = "t", DeliveryTracking = DeliveryTracking.None };
 
         options.ToProducerConfig().Get("dotnet.producer.enable.delivery.reports").Should().Be("false");
     }

@@ -64,7 +64,11 @@ public class SelfHealingTests
         {
             p.DeliveryErrorFor = r => r.KeyText == "big" ? new Error(ErrorCode.MsgSizeTooLarge, "Broker: Message size too large") : null;
             p.AbortFailures.Enqueue(KafkaErrors.Fatal(ErrorCode.Local_UnsupportedFeature));
-        }, o => o.Retry.MaxAttempts = 3);
+        }, o =>
+        {
+            o.Retry.MaxAttempts = 3;
+            o.DeliveryTracking = DeliveryTracking.EveryRecord; // the refused record is the topic's second: only EveryRecord names it
+        });
 
         var failure = await unit.Awaiting(u => u.ExecuteAsync((scope, _) =>
         {
