@@ -68,16 +68,21 @@ internal sealed class KafkaTxHealthCheck(string name, KafkaTxHealthCheckOptions 
             reasons.Add($"the producer was replaced {unit.ReplacementsInARow} times in a row after fatal errors");
         }
 
-        if (processor is IProcessorProgress progress && progress.UncommittedFor >= options.DegradedAfterUncommittedFor)
+        if (processor is IProcessorProgress progress)
         {
-            data["processor_uncommitted_for_seconds"] = Math.Round(progress.UncommittedFor.TotalSeconds, 1);
-            reasons.Add($"handled records have waited {progress.UncommittedFor.TotalSeconds:F0} s for a commit");
-        }
+            var uncommittedFor = progress.UncommittedFor;
+            if (uncommittedFor >= options.DegradedAfterUncommittedFor)
+            {
+                data["processor_uncommitted_for_seconds"] = Math.Round(uncommittedFor.TotalSeconds, 1);
+                reasons.Add($"handled records have waited {uncommittedFor.TotalSeconds:F0} s for a commit");
+            }
 
-        if (processor is IProcessorProgress stalled && stalled.StalledFor >= options.DegradedAfterUncommittedFor)
-        {
-            data["processor_stalled_for_seconds"] = Math.Round(stalled.StalledFor.TotalSeconds, 1);
-            reasons.Add($"records that arrived {stalled.StalledFor.TotalSeconds:F0} s ago have not been consumed");
+            var stalledFor = progress.StalledFor;
+            if (stalledFor >= options.DegradedAfterUncommittedFor)
+            {
+                data["processor_stalled_for_seconds"] = Math.Round(stalledFor.TotalSeconds, 1);
+                reasons.Add($"records that arrived {stalledFor.TotalSeconds:F0} s ago have not been consumed");
+            }
         }
 
         return reasons.Count > 0

@@ -25,7 +25,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue>
     /// or zero. An idle partition does not count (nothing arrived), whatever its lag; nor does one being consumed.
     /// For health checks: it reveals a processor stuck before its handler (a rewind that keeps failing, say).
     /// </summary>
-    public TimeSpan StalledFor => Interlocked.Read(ref _stalledSince) is var since and not NoTimestamp ? _time.GetElapsedTime(since) : TimeSpan.Zero;
+    public TimeSpan StalledFor => ElapsedSince(ref _stalledSince);
 
     /// <summary>What a batch ended with: the value of the <c>kafkatx.batch.outcome</c> tag.</summary>
     private static class BatchOutcome
@@ -47,16 +47,23 @@ internal sealed partial class ProcessorEngine<TKey, TValue>
         }
 
         _batchActivity = source.StartActivity(KafkaTxInstrumentation.BatchSpan, ActivityKind.Consumer);
-        if (_batchActivity is { } batch)
+        TagAsProcessing(_batchActivity)?.SetTag("kafkatx.transactional_id", Id);
+    }
+
+    /// <summary>The tags the processor's spans share with its metrics, and the messaging operation.</summary>
+    private Activity? TagAsProcessing(Activity? activity)
+    {
+        if (activity is not null)
         {
             foreach (var tag in _tags)
             {
-                batch.SetTag(tag.Key, tag.Value);
+                activity.SetTag(tag.Key, tag.Value);
             }
 
-            batch.SetTag("messaging.operation.type", "process");
-            batch.SetTag("kafkatx.transactional_id", Id);
+            activity.SetTag("messaging.operation.type", "process");
         }
+
+        return activity;
     }
 
     private void EndBatchActivity(string outcome)
@@ -106,15 +113,9 @@ internal sealed partial class ProcessorEngine<TKey, TValue>
             parent = batch;
         }
 
-        var activity = source.StartActivity(KafkaTxInstrumentation.ProcessSpan, ActivityKind.Consumer, parent, links: links);
+        var activity = TagAsProcessing(source.StartActivity(KafkaTxInstrumentation.ProcessSpan, ActivityKind.Consumer, parent, links: links));
         if (activity is not null)
         {
-            foreach (var tag in _tags)
-            {
-                activity.SetTag(tag.Key, tag.Value);
-            }
-
-            activity.SetTag("messaging.operation.type", "process");
             activity.SetTag("messaging.destination.name", result.Topic);
             activity.SetTag("messaging.destination.partition.id", result.Partition.Value.ToString(CultureInfo.InvariantCulture));
             activity.SetTag("messaging.kafka.offset", result.Offset.Value);

@@ -81,7 +81,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         _tags =
         [
             new("kafkatx.producer", name.Length == 0 ? "default" : name),
-            new("messaging.system", "kafka"),
+            new(KafkaTxInstrumentation.MessagingSystemTag, KafkaTxInstrumentation.MessagingSystem),
             new("messaging.consumer.group.name", options.GroupId),
         ];
         _options = options;
@@ -112,9 +112,13 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     /// processor that commits every MaxBatchDuration keeps this below it; a stuck or failing one lets it grow.
     /// For health checks.
     /// </summary>
-    public TimeSpan UncommittedFor => Interlocked.Read(ref _uncommittedSince) is var since and not NoTimestamp ? _time.GetElapsedTime(since) : TimeSpan.Zero;
+    public TimeSpan UncommittedFor => ElapsedSince(ref _uncommittedSince);
 
     private string Id => _unit.TransactionalId;
+
+    /// <summary>Time since a timestamp another thread may write, or zero while it holds <see cref="NoTimestamp"/>.</summary>
+    private TimeSpan ElapsedSince(ref long timestamp) =>
+        Interlocked.Read(ref timestamp) is var since and not NoTimestamp ? _time.GetElapsedTime(since) : TimeSpan.Zero;
 
     // ---------------------------------------------------------------- the loop
 

@@ -23,8 +23,6 @@ internal sealed class DeserializerRegistry
         _deserializers[typeof(T)] = deserializer;
     }
 
-    public T Deserialize<T>(byte[]? data, in SerializationContext context) => Deserialize(Resolve<T>(context), data, context);
-
     /// <summary>The deserializer for <typeparamref name="T"/>, for a processor to look up once instead of per record.</summary>
     public IDeserializer<T> Resolve<T>(in SerializationContext context)
     {

@@ -287,25 +287,34 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
                 return false;
         }
 
-        var tracked = Volatile.Read(ref _trackedTopics);
-        foreach (var seen in tracked)
+        if (Holds(Volatile.Read(ref _trackedTopics), topic))
         {
-            if (ReferenceEquals(seen, topic) || string.Equals(seen, topic, StringComparison.Ordinal))
-            {
-                return false;
-            }
+            return false;
         }
 
         lock (_trackedTopicsLock)
         {
             // Records may be produced from several threads within one transaction: the first to a topic wins.
-            if (_trackedTopics.Contains(topic, StringComparer.Ordinal))
+            if (Holds(_trackedTopics, topic))
             {
                 return false;
             }
 
             Volatile.Write(ref _trackedTopics, [.. _trackedTopics, topic]);
             return true;
+        }
+
+        static bool Holds(string[] topics, string topic)
+        {
+            foreach (var seen in topics)
+            {
+                if (string.Equals(seen, topic, StringComparison.Ordinal))
+                {
+                    return true;
+                }
+            }
+
+            return false;
         }
     }
 
@@ -566,10 +575,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         _producer.ClearFailures();
         _replacementsInARow = 0;
         TransitionTo(TransactionState.Ready);
-        _instrumentation.Aborts.Add(1, _producerTag);
-        RecordTransactionDuration("aborted");
-        EndTransactionActivity("aborted", reason);
-        Log.Aborted(_logger, TransactionalId, reason);
+        RecordAborted(reason);
     }
 
     /// <summary>
@@ -584,10 +590,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         }
 
         ReplaceProducer(cause.Error, "AbortTransaction");
-        _instrumentation.Aborts.Add(1, _producerTag);
-        RecordTransactionDuration("aborted");
-        EndTransactionActivity("aborted", reason + " (by replacing the producer)");
-        Log.Aborted(_logger, TransactionalId, reason + " (by replacing the producer)");
+        RecordAborted(reason + " (by replacing the producer)");
         await InitializeReplacementAsync().ConfigureAwait(false);
     }
 
@@ -700,6 +703,15 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
     }
 
     // ---------------------------------------------------------------- helpers
+
+    /// <summary>What every abort records, however it was done: the count, the duration, the span's end, the log line.</summary>
+    private void RecordAborted(string reason)
+    {
+        _instrumentation.Aborts.Add(1, _producerTag);
+        RecordTransactionDuration("aborted");
+        EndTransactionActivity("aborted", reason);
+        Log.Aborted(_logger, TransactionalId, reason);
+    }
 
     private void RecordTransactionDuration(string outcome) =>
         _instrumentation.TransactionDuration.Record(
