@@ -13,6 +13,7 @@ namespace KafkaTx.Processing;
 internal sealed class CommittedPositions
 {
     private readonly Dictionary<TopicPartition, Offset> _positions = [];
+    private readonly Dictionary<TopicPartition, long> _firstConsumed = [];
 
     /// <summary>A transaction that sent these positions committed.</summary>
     public void Committed(IEnumerable<TopicPartitionOffset> positions)
@@ -23,11 +24,24 @@ internal sealed class CommittedPositions
         }
     }
 
-    /// <summary>
-    /// What is known of these partitions no longer holds: they were (re)assigned, revoked or lost, or a commit that
-    /// covered them has an unknown outcome.
-    /// </summary>
+    /// <summary>A record was consumed from this partition; the first since it was assigned is kept.</summary>
+    public void Consumed(TopicPartition partition, long offset) => _firstConsumed.TryAdd(partition, offset);
+
+    /// <summary>The first offset consumed from the partition since it was assigned, if any.</summary>
+    public long? FirstConsumed(TopicPartition partition) => _firstConsumed.TryGetValue(partition, out var offset) ? offset : null;
+
+    /// <summary>What is known of these partitions no longer holds: they were (re)assigned, revoked or lost.</summary>
     public void Forget(IEnumerable<TopicPartition> partitions)
+    {
+        foreach (var partition in partitions)
+        {
+            _positions.Remove(partition);
+            _firstConsumed.Remove(partition);
+        }
+    }
+
+    /// <summary>A commit that covered these partitions has an unknown outcome: their committed positions must be asked for.</summary>
+    public void ForgetCommitted(IEnumerable<TopicPartition> partitions)
     {
         foreach (var partition in partitions)
         {

@@ -31,14 +31,13 @@ internal sealed partial class ProcessorEngine<TKey, TValue>
                 break;
             default:
                 Log.PoisonStopped(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, failure.Attempts, failure.LastError);
-                await AbortAndRewindAsync("a poison record met the Stop policy").ConfigureAwait(false);
+                await AbortAndRewindAsync("a poison record met the Stop policy").ConfigureAwait(true);
                 Stop(ProcessorState.Faulted, new InvalidOperationException(
                     $"Processor '{Name}' stopped at {key}: the record failed {failure.Attempts} times and the poison record policy is Stop. Fix the handler or the record, or choose DeadLetter or Skip, then restart.",
                     failure.LastError));
                 return;
         }
 
-        Touch(key.TopicPartition);
         _processed.Add(key);
     }
 

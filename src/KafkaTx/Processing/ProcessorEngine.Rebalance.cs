@@ -15,6 +15,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue>
     {
         // Another member may have committed these partitions since this one last owned them.
         _committedPositions.Forget(partitions);
+        _lastConsumedFrom = null;
         Log.PartitionsAssigned(_logger, Name, string.Join(", ", partitions));
     }
 
@@ -24,8 +25,22 @@ internal sealed partial class ProcessorEngine<TKey, TValue>
         if (_inTransaction && State is ProcessorState.Running)
         {
             // Complete the open transaction before the partitions are given up: the callback must not return
-            // while this member could still commit offsets for them. Blocking is safe: no synchronization context.
-            CommitAsync(CancellationToken.None).GetAwaiter().GetResult();
+            // while this member could still commit offsets for them. The loop's thread blocks here, so the commit's
+            // continuations must not be queued for it.
+            using (ProcessorThread.WithoutContext())
+            {
+                try
+                {
+                    CommitAsync(CancellationToken.None).GetAwaiter().GetResult();
+                }
+                catch (Exception e) when (e is KafkaException or InvalidOperationException or OperationCanceledException)
+                {
+                    // Never out of the callback (it would surface from Consume or Close): abort, and let the rewind
+                    // and the next owner of the partitions redo the work.
+                    Log.ProcessorFailed(_logger, Name, Id, e);
+                    AbortAndRewindAsync("the commit on revoke failed").GetAwaiter().GetResult();
+                }
+            }
         }
 
         Forget(partitions.Select(p => p.TopicPartition));
@@ -37,7 +52,10 @@ internal sealed partial class ProcessorEngine<TKey, TValue>
         if (_inTransaction)
         {
             // Other members may own these partitions already: never commit, abort.
-            AbortAndRewindAsync("partitions were lost").GetAwaiter().GetResult();
+            using (ProcessorThread.WithoutContext())
+            {
+                AbortAndRewindAsync("partitions were lost").GetAwaiter().GetResult();
+            }
         }
 
         Forget(partitions.Select(p => p.TopicPartition));
@@ -48,6 +66,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue>
     {
         var gone = partitions.ToHashSet();
         _committedPositions.Forget(gone);
+        _lastConsumedFrom = null;
         foreach (var key in _failures.Keys.Where(k => gone.Contains(k.TopicPartition)).ToList())
         {
             _failures.Remove(key);

@@ -10,7 +10,8 @@ internal sealed partial class ProcessorEngine<TKey, TValue>
 {
     /// <summary>
     /// Moves every assigned partition back to its committed position: the one this processor committed itself when it
-    /// has committed the partition since it was assigned, else the group's (fetched for those partitions only).
+    /// has committed the partition since it was assigned, else the group's (fetched for those partitions only), else,
+    /// with nothing committed at all, the first offset this processor consumed there since the partition was assigned.
     /// False when the group's offsets could not be read; the loop then tries again.
     /// </summary>
     private bool TryRewind()
@@ -38,10 +39,18 @@ internal sealed partial class ProcessorEngine<TKey, TValue>
 
             foreach (var position in committed)
             {
-                var target = position.Offset == Offset.Unset
-                    ? (_options.AutoOffsetReset == AutoOffsetReset.Latest ? Offset.End : Offset.Beginning)
-                    : position.Offset;
-                targets.Add(new TopicPartitionOffset(position.TopicPartition, target));
+                if (position.Offset != Offset.Unset)
+                {
+                    targets.Add(position);
+                }
+                else if (_committedPositions.FirstConsumed(position.TopicPartition) is { } first)
+                {
+                    // Nothing committed yet: back to the first record this processor read there. The reset policy's
+                    // position would skip the aborted records with Latest (the end has moved on since).
+                    targets.Add(new TopicPartitionOffset(position.TopicPartition, first));
+                }
+
+                // Nothing committed and nothing read: the consumer has not moved there, so it stays where it is.
             }
         }
 

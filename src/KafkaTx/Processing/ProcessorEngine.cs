@@ -42,9 +42,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     private IDeserializer<TKey>? _keyDeserializer;     // looked up at the first record, not at every one
     private IDeserializer<TValue>? _valueDeserializer;
 
-    private readonly HashSet<TopicPartition> _touched = [];
-    private TopicPartition? _lastTouched;
-    private readonly List<RecordKey> _processed = [];
+    private readonly List<RecordKey> _processed = []; // the records whose handlers completed in the open transaction
     private readonly Dictionary<RecordKey, RecordFailure> _failures = [];
     private readonly Dictionary<TopicPartition, long> _isolateThrough = [];
     private readonly CommittedPositions _committedPositions = new();
@@ -57,6 +55,8 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     private long _transactionStartedAt;
     private bool _rewindPending;
     private bool _stopRequested;
+    private int _transientFailuresInARow; // transaction failures no record caused: they back off, never count as attempts
+    private TopicPartition? _lastConsumedFrom;
     private int _state;
     private readonly KafkaTxInstrumentation _instrumentation;
     private readonly KeyValuePair<string, object?>[] _tags;
@@ -122,13 +122,36 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
 
     // ---------------------------------------------------------------- the loop
 
-    public async Task RunAsync(CancellationToken stoppingToken)
+    /// <summary>
+    /// Runs the loop on a thread of its own until <paramref name="stoppingToken"/> is cancelled or the processor stops
+    /// on a failure. Stopping takes no new record, lets the handler in flight finish (its token is cancelled only when
+    /// <see cref="TransactionalProcessorOptions.ShutdownTimeout"/> runs out), and commits exactly the records whose
+    /// handlers completed; a handler that was cancelled or failed makes the open transaction abort instead.
+    /// </summary>
+    public Task RunAsync(CancellationToken stoppingToken) =>
+        ProcessorThread.RunAsync($"KafkaTx processor {Name}", () => RunLoopAsync(stoppingToken));
+
+    private async Task RunLoopAsync(CancellationToken stoppingToken)
     {
+        // The handlers' token: cancelled ShutdownTimeout after the stop, so that the handler in flight may finish.
+        using var drain = new CancellationTokenSource(Timeout.InfiniteTimeSpan, _time);
+        using var drainOnStop = stoppingToken.Register(static state =>
+        {
+            var (source, timeout) = ((CancellationTokenSource, TimeSpan))state!;
+            try
+            {
+                source.CancelAfter(timeout);
+            }
+            catch (ObjectDisposedException)
+            {
+                // The loop ended first.
+            }
+        }, (drain, _options.ShutdownTimeout));
         SetState(ProcessorState.Starting);
         using var lagRegistration = _instrumentation.AddLagSource(ObserveLag);
         try
         {
-            await InitializeProducerAsync(stoppingToken).ConfigureAwait(false);
+            await InitializeProducerAsync(stoppingToken).ConfigureAwait(true);
             _consumer = _clientFactory.CreateConsumer(ProcessorConsumerConfig.Build(_options, _producerOptions), new ConsumerEventHandlers
             {
                 PartitionsAssigned = OnPartitionsAssigned,
@@ -143,12 +166,12 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
 
             while (!_stopRequested && !stoppingToken.IsCancellationRequested)
             {
-                await StepAsync(stoppingToken).ConfigureAwait(false);
+                await StepAsync(stoppingToken, drain.Token).ConfigureAwait(true);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
-            // The host is stopping: ShutdownAsync finishes the open transaction.
+            // The host is stopping: ShutdownAsync finishes the open transaction (it aborts it if the drain ran out).
         }
         catch (Exception e) when (State is not (ProcessorState.Fenced or ProcessorState.Faulted))
         {
@@ -166,7 +189,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         }
         finally
         {
-            await ShutdownAsync().ConfigureAwait(false);
+            await ShutdownAsync(drain.Token).ConfigureAwait(true);
         }
     }
 
@@ -177,7 +200,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         {
             try
             {
-                await _unit.InitializeAsync(cancellationToken).ConfigureAwait(false);
+                await _unit.InitializeAsync(cancellationToken).ConfigureAwait(true);
                 return;
             }
             catch (KafkaTransactionException e) when (e.Kind == TransactionErrorKind.Retriable)
@@ -185,18 +208,21 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
                 // The coordinator may come back; a processor keeps trying until the host stops it.
                 var delay = RetryBackoff.DelayBefore(_options.Retry, ++attempt, Random.Shared.NextDouble());
                 Log.ProcessorInitRetry(_logger, Name, Id, (long)delay.TotalMilliseconds, e);
-                await Task.Delay(delay, _time, cancellationToken).ConfigureAwait(false);
+                await Task.Delay(delay, _time, cancellationToken).ConfigureAwait(true);
             }
         }
     }
 
-    private async Task StepAsync(CancellationToken cancellationToken)
+    /// <summary>One step: consume at most one record, handle it, commit when due.</summary>
+    /// <param name="stoppingToken">The stop: no new record is taken once it is cancelled.</param>
+    /// <param name="drainToken">The handler's token and the commit's: cancelled only when the stop's ShutdownTimeout runs out.</param>
+    private async Task StepAsync(CancellationToken stoppingToken, CancellationToken drainToken)
     {
         var now = _time.GetTimestamp(); // one clock read a step: the lag, the poll timeout, the commit check (a record late at most)
         RefreshLag(now);
         if (_rewindPending && !TryRewind())
         {
-            await Task.Delay(RewindRetryDelay, _time, cancellationToken).ConfigureAwait(false);
+            await Task.Delay(RewindRetryDelay, _time, stoppingToken).ConfigureAwait(true);
             return;
         }
 
@@ -210,13 +236,18 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             // Not fatal (a subscribed topic that does not exist yet, a broker gone for a while): librdkafka recovers
             // on its own. The open transaction, if any, stays open and commits on schedule.
             Log.ConsumerError(_logger, Name, e.Error.Code, e.Error.Reason, isFatal: false);
-            await Task.Delay(IdlePoll, _time, cancellationToken).ConfigureAwait(false);
+            await Task.Delay(IdlePoll, _time, stoppingToken).ConfigureAwait(true);
             return;
         }
 
-        if (_stopRequested)
+        if (result is not null)
         {
-            return;
+            NoteConsumed(result.TopicPartition, result.Offset.Value);
+        }
+
+        if (_stopRequested || stoppingToken.IsCancellationRequested)
+        {
+            return; // stopping takes no new record: this one is left for whoever owns the partition next
         }
 
         if (_rewindPending)
@@ -227,13 +258,28 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
 
         if (result is not null && !result.IsPartitionEOF)
         {
-            await ProcessAsync(result, cancellationToken).ConfigureAwait(false);
+            await ProcessAsync(result, stoppingToken, drainToken).ConfigureAwait(true);
         }
 
         if (_inTransaction && !_stopRequested && IsDueForCommit(now))
         {
-            await CommitAsync(cancellationToken).ConfigureAwait(false);
+            await CommitAsync(drainToken).ConfigureAwait(true);
         }
+    }
+
+    /// <summary>
+    /// Remembers the first offset consumed from each partition since it was assigned: the rewind target of a partition
+    /// that has no committed offset yet (seeking to the reset position instead would skip records, with Latest).
+    /// </summary>
+    private void NoteConsumed(TopicPartition partition, long offset)
+    {
+        if (_lastConsumedFrom is { } last && last.Partition.Value == partition.Partition.Value && ReferenceEquals(last.Topic, partition.Topic))
+        {
+            return; // records mostly come in runs from one partition
+        }
+
+        _committedPositions.Consumed(partition, offset);
+        _lastConsumedFrom = partition;
     }
 
     private TimeSpan ConsumeTimeout(long now)
@@ -275,12 +321,12 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
 
     // ---------------------------------------------------------------- one record
 
-    private async Task ProcessAsync(ConsumeResult<byte[]?, byte[]?> result, CancellationToken cancellationToken)
+    private async Task ProcessAsync(ConsumeResult<byte[]?, byte[]?> result, CancellationToken stoppingToken, CancellationToken drainToken)
     {
         var key = RecordKey.Of(result);
         if (!_inTransaction)
         {
-            await BeginAsync(cancellationToken).ConfigureAwait(false);
+            await BeginAsync(stoppingToken).ConfigureAwait(true);
         }
 
         // Taken, not committed: from now on it waits for a commit (a handler that hangs on it counts too).
@@ -297,7 +343,15 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
 
         if (failure is not null && failure.Attempts >= _options.Retry.MaxAttempts)
         {
-            await HandlePoisonAsync(result, key, failure).ConfigureAwait(false);
+            try
+            {
+                await HandlePoisonAsync(result, key, failure).ConfigureAwait(true);
+            }
+            catch (KafkaTransactionException e) when (IsTransactionFailure(e))
+            {
+                await RetryTransactionAsync(e, stoppingToken).ConfigureAwait(true);
+            }
+
             return;
         }
 
@@ -305,20 +359,28 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         try
         {
             var record = Deserialize(result);
-            await _handler!.HandleAsync(record, _unit, cancellationToken).ConfigureAwait(false);
-            Touch(key.TopicPartition);
+            await HandleAsync(record, drainToken).ConfigureAwait(true);
             _processed.Add(key);
             _instrumentation.ProcessorRecordsHandled.Add(1, _tags);
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException e) when (drainToken.IsCancellationRequested)
         {
+            // The stop's ShutdownTimeout ran out while the handler was running: whatever it wrote must not commit.
+            EndRecordActivity(recordActivity, e);
+            await AbortAndRewindAsync($"the handler of {key} was cancelled when ShutdownTimeout ran out").ConfigureAwait(true);
             throw;
+        }
+        catch (KafkaTransactionException e) when (IsTransactionFailure(e))
+        {
+            // The transaction failed under the handler (the coordinator moved, say): not the record's fault.
+            EndRecordActivity(recordActivity, e);
+            await RetryTransactionAsync(e, stoppingToken).ConfigureAwait(true);
         }
         catch (Exception e)
         {
             if (_unit.State is TransactionState.Fenced or TransactionState.Faulted)
             {
-                await StopForUnitFailureAsync(e).ConfigureAwait(false);
+                await StopForUnitFailureAsync(e).ConfigureAwait(true);
                 return;
             }
 
@@ -326,22 +388,30 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             _failures[key] = new RecordFailure(attempts, e);
             EndRecordActivity(recordActivity, e);
             Log.HandlerFailed(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, attempts, _options.Retry.MaxAttempts, e);
-            await AbortAndRewindAsync($"the handler failed on {key}").ConfigureAwait(false);
-            await BackoffAsync(attempts, cancellationToken).ConfigureAwait(false);
+            await AbortAndRewindAsync($"the handler failed on {key}").ConfigureAwait(true);
+            await BackoffAsync(attempts, stoppingToken).ConfigureAwait(true);
         }
     }
 
-    /// <summary>Notes a partition as read in this transaction; records mostly come in runs from one partition, so the last one is remembered.</summary>
-    private void Touch(TopicPartition partition)
+    /// <summary>
+    /// Calls the handler with no synchronization context, so that its continuations run on the thread pool rather than
+    /// queue behind the loop's, and a handler that blocks on a task cannot deadlock it.
+    /// </summary>
+    private ValueTask HandleAsync(ConsumeResult<TKey, TValue> record, CancellationToken cancellationToken)
     {
-        if (_lastTouched is { } last && last.Partition.Value == partition.Partition.Value && ReferenceEquals(last.Topic, partition.Topic))
+        using (ProcessorThread.WithoutContext())
         {
-            return;
+            return _handler!.HandleAsync(record, _unit, cancellationToken);
         }
-
-        _touched.Add(partition);
-        _lastTouched = partition;
     }
+
+    /// <summary>
+    /// Whether a failure is the transaction's rather than a record's: abortable, retriable or of unknown outcome.
+    /// Those retry with backoff and never count as a record's attempt; a refusal of the record's own output
+    /// (<see cref="TransactionErrorKind.Rejected"/>) does count. Fenced and fatal failures stop the processor.
+    /// </summary>
+    private static bool IsTransactionFailure(KafkaTransactionException e) =>
+        e.Kind is TransactionErrorKind.Abortable or TransactionErrorKind.Retriable or TransactionErrorKind.OutcomeUnknown;
 
     private ConsumeResult<TKey, TValue> Deserialize(ConsumeResult<byte[]?, byte[]?> result)
     {
@@ -376,12 +446,12 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     {
         if (_unit.State == TransactionState.Aborting)
         {
-            await _unit.AbortAsync(cancellationToken).ConfigureAwait(false); // resume an abort that timed out
+            await _unit.AbortAsync(cancellationToken).ConfigureAwait(true); // resume an abort that timed out
         }
 
         if (_unit.State == TransactionState.Uninitialized)
         {
-            await InitializeProducerAsync(cancellationToken).ConfigureAwait(false); // the unit replaced its producer
+            await InitializeProducerAsync(cancellationToken).ConfigureAwait(true); // the unit replaced its producer
         }
 
         // Current in this flow only, so that the unit's transaction span is the batch's child.
@@ -395,7 +465,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             catch (KafkaTransactionException) when (_unit.State == TransactionState.Uninitialized)
             {
                 // The producer had hit a fatal error in the background and the unit replaced it: initialize and go on.
-                await InitializeProducerAsync(cancellationToken).ConfigureAwait(false);
+                await InitializeProducerAsync(cancellationToken).ConfigureAwait(true);
                 _unit.BeginTransaction();
             }
         }
@@ -414,24 +484,24 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     private async Task CommitAsync(CancellationToken cancellationToken)
     {
         var records = _processed.Count;
-        List<TopicPartitionOffset> offsets;
+        var offsets = OffsetsOfHandledRecords();
         try
         {
-            // The consumer's positions, not "last offset + 1": transaction markers leave gaps, and the position is
-            // where the next read starts. Group metadata is read now, never cached across a rebalance.
-            offsets = _touched.Select(tp => new TopicPartitionOffset(tp, _consumer!.Position(tp))).Where(o => o.Offset.Value >= 0).ToList();
+            // Group metadata is read now, never cached across a rebalance.
             if (offsets.Count > 0)
             {
-                await _unit.SendOffsetsAsync(offsets, _consumer!.ConsumerGroupMetadata, cancellationToken).ConfigureAwait(false);
+                await _unit.SendOffsetsAsync(offsets, _consumer!.ConsumerGroupMetadata, cancellationToken).ConfigureAwait(true);
             }
 
-            await _unit.CommitAsync(cancellationToken).ConfigureAwait(false);
+            await _unit.CommitAsync(cancellationToken).ConfigureAwait(true);
         }
         catch (KafkaTransactionException e)
         {
-            await HandleCommitFailureAsync(e, cancellationToken).ConfigureAwait(false);
+            await HandleCommitFailureAsync(e, cancellationToken).ConfigureAwait(true);
             return;
         }
+
+        _transientFailuresInARow = 0;
 
         foreach (var key in _processed)
         {
@@ -447,14 +517,36 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         _instrumentation.ProcessorBatchesCommitted.Add(1, _tags);
         Interlocked.Increment(ref _committedTransactions);
         Interlocked.Add(ref _committedRecords, records);
-        await EndTransactionAsync(BatchOutcome.Committed).ConfigureAwait(false);
+        await EndTransactionAsync(BatchOutcome.Committed).ConfigureAwait(true);
     }
+
+    /// <summary>
+    /// Per partition, the offset after the last record whose handler completed: never the consumer's position, which
+    /// may lie past a record that was consumed and not handled (a stop, a cancelled handler). Where that offset holds
+    /// a transaction marker, the next read skips it.
+    /// </summary>
+    private List<TopicPartitionOffset> OffsetsOfHandledRecords()
+    {
+        var next = new Dictionary<TopicPartition, long>();
+        foreach (var key in _processed)
+        {
+            if (!next.TryGetValue(key.TopicPartition, out var offset) || offset <= key.Offset)
+            {
+                next[key.TopicPartition] = key.Offset + 1;
+            }
+        }
+
+        return [.. next.Select(p => new TopicPartitionOffset(p.Key, p.Value))];
+    }
+
+    /// <summary>The partitions read in the open transaction.</summary>
+    private IEnumerable<TopicPartition> TouchedPartitions() => _processed.Select(k => k.TopicPartition).Distinct();
 
     private async Task SettlePendingTransactionAsync(CancellationToken cancellationToken)
     {
         try
         {
-            await _unit.InitializeAsync(cancellationToken).ConfigureAwait(false);
+            await _unit.InitializeAsync(cancellationToken).ConfigureAwait(true);
         }
         catch (KafkaTransactionException e) when (e.Kind == TransactionErrorKind.Retriable)
         {
@@ -468,7 +560,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     {
         if (failure.Kind is TransactionErrorKind.Fenced or TransactionErrorKind.Fatal || _unit.State is TransactionState.Fenced or TransactionState.Faulted)
         {
-            await StopForUnitFailureAsync(failure).ConfigureAwait(false);
+            await StopForUnitFailureAsync(failure).ConfigureAwait(true);
             return;
         }
 
@@ -477,30 +569,37 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             // Whether these offsets committed is unknown: the rewind asks the group for them. A commit still pending
             // (it timed out) is settled by a new producer, whose InitTransactions completes or aborts it.
             Log.ProcessorCommitOutcomeUnknown(_logger, Name, Id, _processed.Count, failure);
-            _committedPositions.Forget(_touched);
+            _committedPositions.ForgetCommitted(TouchedPartitions());
             if (_unit.State == TransactionState.Committing)
             {
-                await _unit.ResetAsync(cancellationToken).ConfigureAwait(false);
+                await _unit.ResetAsync(CancellationToken.None).ConfigureAwait(true);
             }
 
             // Before the group is asked: the new producer's InitTransactions returns only once the coordinator has
             // finished the pending transaction, markers included, so the offsets the rewind reads are final even on
             // brokers without KIP-447's stable offset fetch.
-            await SettlePendingTransactionAsync(cancellationToken).ConfigureAwait(false);
-            await EndTransactionAsync(BatchOutcome.OutcomeUnknown).ConfigureAwait(false);
+            await SettlePendingTransactionAsync(cancellationToken).ConfigureAwait(true);
+            await EndTransactionAsync(BatchOutcome.OutcomeUnknown).ConfigureAwait(true);
             _rewindPending = true;
             return;
         }
 
+        if (failure.Kind != TransactionErrorKind.Rejected)
+        {
+            await RetryTransactionAsync(failure, cancellationToken).ConfigureAwait(true);
+            return;
+        }
+
+        // Kafka refused a record this batch wrote: the fault of the record whose handler wrote it.
         if (_unit.State is TransactionState.InTransaction or TransactionState.Aborting)
         {
-            await AbortQuietlyAsync().ConfigureAwait(false);
+            await AbortQuietlyAsync().ConfigureAwait(true);
         }
 
         if (_processed.Count == 1 && _deadLetterTopicInTransaction is { } deadLetterTopic)
         {
             // Writing the poison record to the dead-letter topic failed: retrying would loop for ever.
-            await EndTransactionAsync(BatchOutcome.Aborted).ConfigureAwait(false);
+            await EndTransactionAsync(BatchOutcome.Aborted).ConfigureAwait(true);
             Log.ProcessorFailed(_logger, Name, Id, failure);
             Stop(ProcessorState.Faulted, new InvalidOperationException(
                 $"Processor '{Name}' could not write a poison record to the dead-letter topic '{deadLetterTopic}' ({failure.Error.Code}: {failure.Error.Reason}). Create the topic (or allow writing to it), or choose another DeadLetterTopic or poison record policy, then restart.",
@@ -516,6 +615,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         }
         else
         {
+            // Which record's output was refused is not known: commit them one by one to find it.
             foreach (var key in _processed)
             {
                 _isolateThrough[key.TopicPartition] = Math.Max(_isolateThrough.GetValueOrDefault(key.TopicPartition, -1), key.Offset);
@@ -524,9 +624,22 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
 
         Log.CommitFailed(_logger, Name, Id, failure.Kind, _processed.Count, failure);
         var backoffAttempts = _processed.Count == 1 ? _failures[_processed[0]].Attempts : 1;
-        await EndTransactionAsync(BatchOutcome.Aborted).ConfigureAwait(false);
+        await EndTransactionAsync(BatchOutcome.Aborted).ConfigureAwait(true);
         _rewindPending = true;
-        await BackoffAsync(backoffAttempts, cancellationToken).ConfigureAwait(false);
+        await BackoffAsync(backoffAttempts, cancellationToken).ConfigureAwait(true);
+    }
+
+    /// <summary>
+    /// The transaction failed for a reason no record caused (abortable or retriable: a coordinator that moved, a
+    /// request that timed out): abort, rewind and back off, without counting an attempt against any record, so that
+    /// nothing is dead-lettered or skipped for it. The backoff grows with the failures in a row.
+    /// </summary>
+    private async Task RetryTransactionAsync(KafkaTransactionException failure, CancellationToken cancellationToken)
+    {
+        _transientFailuresInARow++;
+        Log.CommitFailed(_logger, Name, Id, failure.Kind, _processed.Count, failure);
+        await AbortAndRewindAsync($"the transaction failed ({failure.Kind}: {failure.Error.Code})").ConfigureAwait(true);
+        await BackoffAsync(_transientFailuresInARow, cancellationToken).ConfigureAwait(true);
     }
 
     private async Task AbortAndRewindAsync(string reason)
@@ -534,10 +647,10 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         if (_inTransaction && _unit.State is TransactionState.InTransaction or TransactionState.Aborting)
         {
             Log.ProcessorAborting(_logger, Name, Id, reason);
-            await AbortQuietlyAsync().ConfigureAwait(false);
+            await AbortQuietlyAsync().ConfigureAwait(true);
         }
 
-        await EndTransactionAsync(BatchOutcome.Aborted).ConfigureAwait(false);
+        await EndTransactionAsync(BatchOutcome.Aborted).ConfigureAwait(true);
         _rewindPending = true;
     }
 
@@ -545,11 +658,11 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     {
         try
         {
-            await _unit.AbortAsync(CancellationToken.None).ConfigureAwait(false);
+            await _unit.AbortAsync(CancellationToken.None).ConfigureAwait(true);
         }
         catch (KafkaTransactionException e) when (e.Kind is TransactionErrorKind.Fenced or TransactionErrorKind.Fatal)
         {
-            await StopForUnitFailureAsync(e).ConfigureAwait(false);
+            await StopForUnitFailureAsync(e).ConfigureAwait(true);
         }
         catch (KafkaTransactionException e)
         {
@@ -563,14 +676,12 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         EndBatchActivity(outcome);
         _inTransaction = false;
         _deadLetterTopicInTransaction = null;
-        _touched.Clear();
-        _lastTouched = null;
         _processed.Clear();
         _handler = null;
         if (_scope is { } scope)
         {
             _scope = null;
-            await scope.DisposeAsync().ConfigureAwait(false);
+            await scope.DisposeAsync().ConfigureAwait(true);
         }
     }
 
@@ -581,7 +692,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     private async Task StopForUnitFailureAsync(Exception failure)
     {
         var fenced = _unit.State == TransactionState.Fenced || TransactionErrorClassifier.Classify(failure) == TransactionErrorKind.Fenced;
-        await EndTransactionAsync(fenced ? BatchOutcome.Fenced : BatchOutcome.Faulted).ConfigureAwait(false);
+        await EndTransactionAsync(fenced ? BatchOutcome.Fenced : BatchOutcome.Faulted).ConfigureAwait(true);
         if (fenced)
         {
             Log.ProcessorFenced(_logger, Name, Id, failure);
@@ -598,13 +709,18 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         var delay = RetryBackoff.DelayBefore(_options.Retry, attempts + 1, Random.Shared.NextDouble());
         if (delay > TimeSpan.Zero)
         {
-            await Task.Delay(delay, _time, cancellationToken).ConfigureAwait(false);
+            await Task.Delay(delay, _time, cancellationToken).ConfigureAwait(true);
         }
     }
 
     // ---------------------------------------------------------------- shutdown
 
-    private async Task ShutdownAsync()
+    /// <summary>
+    /// Ends the open transaction and leaves the group. The transaction commits only while the drain allows it (the
+    /// stop's ShutdownTimeout has not run out) and with the offsets of the records whose handlers completed; a
+    /// transaction whose handler was cancelled or failed was aborted already. Anything else is aborted.
+    /// </summary>
+    private async Task ShutdownAsync(CancellationToken drainToken)
     {
         if (_consumer is null)
         {
@@ -612,33 +728,39 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             return;
         }
 
-        if (_inTransaction && _unit.State == TransactionState.InTransaction)
+        if (_inTransaction)
         {
-            using var deadline = new CancellationTokenSource(_options.ShutdownTimeout);
-            try
+            if (_unit.State == TransactionState.InTransaction && !drainToken.IsCancellationRequested)
             {
-                await CommitAsync(deadline.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is OperationCanceledException or KafkaException)
-            {
-                Log.ShutdownCommitFailed(_logger, Name, Id, e);
-            }
-
-            if (_unit.State is TransactionState.InTransaction or TransactionState.Aborting)
-            {
-                await AbortQuietlyAsync().ConfigureAwait(false);
+                try
+                {
+                    await CommitAsync(drainToken).ConfigureAwait(true);
+                }
+                catch (Exception e) when (e is OperationCanceledException or KafkaException or InvalidOperationException)
+                {
+                    Log.ShutdownCommitFailed(_logger, Name, Id, e);
+                }
             }
 
-            await EndTransactionAsync(BatchOutcome.Aborted).ConfigureAwait(false);
+            if (_inTransaction && _unit.State is TransactionState.InTransaction or TransactionState.Aborting)
+            {
+                await AbortQuietlyAsync().ConfigureAwait(true);
+            }
+
+            if (_inTransaction)
+            {
+                await EndTransactionAsync(BatchOutcome.Aborted).ConfigureAwait(true);
+            }
         }
 
         try
         {
             _consumer.Close(); // leave the group now, so that the partitions move without waiting for a session timeout
         }
-        catch (KafkaException e)
+        catch (Exception e) when (e is KafkaException or InvalidOperationException)
         {
-            Log.ConsumerError(_logger, Name, e.Error.Code, e.Error.Reason, e.Error.IsFatal);
+            var error = (e as KafkaException)?.Error;
+            Log.ConsumerError(_logger, Name, error?.Code ?? ErrorCode.Local_State, error?.Reason ?? e.Message, error?.IsFatal ?? false);
         }
         finally
         {

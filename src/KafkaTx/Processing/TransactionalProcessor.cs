@@ -59,9 +59,8 @@ internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, 
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        // Consume blocks, so the loop gets a thread of its own instead of holding up the host's start.
-        await Task.Factory.StartNew(() => _engine.RunAsync(stoppingToken), stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default)
-            .Unwrap().ConfigureAwait(false);
+        // The loop runs on a thread of its own (Consume blocks), so the host's start is not held up.
+        await _engine.RunAsync(stoppingToken).ConfigureAwait(false);
         if (_stopApplicationOnFailure && _engine.State is ProcessorState.Fenced or ProcessorState.Faulted)
         {
             _stopper.Stop(_logger, _engine.Name, _engine.TransactionalId, _engine.State, _engine.Failure);

@@ -62,8 +62,12 @@ internal sealed class FakeConsumer(FakeBroker broker, ConsumerEventHandlers hand
 
     public void Subscribe(string topic) => Subscribe([topic]);
 
+    /// <summary>The managed thread ids Consume was called on, and whether any of them was a thread-pool thread.</summary>
+    public System.Collections.Concurrent.ConcurrentDictionary<int, bool> ConsumeThreads { get; } = new();
+
     public ConsumeResult<byte[]?, byte[]?>? Consume(TimeSpan timeout)
     {
+        ConsumeThreads.TryAdd(Environment.CurrentManagedThreadId, Thread.CurrentThread.IsThreadPoolThread);
         DeliverRebalances();
         var found = NextRecord();
         if (found is null && timeout > TimeSpan.Zero)

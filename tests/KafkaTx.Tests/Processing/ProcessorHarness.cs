@@ -19,6 +19,21 @@ internal sealed class HandlerScript
 
     public Action<string>? OnHandle { get; set; }
 
+    /// <summary>
+    /// Awaited with the handler's token before the record is copied, as a handler calling a database or a service
+    /// does (null: the handler completes synchronously). With <see cref="WriteBeforeAwait"/>, a first record
+    /// (value + "-first") is written before it, so that half of a handler's work would show.
+    /// </summary>
+    public Func<string, CancellationToken, Task>? Await { get; set; }
+
+    public bool WriteBeforeAwait { get; set; }
+
+    /// <summary>Handlers that ended with their token cancelled.</summary>
+    public ConcurrentQueue<string> Cancelled { get; } = new();
+
+    /// <summary>Whether any handler ran with a synchronization context (the processor's thread must not leak into it).</summary>
+    public bool SawSynchronizationContext { get; set; }
+
     public int TimesSeen(string value) => Seen.Count(v => v == value);
 }
 
@@ -30,13 +45,40 @@ internal sealed class CopyHandler(HandlerScript script) : ITransactionalHandler<
         var value = record.Message.Value;
         script.Seen.Enqueue(value);
         script.OnHandle?.Invoke(value);
+        script.SawSynchronizationContext |= SynchronizationContext.Current is not null;
         if (script.Fail(value, script.TimesSeen(value)))
         {
             throw new InvalidDataException($"cannot handle {value}");
         }
 
+        if (script.Await is { } wait)
+        {
+            return AwaitThenCopyAsync(record, transaction, wait, cancellationToken);
+        }
+
         transaction.Produce("out", new Message<string, string> { Key = record.Message.Key, Value = value });
         return ValueTask.CompletedTask;
+    }
+
+    private async ValueTask AwaitThenCopyAsync(ConsumeResult<string, string> record, ITransactionScope transaction, Func<string, CancellationToken, Task> wait, CancellationToken cancellationToken)
+    {
+        var value = record.Message.Value;
+        if (script.WriteBeforeAwait)
+        {
+            transaction.Produce("out", new Message<string, string> { Key = record.Message.Key, Value = value + "-first" });
+        }
+
+        try
+        {
+            await wait(value, cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            script.Cancelled.Enqueue(value);
+            throw;
+        }
+
+        transaction.Produce("out", new Message<string, string> { Key = record.Message.Key, Value = value });
     }
 }
 
@@ -79,6 +121,9 @@ internal sealed class ProcessorHarness : IAsyncDisposable
     public ProcessorEngine<string, string> Engine { get; }
 
     public Task? Running { get; private set; }
+
+    /// <summary>Whether StopAsync has asked the processor to stop.</summary>
+    public bool StopRequested => _stop.IsCancellationRequested;
 
     public FakeConsumer Consumer => Factory.Consumers.Single();
 
