@@ -81,6 +81,42 @@ public sealed class MockClusterProcessorTests : IDisposable
         handledWhenFenced.Should().Be(5, "nothing is handled after the fencing");
     }
 
+    [Fact]
+    public async Task A_stop_while_a_handler_awaits_with_its_token_lets_it_finish_and_takes_no_new_record_through_the_real_client()
+    {
+        _cluster.CreateTopic("stop-in", 1);
+        ProcessorHost.Seed(_cluster.BootstrapServers, "stop-in", partitions: 1, perPartition: 10);
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var script = new CopyScript
+        {
+            OutputTopic = "stop-out",
+            Await = async (origin, ct) =>
+            {
+                if (origin == "0:5")
+                {
+                    entered.TrySetResult();
+                    await Task.Delay(TimeSpan.FromMilliseconds(300), ct); // a call to a service, honouring the token
+                }
+            },
+        };
+        await using var host = new ProcessorHost(_cluster.BootstrapServers, "0", "stop-in", "stop-group", script, o =>
+        {
+            o.MaxBatchSize = 1000;
+            o.MaxBatchDuration = TimeSpan.FromSeconds(20); // one open transaction: only the stop commits it
+        });
+
+        await host.StartAsync();
+        await entered.Task.WaitAsync(Deadline);
+        await host.StopAsync();
+
+        script.Cancelled.Should().Be(0, "the handler in flight finishes: its token is cancelled only when ShutdownTimeout runs out");
+        host.Processor.State.Should().Be(ProcessorState.Stopped);
+        host.Processor.CommittedRecords.Should().Be(6, "exactly the records whose handlers completed, 0:0 to 0:5");
+        script.Handled.Keys.Should().BeEquivalentTo(Enumerable.Range(0, 6).Select(i => $"0:{i}"), "a stopping processor takes no new record");
+        var output = TopicReader.ReadAll(_cluster.BootstrapServers, IsolationLevel.ReadCommitted, Deadline, "stop-out");
+        output.Select(r => r.Value).Should().Equal(Enumerable.Range(0, 6).Select(i => $"0:{i}"));
+    }
+
     [Theory]
     [InlineData(PartitionAssignmentStrategy.CooperativeSticky)]
     [InlineData(PartitionAssignmentStrategy.Range)]

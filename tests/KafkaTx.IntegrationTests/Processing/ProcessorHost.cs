@@ -18,6 +18,15 @@ internal sealed class CopyScript
     public string? FailOnceAt { get; set; }
 
     public int Failures;
+
+    /// <summary>
+    /// Awaited with the handler's token (by "partition:offset") before the record is copied, as a handler calling a
+    /// database or a service does; null: the handler completes synchronously.
+    /// </summary>
+    public Func<string, CancellationToken, Task>? Await { get; set; }
+
+    /// <summary>Handlers that ended with their token cancelled.</summary>
+    public int Cancelled;
 }
 
 /// <summary>Copies each input record to the same partition of the output topic, with its origin as the value.</summary>
@@ -33,8 +42,28 @@ internal sealed class CopyHandler(CopyScript script) : ITransactionalHandler<str
             throw new InvalidOperationException("injected failure mid-transaction at " + origin);
         }
 
+        if (script.Await is { } wait)
+        {
+            return AwaitThenCopyAsync(record, origin, transaction, wait, cancellationToken);
+        }
+
         transaction.Produce(new TopicPartition(script.OutputTopic, record.Partition), new Message<string, string> { Key = record.Message.Key, Value = origin });
         return ValueTask.CompletedTask;
+    }
+
+    private async ValueTask AwaitThenCopyAsync(ConsumeResult<string, string> record, string origin, ITransactionScope transaction, Func<string, CancellationToken, Task> wait, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await wait(origin, cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            Interlocked.Increment(ref script.Cancelled);
+            throw;
+        }
+
+        transaction.Produce(new TopicPartition(script.OutputTopic, record.Partition), new Message<string, string> { Key = record.Message.Key, Value = origin });
     }
 }
 
