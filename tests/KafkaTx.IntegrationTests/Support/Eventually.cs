@@ -16,4 +16,28 @@ internal static class Eventually
             await Task.Delay(20);
         }
     }
+
+    /// <summary>
+    /// Reads a value until <paramref name="done"/> holds for it or a deadline passes, and returns the value that
+    /// satisfied it, for the caller to assert on; a timeout names the last value read.
+    /// </summary>
+    public static async Task<T> Until<T>(Func<T> read, Func<T, bool> done, TimeSpan deadline, string what, Func<T, string> describe)
+    {
+        var stopAt = DateTime.UtcNow + deadline;
+        while (true)
+        {
+            var value = read();
+            if (done(value))
+            {
+                return value;
+            }
+
+            if (DateTime.UtcNow >= stopAt)
+            {
+                throw new TimeoutException($"Condition not met within {deadline}: {what}. Last read: {describe(value)}.");
+            }
+
+            await Task.Delay(20);
+        }
+    }
 }
