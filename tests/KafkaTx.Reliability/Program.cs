@@ -5,13 +5,25 @@
 //           moments and pausing one (SIGSTOP) while a replacement takes over, then check the output against the
 //           input: exit code 0 only with no duplicate, no loss, order kept.
 //           dotnet run --project tests/KafkaTx.Reliability -c Release -- crash [--records 100000] [--partitions 4]
-//             [--kills 5] [--no-zombie] [--seed N] [--max-batch-size 100] [--bootstrap-servers HOST:PORT]
+//             [--kills 5] [--no-zombie] [--seed N] [--max-batch-size 100] [--handler copy|await|split]
+//             [--handler-delay 00:00:00.001] [--bootstrap-servers HOST:PORT]
+//   stop    seed an input topic, copy it while stopping the copier gracefully (in memory: the host's StopAsync; with
+//           --bootstrap-servers: SIGTERM to the child process) each time a handler is awaiting a call with its
+//           cancellation token, restarting it after each stop, then check the output record by record: exit code 0
+//           only with no duplicate, no loss, order kept, the input committed to its end, and every stop landed in an
+//           await and ended cleanly.
+//           dotnet run --project tests/KafkaTx.Reliability -c Release -- stop [--records 20000] [--partitions 4]
+//             [--stops 10] [--handler split|await] [--handler-delay 00:00:00.001] [--stop-call 00:00:00.100]
+//             [--seed N] [--max-batch-size 100] [--bootstrap-servers HOST:PORT]
 //   soak    copy for a long time on the in-memory Kafka with a fault every few seconds; report duplicates, losses
 //           and memory every 10 s, which must stay flat.
 //           dotnet run --project tests/KafkaTx.Reliability -c Release -- soak [--duration 00:10:00] [--fault-every 00:00:05]
-//   copy    one copier, as the crash command runs it in a child process; prints "committed <transactions> <records>"
-//           after each commit and "ended <state>" at the end.
+//   copy    one copier, as the crash and stop commands run it in a child process; prints "committed <transactions>
+//           <records>" after each commit and "ended <state>" at the end; with --exit-with-parent it reads its standard
+//           input by line ("arm-stop N" arms the handler's next call, see CopyTarget.ArmStop) and exits when it closes.
 //           dotnet KafkaTx.Reliability.dll copy --bootstrap-servers HOST:PORT --input T --output T --group G --transactional-id ID
+//             [--max-batch-size 100] [--handler copy|await|split] [--handler-delay 00:00:00.001] [--stop-call 00:00:00.100]
+using System.Globalization;
 using KafkaTx;
 using KafkaTx.Reliability;
 using KafkaTx.Reliability.Copying;
@@ -27,12 +39,14 @@ try
     {
         case "crash":
             return await CrashAsync(arguments);
+        case "stop":
+            return await StopAsync(arguments);
         case "soak":
             return await SoakAsync(arguments);
         case "copy":
             return await CopyAsync(arguments);
         default:
-            Console.Error.WriteLine("usage: crash | soak | copy (see the comment at the top of Program.cs, or tests/KafkaTx.Reliability/README.md)");
+            Console.Error.WriteLine("usage: crash | stop | soak | copy (see the comment at the top of Program.cs, or tests/KafkaTx.Reliability/README.md)");
             return 2;
     }
 }
@@ -52,14 +66,36 @@ static async Task<int> CrashAsync(Arguments arguments)
         PausedZombie = !arguments.Flag("--no-zombie"),
         Seed = arguments.Int("--seed", Environment.TickCount),
         MaxBatchSize = arguments.Int("--max-batch-size", 100),
+        Handler = HandlerShapes.Parse(arguments.Optional("--handler") ?? "copy"),
+        HandlerDelay = arguments.Duration("--handler-delay", TimeSpan.FromMilliseconds(1)),
     };
-    await using ICopierBackend backend = arguments.Optional("--bootstrap-servers") is { } servers
-        ? new BrokerCopierBackend(servers)
-        : new InMemoryCopierBackend();
+    await using var backend = Backend(arguments);
     var report = await new CrashHarness(backend, options, Console.Out).RunAsync();
     report.Print(Console.Out);
     return report.ExactlyOnce ? 0 : 1;
 }
+
+static async Task<int> StopAsync(Arguments arguments)
+{
+    var options = new StopOptions
+    {
+        Records = arguments.Int("--records", 20_000),
+        Partitions = arguments.Int("--partitions", 4),
+        Stops = arguments.Int("--stops", 10),
+        Seed = arguments.Int("--seed", Environment.TickCount),
+        MaxBatchSize = arguments.Int("--max-batch-size", 100),
+        Handler = HandlerShapes.Parse(arguments.Optional("--handler") ?? "split"),
+        HandlerDelay = arguments.Duration("--handler-delay", TimeSpan.FromMilliseconds(1)),
+        StopCall = arguments.Duration("--stop-call", TimeSpan.FromMilliseconds(100)),
+    };
+    await using var backend = Backend(arguments);
+    var report = await new StopHarness(backend, options, Console.Out).RunAsync();
+    report.Print(Console.Out);
+    return report.Passed ? 0 : 1;
+}
+
+static ICopierBackend Backend(Arguments arguments) =>
+    arguments.Optional("--bootstrap-servers") is { } servers ? new BrokerCopierBackend(servers) : new InMemoryCopierBackend();
 
 static async Task<int> SoakAsync(Arguments arguments)
 {
@@ -82,19 +118,32 @@ static async Task<int> CopyAsync(Arguments arguments)
         arguments.Required("--output"),
         arguments.Required("--group"),
         arguments.Required("--transactional-id"),
-        arguments.Int("--max-batch-size", 100));
+        arguments.Int("--max-batch-size", 100))
+    {
+        Handler = HandlerShapes.Parse(arguments.Optional("--handler") ?? "copy"),
+        HandlerDelay = arguments.Duration("--handler-delay", TimeSpan.FromMilliseconds(1)),
+        StopCall = arguments.Duration("--stop-call", TimeSpan.FromMilliseconds(100)),
+    };
+    var target = new CopyTarget(settings) { Announcements = Console.Out };
     if (arguments.Flag("--exit-with-parent"))
     {
         // The harness holds this process's standard input open: when the harness dies, so does its copier, instead
-        // of copying on as an orphan that fences the next run's copiers.
+        // of copying on as an orphan that fences the next run's copiers. Meanwhile it sends commands, one a line.
         _ = Task.Run(() =>
         {
-            Console.In.ReadToEnd();
+            while (Console.In.ReadLine() is { } line)
+            {
+                if (line.Split(' ') is ["arm-stop", var records] && long.TryParse(records, NumberStyles.None, CultureInfo.InvariantCulture, out var after))
+                {
+                    target.ArmStop(after);
+                }
+            }
+
             Environment.Exit(3);
         });
     }
 
-    using var host = CopierApp.Build(settings, new CopyTarget(settings.Output));
+    using var host = CopierApp.Build(settings, target);
     await host.StartAsync();
     Console.WriteLine("started");
     var processor = CopierApp.Processor(host);
@@ -112,6 +161,11 @@ static async Task<int> CopyAsync(Arguments arguments)
     }
 
     await host.StopAsync(); // SIGTERM asked for it, or the processor stopped the application
+    if (processor.CommittedTransactions != reported)
+    {
+        Console.WriteLine($"committed {processor.CommittedTransactions} {processor.CommittedRecords}"); // the shutdown's own commit
+    }
+
     Console.WriteLine($"ended {processor.State}");
     return processor.State == ProcessorState.Stopped ? 0 : 1;
 }

@@ -6,7 +6,17 @@ using Microsoft.Extensions.Logging;
 namespace KafkaTx.Reliability.Copying;
 
 /// <summary>What one copier instance is: every incarnation of an instance has the same transactional.id.</summary>
-internal sealed record CopierSettings(string BootstrapServers, string Input, string Output, string Group, string TransactionalId, int MaxBatchSize = 100);
+internal sealed record CopierSettings(string BootstrapServers, string Input, string Output, string Group, string TransactionalId, int MaxBatchSize = 100)
+{
+    /// <summary>What the handler does with each record. Default <see cref="HandlerShape.Copy"/>.</summary>
+    public HandlerShape Handler { get; init; } = HandlerShape.Copy;
+
+    /// <summary>How long the handler's call takes, awaited with its cancellation token (Await and Split).</summary>
+    public TimeSpan HandlerDelay { get; init; } = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>How long the armed call goes on after a graceful stop began (see <see cref="CopyTarget.ArmStop"/>).</summary>
+    public TimeSpan StopCall { get; init; } = TimeSpan.FromMilliseconds(100);
+}
 
 /// <summary>The copier application: KafkaTx's processor copying the input topic to the output topic.</summary>
 internal static class CopierApp
@@ -33,7 +43,9 @@ internal static class CopierApp
             p.GroupId = settings.Group;
             p.MaxBatchSize = settings.MaxBatchSize;
         });
-        return builder.Build();
+        var host = builder.Build();
+        host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.Register(target.StopBegan);
+        return host;
     }
 
     public static ITransactionalProcessor Processor(IHost host) => host.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using KafkaTx.Reliability.Copying;
-using KafkaTx.Reliability.Verification;
 
 namespace KafkaTx.Reliability.Crash;
 
@@ -20,6 +19,12 @@ internal sealed record CrashOptions
 
     public int MaxBatchSize { get; init; } = 100;
 
+    /// <summary>What the copier's handler does: copy at once by default (a kill cancels nothing, so nothing is awaited).</summary>
+    public HandlerShape Handler { get; init; } = HandlerShape.Copy;
+
+    /// <summary>How long the handler's call takes, awaited with its token (Await and Split).</summary>
+    public TimeSpan HandlerDelay { get; init; } = TimeSpan.FromMilliseconds(1);
+
     public TimeSpan Deadline { get; init; } = TimeSpan.FromMinutes(10);
 }
 
@@ -31,45 +36,37 @@ internal sealed record CrashOptions
 /// </summary>
 internal sealed class CrashHarness(ICopierBackend backend, CrashOptions options, TextWriter log)
 {
-    private static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(5);
-
     public async Task<CrashReport> RunAsync()
     {
-        var run = Guid.NewGuid().ToString("N")[..8];
-        var input = "crash-input-" + run;
-        var output = "crash-output-" + run;
-        var settings = new CopierSettings(BootstrapServersOf(backend), input, output, "crash-copiers-" + run, "crash-copier-" + run, options.MaxBatchSize);
-        var random = new Random(options.Seed);
-
-        // The input is written in chunks: one at the start and one after each fault, so that every fault lands in the
-        // middle of the copy, and every new incarnation has work, however fast the backend copies.
         var chunks = options.Kills + (options.PausedZombie ? 1 : 0) + 1;
-        var perPartition = Math.Max(chunks, options.Records / options.Partitions);
-        var perChunk = perPartition / chunks;
-        var report = new CrashReport { Backend = backend.Description, Seed = options.Seed, Records = (long)perPartition * options.Partitions, Partitions = options.Partitions };
-        var chunkRecords = (long)perChunk * options.Partitions;
-        var seeded = 0L;
-        void SeedChunk()
+        var run = new CopyRun(backend, "crash", options.Records, options.Partitions, chunks, log);
+        var settings = run.Settings(options.MaxBatchSize) with { Handler = options.Handler, HandlerDelay = options.HandlerDelay };
+        var random = new Random(options.Seed);
+        var report = new CrashReport
         {
-            var count = seeded + (2 * perChunk) > perPartition ? perPartition - seeded : perChunk; // the last takes the remainder
-            backend.Seed(input, options.Partitions, seeded, (int)count);
-            seeded += count;
-        }
+            Backend = backend.Description,
+            Seed = options.Seed,
+            Records = run.Records,
+            Partitions = options.Partitions,
+            OutputsPerRecord = options.Handler.OutputsPerRecord(),
+            Handler = options.Handler.Describe(options.HandlerDelay),
+        };
+        var chunkRecords = run.ChunkRecords;
 
         var clock = Stopwatch.StartNew();
-        await backend.CreateTopicsAsync(options.Partitions, input, output);
+        await run.CreateTopicsAsync();
         log.WriteLine($"copying {report.Records:N0} records in {options.Partitions} partitions, written in {chunks} chunks; seed {options.Seed}");
 
         var committedBefore = 0L;
         var copier = await backend.StartCopierAsync(settings);
         try
         {
-            SeedChunk();
+            run.SeedChunk();
             for (var kill = 0; kill < options.Kills; kill++)
             {
                 // Triggered by records handled, not committed: the kill lands while a transaction is open.
                 var target = (kill * chunkRecords) + (long)(chunkRecords * (0.1 + (0.8 * random.NextDouble())));
-                await UntilAsync(() => committedBefore + copier.HandledRecords >= target, options.Deadline);
+                await CopyRun.UntilAsync(() => committedBefore + copier.HandledRecords >= target, options.Deadline);
                 await copier.KillAsync();
                 committedBefore += copier.CommittedRecords;
                 report.KilledAt.Add(committedBefore);
@@ -77,8 +74,8 @@ internal sealed class CrashHarness(ICopierBackend backend, CrashOptions options,
                 log.WriteLine($"SIGKILL after {committedBefore:N0} records committed; restarting at once with the same transactional.id");
 
                 copier = await backend.StartCopierAsync(settings);
-                SeedChunk(); // so that the new incarnation has work, however much of the last chunk the old one finished
-                if (await UntilAsync(() => copier.FirstCommitAt is not null, options.Deadline) && copier.FirstCommitAt is { } first)
+                run.SeedChunk(); // so that the new incarnation has work, however much of the last chunk the old one finished
+                if (await CopyRun.UntilAsync(() => copier.FirstCommitAt is not null, options.Deadline) && copier.FirstCommitAt is { } first)
                 {
                     report.RestartToCommit.Add(first - copier.StartedAt);
                     log.WriteLine($"  next commit {(first - copier.StartedAt).TotalSeconds:F2} s after the restart");
@@ -87,25 +84,11 @@ internal sealed class CrashHarness(ICopierBackend backend, CrashOptions options,
 
             if (options.PausedZombie)
             {
-                copier = await PausedZombieAsync(copier, settings, report, random, SeedChunk);
+                copier = await PausedZombieAsync(copier, settings, report, random, run.SeedChunk);
             }
 
-            if (seeded < perPartition)
-            {
-                backend.Seed(input, options.Partitions, seeded, (int)(perPartition - seeded));
-                seeded = perPartition;
-            }
-
-            if (!await UntilAsync(() => IsDone(input, settings.Group), options.Deadline))
-            {
-                var stuck = backend.Progress(input, settings.Group);
-                log.WriteLine($"the copy did not finish within {options.Deadline}: committed/end per partition {string.Join(", ", stuck.Select(p => $"{p.Key}: {p.Value.Committed}/{p.Value.End}"))}");
-                if (copier is ProcessCopier process)
-                {
-                    log.WriteLine("the copier printed:" + Environment.NewLine + process.Output);
-                }
-            }
-
+            run.SeedRest();
+            await run.UntilCopiedAsync(copier, options.Deadline);
             await copier.StopAsync();
         }
         finally
@@ -113,27 +96,25 @@ internal sealed class CrashHarness(ICopierBackend backend, CrashOptions options,
             await copier.DisposeAsync();
         }
 
-        var verifier = new OutputVerifier();
-        backend.ReadNewOutput(output, verifier);
-        var progress = backend.Progress(input, settings.Group);
-        report.OutputRecords = verifier.Records;
-        report.Duplicates = verifier.Duplicates + verifier.Malformed;
-        report.Losses = verifier.Losses(progress.ToDictionary(p => p.Key, p => p.Value.End));
-        report.PartitionsOutOfOrder = verifier.PartitionsOutOfOrder;
-        report.PartitionsFullyCommitted = progress.Count(p => p.Value.Committed == p.Value.End);
+        var verdict = run.Verify(report.OutputsPerRecord);
+        report.OutputRecords = verdict.OutputRecords;
+        report.Duplicates = verdict.Duplicates;
+        report.Losses = verdict.Losses;
+        report.PartitionsOutOfOrder = verdict.PartitionsOutOfOrder;
+        report.PartitionsFullyCommitted = verdict.PartitionsFullyCommitted;
         report.Elapsed = clock.Elapsed;
         return report;
     }
 
     private async Task<ICopier> PausedZombieAsync(ICopier zombie, CopierSettings settings, CrashReport report, Random random, Action seedChunk)
     {
-        await UntilAsync(() => zombie.FirstCommitAt is not null, options.Deadline);
+        await CopyRun.UntilAsync(() => zombie.FirstCommitAt is not null, options.Deadline);
         await Task.Delay(random.Next(0, 20));
         zombie.Pause();
         log.WriteLine("SIGSTOP in mid-copy; starting a replacement with the same transactional.id");
         var replacement = await backend.StartCopierAsync(settings);
         seedChunk(); // work for the replacement, and for the zombie to try to write once it is resumed
-        await UntilAsync(() => replacement.FirstCommitAt is not null, options.Deadline);
+        await CopyRun.UntilAsync(() => replacement.FirstCommitAt is not null, options.Deadline);
         zombie.Resume();
         log.WriteLine("SIGCONT to the paused copier");
         try
@@ -150,39 +131,6 @@ internal sealed class CrashHarness(ICopierBackend backend, CrashOptions options,
         await zombie.DisposeAsync();
         return replacement;
     }
-
-    private DateTime _lastDoneCheck;
-    private bool _done;
-
-    /// <summary>Whether the group has committed the whole input; asked of the backend at most every 200 ms.</summary>
-    private bool IsDone(string input, string group)
-    {
-        if (!_done && DateTime.UtcNow - _lastDoneCheck > TimeSpan.FromMilliseconds(200))
-        {
-            _lastDoneCheck = DateTime.UtcNow;
-            _done = backend.HasCopiedAll(input, group);
-        }
-
-        return _done;
-    }
-
-    private static async Task<bool> UntilAsync(Func<bool> condition, TimeSpan deadline)
-    {
-        var until = DateTime.UtcNow + deadline;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > until)
-            {
-                return false;
-            }
-
-            await Task.Delay(Poll);
-        }
-
-        return true;
-    }
-
-    private static string BootstrapServersOf(ICopierBackend backend) => backend is BrokerCopierBackend broker ? broker.BootstrapServers : "in-memory";
 }
 
 /// <summary>What a crash run found. Exactly once: every input record once in the output, in order, and the group's offsets at the input's end.</summary>
@@ -195,6 +143,12 @@ internal sealed class CrashReport
     public long Records { get; init; }
 
     public int Partitions { get; init; }
+
+    /// <summary>Output records each input record gives (2 with the split handler).</summary>
+    public int OutputsPerRecord { get; init; } = 1;
+
+    /// <summary>The handler's shape, as the report prints it.</summary>
+    public string Handler { get; init; } = HandlerShape.Copy.Describe(TimeSpan.Zero);
 
     public List<long> KilledAt { get; } = [];
 
@@ -217,7 +171,7 @@ internal sealed class CrashReport
     public bool ZombieFenced => Zombie is null || (Zombie.State == "Fenced" && Zombie.ExitCode != 0);
 
     public bool ExactlyOnce =>
-        Duplicates == 0 && Losses == 0 && PartitionsOutOfOrder == 0 && OutputRecords == Records && PartitionsFullyCommitted == Partitions && ZombieFenced;
+        Duplicates == 0 && Losses == 0 && PartitionsOutOfOrder == 0 && OutputRecords == Records * OutputsPerRecord && PartitionsFullyCommitted == Partitions && ZombieFenced;
 
     public void Print(TextWriter writer)
     {
@@ -226,6 +180,7 @@ internal sealed class CrashReport
         writer.WriteLine($"backend:                 {Backend}");
         writer.WriteLine($"seed:                    {Seed}");
         writer.WriteLine(string.Create(c, $"input:                   {Records:N0} records in {Partitions} partitions"));
+        writer.WriteLine($"handler:                 {Handler}");
         writer.WriteLine($"kills (SIGKILL):         {KilledAt.Count}, after about {string.Join(", ", KilledAt.Select(k => k.ToString("N0", c)))} committed records");
         writer.WriteLine($"restart to next commit:  {(RestartToCommit.Count == 0 ? "-" : string.Join(", ", RestartToCommit.Select(t => t.TotalSeconds.ToString("F2", c) + " s")))}");
         writer.WriteLine($"paused zombie:           {(Zombie is null ? "not run" : $"ended {Zombie.State}, exit code {Zombie.ExitCode}")}");

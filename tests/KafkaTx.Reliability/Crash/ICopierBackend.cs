@@ -68,6 +68,18 @@ internal interface ICopier : IAsyncDisposable
 
     /// <summary>Stops it the orderly way.</summary>
     Task StopAsync();
+
+    /// <summary>Arms the handler's call after <paramref name="afterRecords"/> more records (see <see cref="Copying.CopyTarget.ArmStop"/>).</summary>
+    void ArmStop(long afterRecords);
+
+    /// <summary>
+    /// Waits until a handler has entered the armed call, so that a stop sent now lands while that handler awaits
+    /// with its token. Returns the record's coordinates.
+    /// </summary>
+    Task<string> WaitForArmedCallAsync(TimeSpan deadline);
+
+    /// <summary>How the armed await ended; null until it has (or when nothing was armed).</summary>
+    Copying.ArmedAwaitEnd? ArmedAwait { get; }
 }
 
 internal sealed record CopierEnd(string State, int ExitCode);

@@ -53,7 +53,7 @@ internal sealed class InMemoryCopierBackend : ICopierBackend
 
     public async Task<ICopier> StartCopierAsync(CopierSettings settings)
     {
-        var target = new CopyTarget(settings.Output);
+        var target = new CopyTarget(settings);
         var host = CopierApp.Build(settings, target, Cluster, CopierLogLevel);
         var copier = new InMemoryCopier(host, target);
         await host.StartAsync();
@@ -136,6 +136,12 @@ internal sealed class InMemoryCopierBackend : ICopierBackend
                 return _firstCommitAt;
             }
         }
+
+        public ArmedAwaitEnd? ArmedAwait => _target.ArmedAwait;
+
+        public void ArmStop(long afterRecords) => _target.ArmStop(afterRecords);
+
+        public Task<string> WaitForArmedCallAsync(TimeSpan deadline) => _target.AwaitingStop.WaitAsync(deadline);
 
         public Task KillAsync()
         {

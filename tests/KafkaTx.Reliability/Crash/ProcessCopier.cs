@@ -20,6 +20,7 @@ internal sealed partial class ProcessCopier : ICopier
     private readonly ConcurrentQueue<(DateTime At, string Line)> _lines = new();
     private long _committedRecords;
     private DateTime? _firstCommitAt;
+    private ArmedAwaitEnd? _armedAwait;
 
     private ProcessCopier(Process process)
     {
@@ -37,6 +38,8 @@ internal sealed partial class ProcessCopier : ICopier
 
     public DateTime? FirstCommitAt => _firstCommitAt;
 
+    public ArmedAwaitEnd? ArmedAwait => Volatile.Read(ref _armedAwait);
+
     /// <summary>Everything the child printed.</summary>
     public string Output => string.Join(Environment.NewLine, _lines.Select(l => l.Line));
 
@@ -53,6 +56,9 @@ internal sealed partial class ProcessCopier : ICopier
             "--group", settings.Group,
             "--transactional-id", settings.TransactionalId,
             "--max-batch-size", settings.MaxBatchSize.ToString(CultureInfo.InvariantCulture),
+            "--handler", settings.Handler.Name(),
+            "--handler-delay", settings.HandlerDelay.ToString("c", CultureInfo.InvariantCulture),
+            "--stop-call", settings.StopCall.ToString("c", CultureInfo.InvariantCulture),
             "--exit-with-parent",
         ])
         {
@@ -90,6 +96,20 @@ internal sealed partial class ProcessCopier : ICopier
 
             await Task.Delay(10);
         }
+    }
+
+    public void ArmStop(long afterRecords)
+    {
+        // The child reads its standard input line by line (--exit-with-parent): "arm-stop N" arms its handler's call.
+        _process.StandardInput.WriteLine("arm-stop " + afterRecords.ToString(CultureInfo.InvariantCulture));
+        _process.StandardInput.Flush();
+    }
+
+    public async Task<string> WaitForArmedCallAsync(TimeSpan deadline)
+    {
+        var awaiting = "awaiting ";
+        await WaitForLineAsync(l => l.StartsWith(awaiting, StringComparison.Ordinal), deadline);
+        return _lines.First(l => l.Line.StartsWith(awaiting, StringComparison.Ordinal)).Line[awaiting.Length..];
     }
 
     public async Task KillAsync()
@@ -163,6 +183,10 @@ internal sealed partial class ProcessCopier : ICopier
         {
             _firstCommitAt ??= now;
             Interlocked.Exchange(ref _committedRecords, committed);
+        }
+        else if (ArmedAwaitEnd.FromLine(line) is { } end)
+        {
+            Volatile.Write(ref _armedAwait, end);
         }
     }
 

@@ -96,6 +96,31 @@ internal sealed class OutputVerifier
         return losses;
     }
 
+    /// <summary>
+    /// For a copy written two output records per input record (the split handler: input <c>p:s</c> as <c>p:2s</c>
+    /// then <c>p:2s+1</c>): records whose first half was read and whose second half never was, that is, a handler's
+    /// half-done work that was committed. Each is also counted in <see cref="Losses"/>.
+    /// </summary>
+    public long HalfDone(IReadOnlyDictionary<int, long> outputCounts)
+    {
+        var halves = 0L;
+        foreach (var (partition, count) in outputCounts)
+        {
+            if (!_partitions.TryGetValue(partition, out var progress))
+            {
+                continue;
+            }
+
+            halves += progress.Missing.Count(s => s % 2 == 1 && !progress.Missing.Contains(s - 1));
+            if (progress.Next % 2 == 1 && progress.Next < count)
+            {
+                halves++; // the last record read was a first half
+            }
+        }
+
+        return halves;
+    }
+
     private sealed class PartitionProgress
     {
         public long Next { get; set; }
