@@ -7,10 +7,12 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 namespace KafkaTx.Health;
 
 /// <summary>
-/// The health of one producer registration and its processor, if it has one. Unhealthy: Fenced or Faulted (the
-/// instance must be restarted or replaced). Degraded: repeated commit failures, repeated producer replacements,
-/// records taken and waiting too long for a commit, or arrived records left unconsumed too long. The data dictionary
-/// says which, with the figures.
+/// The health of one producer registration, its pool and its processor, if it has them. Unhealthy: Fenced or Faulted
+/// (the unit, the processor, or any pool slot: the instance must be restarted or replaced, though the pool replaces a
+/// faulted slot's producer before its next call). Degraded: a commit whose outcome is unknown (or an abort that did
+/// not complete) awaiting settlement by the next call, repeated commit failures, repeated producer replacements,
+/// records taken and waiting too long for a commit, or arrived records left unconsumed too long. The data
+/// dictionary says which, with the figures.
 /// </summary>
 internal sealed class KafkaTxHealthCheck(string name, KafkaTxHealthCheckOptions options, IServiceProvider services) : IHealthCheck
 {
@@ -22,19 +24,18 @@ internal sealed class KafkaTxHealthCheck(string name, KafkaTxHealthCheckOptions 
         var data = new Dictionary<string, object>(StringComparer.Ordinal) { ["producer"] = name.Length == 0 ? "(default)" : name };
         var unit = services.GetRequiredService<TransactionalUnitOfWorkFactory>().Created(name);
         var processor = services.GetKeyedService<ITransactionalProcessor>(name);
-        var slots = (services.GetKeyedService<ITransactionalUnitOfWorkPool>(name) as TransactionalUnitOfWorkPool)?.CreatedSlots ?? [];
-        if (slots.Count > 0)
+        var pool = services.GetKeyedService<ITransactionalUnitOfWorkPool>(name) as TransactionalUnitOfWorkPool;
+        var reasons = new List<string>();
+        if (pool is not null && CheckPool(pool, data, reasons) is { } poolFailure)
         {
-            data["pool_slot_states"] = string.Join(",", slots.Select(s => s.State));
-            if (slots.FirstOrDefault(s => s.State is TransactionState.Fenced or TransactionState.Faulted) is { } broken)
-            {
-                return HealthCheckResult.Unhealthy($"Pool slot '{broken.TransactionalId}' is {broken.State}: {(broken.State == TransactionState.Fenced ? "another instance uses this instance's transactional.ids; this one must stop." : "self-healing could not recover it; restart the instance.")}", data: data);
-            }
+            return poolFailure;
         }
 
         if (unit is null)
         {
-            return HealthCheckResult.Healthy(slots.Count > 0 ? "The pool's slots are usable." : "The producer has not been used yet.", data);
+            return reasons.Count > 0
+                ? HealthCheckResult.Degraded(string.Join("; ", reasons) + ".", data: data)
+                : HealthCheckResult.Healthy(pool?.CreatedSlots.Count > 0 ? "The pool's slots are usable." : "The producer has not been used yet.", data);
         }
 
         data["transactional_id"] = unit.TransactionalId;
@@ -57,17 +58,12 @@ internal sealed class KafkaTxHealthCheck(string name, KafkaTxHealthCheckOptions 
             return HealthCheckResult.Unhealthy($"'{unit.TransactionalId}' is faulted: self-healing could not recover it. Restart the instance (or ResetAsync after fixing the cause).", processor?.Failure, data);
         }
 
-        var reasons = new List<string>();
-        if (unit.FailedCommitsInARow >= options.DegradedAfterFailedCommits)
+        if (unit.AwaitsSettlement)
         {
-            reasons.Add($"{unit.FailedCommitsInARow} commits in a row failed");
+            reasons.Add($"'{unit.TransactionalId}' {Unsettled(unit)}, which its next call settles first");
         }
 
-        if (unit.ReplacementsInARow >= options.DegradedAfterProducerReplacements)
-        {
-            reasons.Add($"the producer was replaced {unit.ReplacementsInARow} times in a row after fatal errors");
-        }
-
+        AddUnitReasons(unit, reasons);
         if (processor is IProcessorProgress progress)
         {
             var uncommittedFor = progress.UncommittedFor;
@@ -89,4 +85,55 @@ internal sealed class KafkaTxHealthCheck(string name, KafkaTxHealthCheckOptions 
             ? HealthCheckResult.Degraded(string.Join("; ", reasons) + ".", data: data)
             : HealthCheckResult.Healthy(null, data);
     }
+
+    /// <summary>The pool's slots: Unhealthy when a slot is fenced or faulted; otherwise the reasons it is Degraded.</summary>
+    private HealthCheckResult? CheckPool(TransactionalUnitOfWorkPool pool, Dictionary<string, object> data, List<string> reasons)
+    {
+        var slots = pool.CreatedSlots;
+        if (slots.Count == 0)
+        {
+            return null;
+        }
+
+        data["pool_slot_states"] = string.Join(",", slots.Select(s => s.State));
+        if ((pool.FencedSlot ?? slots.FirstOrDefault(s => s.State == TransactionState.Fenced)) is { } fenced)
+        {
+            return HealthCheckResult.Unhealthy($"Pool slot '{fenced.TransactionalId}' is Fenced: another instance uses this instance's transactional.ids; this one must stop (the pool refuses every call).", data: data);
+        }
+
+        if (slots.FirstOrDefault(s => s.State == TransactionState.Faulted) is { } faulted)
+        {
+            return HealthCheckResult.Unhealthy($"Pool slot '{faulted.TransactionalId}' is Faulted: self-healing could not recover it. The pool replaces its producer before its next call; if that fails too, fix the cause (the error is logged) or restart the instance.", data: data);
+        }
+
+        foreach (var slot in slots.Where(s => s.AwaitsSettlement))
+        {
+            reasons.Add($"pool slot '{slot.TransactionalId}' {Unsettled(slot)}, which its next call settles first");
+        }
+
+        foreach (var slot in slots)
+        {
+            var slotReasons = new List<string>();
+            AddUnitReasons(slot, slotReasons);
+            reasons.AddRange(slotReasons.Select(r => $"pool slot '{slot.TransactionalId}': {r}"));
+        }
+
+        return null;
+    }
+
+    private void AddUnitReasons(TransactionalUnitOfWork unit, List<string> reasons)
+    {
+        if (unit.FailedCommitsInARow >= options.DegradedAfterFailedCommits)
+        {
+            reasons.Add($"{unit.FailedCommitsInARow} commits in a row failed");
+        }
+
+        if (unit.ReplacementsInARow >= options.DegradedAfterProducerReplacements)
+        {
+            reasons.Add($"the producer was replaced {unit.ReplacementsInARow} times in a row after fatal errors");
+        }
+    }
+
+    private static string Unsettled(TransactionalUnitOfWork unit) =>
+        unit.State == TransactionState.Committing ? "has a commit with an unknown outcome" : "has an abort that did not complete";
 }

@@ -1,22 +1,35 @@
-using System.Collections.Concurrent;
 using KafkaTx.DependencyInjection;
+using KafkaTx.Telemetry;
 
 namespace KafkaTx.Pooling;
 
 /// <summary>
-/// Leases slots to ExecuteAsync callers: a semaphore counts idle slots, a stack holds them (the most recently used
-/// first, so that a lightly loaded service keeps using the same few warm producers).
+/// Leases slots to ExecuteAsync callers: a semaphore counts the slots a caller may take (idle ones, and ones not created
+/// yet), and idle slots wait in a queue, least recently used first, so that every slot takes its turn: a slot whose
+/// commit outcome was left unknown is settled by its next call soon, instead of failing or waiting behind the others.
 /// </summary>
+/// <remarks>
+/// <para>A permit is always given back, whatever fails (creating a slot included), so the pool never shrinks.</para>
+/// <para>A slot is never handed out when it cannot serve: a Faulted slot gets a new producer (ResetAsync) first. Once
+/// a slot is Fenced, the pool hands out no slot at all, and creates or initializes none: every slot's transactional.id
+/// is this instance's prefix with a slot number, so a newer instance with the same InstanceId owns them all, and
+/// initializing another slot here would fence that instance's slot in turn. The pool is a zombie; every call is
+/// refused, as a fenced unit of work refuses them.</para>
+/// </remarks>
 internal sealed class TransactionalUnitOfWorkPool : ITransactionalUnitOfWorkPool
 {
     private readonly string _name;
     private readonly TransactionalUnitOfWorkFactory _factory;
-    private readonly SemaphoreSlim _idleSlots;
-    private readonly ConcurrentStack<TransactionalUnitOfWork> _idle = new();
+
+    // Not disposed: calls in flight give their permits back after the pool is disposed, and a SemaphoreSlim whose
+    // wait handle is never asked for holds nothing to release.
+    private readonly SemaphoreSlim _permits;
+    private readonly Queue<TransactionalUnitOfWork> _idle = new();
     private readonly TransactionalUnitOfWork?[] _slots;
-    private readonly Lock _createLock = new();
+    private readonly Lock _lock = new();
     private int _created;
     private int _disposed;
+    private TransactionalUnitOfWork? _fenced;
 
     public TransactionalUnitOfWorkPool(string name, int size, TransactionalUnitOfWorkFactory factory)
     {
@@ -24,7 +37,7 @@ internal sealed class TransactionalUnitOfWorkPool : ITransactionalUnitOfWorkPool
         _name = name;
         _factory = factory;
         _slots = new TransactionalUnitOfWork?[size];
-        _idleSlots = new SemaphoreSlim(size, size);
+        _permits = new SemaphoreSlim(size);
         TransactionalIds = [.. Enumerable.Range(0, size).Select(slot => factory.SlotTransactionalId(name, slot))];
     }
 
@@ -37,27 +50,39 @@ internal sealed class TransactionalUnitOfWorkPool : ITransactionalUnitOfWorkPool
     {
         get
         {
-            lock (_createLock)
+            lock (_lock)
             {
                 return [.. _slots.Take(_created).Select(s => s!)];
             }
         }
     }
 
+    /// <summary>The slot found fenced, if one was: the pool then refuses every call.</summary>
+    internal TransactionalUnitOfWork? FencedSlot => Volatile.Read(ref _fenced);
+
     public async Task InitializeAsync(CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
-        lock (_createLock)
+        ThrowIfUnusable(nameof(InitializeAsync));
+        lock (_lock)
         {
             while (_created < Size)
             {
-                _idle.Push(CreateNextSlot());
+                _idle.Enqueue(CreateNextSlot());
             }
         }
 
-        foreach (var unit in _slots)
+        foreach (var unit in CreatedSlots)
         {
-            await unit!.InitializeAsync(cancellationToken).ConfigureAwait(false);
+            // A slot found fenced stops the others from being initialized: they would fence the newer instance's.
+            ThrowIfUnusable(nameof(InitializeAsync));
+            try
+            {
+                await unit.InitializeAsync(cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                NoteIfFenced(unit);
+            }
         }
     }
 
@@ -67,17 +92,38 @@ internal sealed class TransactionalUnitOfWorkPool : ITransactionalUnitOfWorkPool
     public async Task<TResult> ExecuteAsync<TResult>(Func<ITransactionScope, CancellationToken, ValueTask<TResult>> work, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(work);
-        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
-        await _idleSlots.WaitAsync(cancellationToken).ConfigureAwait(false);
-        var unit = Lease();
+        ThrowIfUnusable(nameof(ExecuteAsync));
+        await _permits.WaitAsync(cancellationToken).ConfigureAwait(false);
+        TransactionalUnitOfWork? unit = null;
         try
         {
+            ThrowIfUnusable(nameof(ExecuteAsync)); // disposed or fenced while this caller waited
+            unit = Lease();
+            if (NoteIfFenced(unit))
+            {
+                ThrowIfUnusable(nameof(ExecuteAsync));
+            }
+
+            if (unit.State == TransactionState.Faulted)
+            {
+                Log.PoolSlotReset(unit.Logger, unit.TransactionalId);
+                await unit.ResetAsync(cancellationToken).ConfigureAwait(false);
+            }
+
             return await unit.ExecuteAsync(work, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
-            _idle.Push(unit);
-            _idleSlots.Release();
+            if (unit is not null)
+            {
+                NoteIfFenced(unit);
+                lock (_lock)
+                {
+                    _idle.Enqueue(unit);
+                }
+            }
+
+            _permits.Release();
         }
     }
 
@@ -88,36 +134,32 @@ internal sealed class TransactionalUnitOfWorkPool : ITransactionalUnitOfWorkPool
             return;
         }
 
-        foreach (var unit in CreatedSlots)
-        {
-            await unit.DisposeAsync().ConfigureAwait(false);
-        }
+        // Callers waiting for a slot wake up, find the pool disposed and give their permit back.
+        _permits.Release(Size);
 
-        _idleSlots.Dispose();
+        // Each slot waits (bounded) for its call in flight; they wait side by side, not one after another.
+        await Task.WhenAll(CreatedSlots.Select(unit => unit.DisposeAsync().AsTask())).ConfigureAwait(false);
     }
 
-    /// <summary>An idle slot, created now if every slot created so far is leased.</summary>
+    /// <summary>The least recently used idle slot, or a new one when every slot created so far is leased.</summary>
     private TransactionalUnitOfWork Lease()
     {
-        var spin = default(SpinWait);
-        while (true)
+        lock (_lock)
         {
-            if (_idle.TryPop(out var unit))
+            if (_idle.TryDequeue(out var unit))
             {
                 return unit;
             }
 
-            lock (_createLock)
+            if (_created < Size)
             {
-                if (_created < Size)
-                {
-                    return CreateNextSlot();
-                }
+                // If creating it throws, nothing changed: the caller's permit is given back and a later call tries again.
+                return CreateNextSlot();
             }
-
-            // Every slot exists and the semaphore admitted this caller, so one is being handed back right now.
-            spin.SpinOnce();
         }
+
+        // A permit stands for an idle slot or one not created yet, and slots go back to the queue before their permit.
+        throw new InvalidOperationException($"The pool of '{_name}' admitted a caller with no slot idle and none left to create; this is a bug in KafkaTx.");
     }
 
     private TransactionalUnitOfWork CreateNextSlot()
@@ -126,5 +168,32 @@ internal sealed class TransactionalUnitOfWorkPool : ITransactionalUnitOfWorkPool
         _slots[_created] = unit;
         _created++;
         return unit;
+    }
+
+    /// <summary>Whether the slot is fenced; the first fenced slot found makes the pool refuse every call from then on.</summary>
+    private bool NoteIfFenced(TransactionalUnitOfWork unit)
+    {
+        if (unit.State != TransactionState.Fenced)
+        {
+            return false;
+        }
+
+        if (Interlocked.CompareExchange(ref _fenced, unit, null) is null)
+        {
+            Log.PoolFenced(unit.Logger, unit.TransactionalId);
+        }
+
+        return true;
+    }
+
+    private void ThrowIfUnusable(string operation)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
+        if (Volatile.Read(ref _fenced) is { } fenced)
+        {
+            throw new InvalidOperationException(
+                $"{operation} is not valid: pool slot '{fenced.TransactionalId}' is Fenced. A newer instance with this instance's transactional.ids took over, so this pool is a zombie and refuses every call; " +
+                "it creates and initializes no other slot, which would fence the newer instance's. Stop this instance. If no restart explains it, two instances share one InstanceId (docs/transactional-id.md).");
+        }
     }
 }

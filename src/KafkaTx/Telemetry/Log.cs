@@ -72,6 +72,29 @@ internal static partial class Log
     [LoggerMessage(21, LogLevel.Warning, "The replacement producer of {TransactionalId} could not initialize yet (state {State}); the next use tries again")]
     public static partial void ReplacementNotInitialized(ILogger logger, string transactionalId, TransactionState state, Exception exception);
 
+    // ---- settlement, disposal and pools (event ids 124-159)
+
+    [LoggerMessage(124, LogLevel.Information, "{Operation} settles the earlier commit of {TransactionalId} whose outcome was unknown: resuming it")]
+    public static partial void SettlingPendingCommit(ILogger logger, string transactionalId, string operation);
+
+    [LoggerMessage(125, LogLevel.Information, "The earlier commit of {TransactionalId} whose outcome was unknown is settled: {Outcome}")]
+    public static partial void PendingCommitSettled(ILogger logger, string transactionalId, string outcome);
+
+    [LoggerMessage(126, LogLevel.Information, "Disposing {TransactionalId}: waiting up to {TimeoutMs} ms for the call in flight to end before aborting and closing the producer")]
+    public static partial void DisposeWaiting(ILogger logger, string transactionalId, long timeoutMs);
+
+    [LoggerMessage(127, LogLevel.Warning, "Disposing {TransactionalId}: the call in flight did not end within {TimeoutMs} ms; the unit is disposed now and refuses every call, and its producer is closed when that call returns. Its open transaction, if any, is aborted by the broker after transaction.timeout.ms, or at once by the next producer with this id")]
+    public static partial void DisposeGaveUpWaiting(ILogger logger, string transactionalId, long timeoutMs);
+
+    [LoggerMessage(128, LogLevel.Warning, "The resumed commit of {TransactionalId} still has an unknown outcome; replacing the producer, whose InitTransactions completes or aborts it")]
+    public static partial void SettlingByReplacingProducer(ILogger logger, string transactionalId, Exception exception);
+
+    [LoggerMessage(129, LogLevel.Warning, "Pool slot {TransactionalId} is Faulted; replacing its producer (ResetAsync) before it takes a call")]
+    public static partial void PoolSlotReset(ILogger logger, string transactionalId);
+
+    [LoggerMessage(130, LogLevel.Critical, "Pool slot {TransactionalId} was fenced: a newer instance uses this instance's transactional.ids. The pool refuses every call from now on, and creates or initializes no other slot, which would fence the newer instance's")]
+    public static partial void PoolFenced(ILogger logger, string transactionalId);
+
     // ---- processors (event ids 100+)
 
     [LoggerMessage(100, LogLevel.Information, "Processor {Name} ({TransactionalId}) started: topics {Topics}, group {GroupId}")]

@@ -29,7 +29,19 @@ internal sealed partial class TransactionalUnitOfWork
     {
         ArgumentNullException.ThrowIfNull(work);
         ThrowIfTerminal(nameof(ExecuteAsync));
+        ThrowIfDisposing(nameof(ExecuteAsync));
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            // A caller queued while Dispose began is refused here, before its transaction.
+            EnterCall(nameof(ExecuteAsync));
+        }
+        catch
+        {
+            _gate.Release();
+            throw;
+        }
+
         _executing = true;
         try
         {
@@ -42,9 +54,14 @@ internal sealed partial class TransactionalUnitOfWork
                 TResult result;
                 try
                 {
-                    BeginCore();
+                    BeginCore(cancellationToken);
                     result = await RunWorkAsync(work, cancellationToken).ConfigureAwait(false);
+
+                    // The last moment cancellation aborts: from here on the commit is sent and runs to its outcome.
                     cancellationToken.ThrowIfCancellationRequested();
+
+                    // Disposed while the work ran (Dispose gave up waiting for it): the producer is no longer this call's.
+                    ThrowIfTerminal(nameof(ExecuteAsync));
                 }
                 catch (Exception failure)
                 {
@@ -61,7 +78,7 @@ internal sealed partial class TransactionalUnitOfWork
 
                 try
                 {
-                    await CommitCoreAsync(cancellationToken).ConfigureAwait(false);
+                    await CommitCoreAsync(CancellationToken.None).ConfigureAwait(false);
                     return result;
                 }
                 catch (KafkaTransactionException e) when (CanRunAgain(e.Kind, attempt, maxAttempts, cancellationToken))
@@ -75,6 +92,8 @@ internal sealed partial class TransactionalUnitOfWork
         {
             _attempt = 1;
             _executing = false;
+            _transactionCancellation = default;
+            ExitCall();
             _gate.Release();
         }
     }
@@ -93,30 +112,72 @@ internal sealed partial class TransactionalUnitOfWork
         return await work(this, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Makes the unit ready for a new transaction: initializes it, or finishes an abort that timed out earlier.</summary>
+    /// <summary>
+    /// Makes the unit ready for a new transaction: settles a commit whose outcome was left unknown, finishes an abort
+    /// that timed out earlier, initializes the producer.
+    /// </summary>
     private async Task PrepareForTransactionAsync(CancellationToken cancellationToken)
     {
-        switch (State)
+        if (State == TransactionState.Committing)
         {
-            case TransactionState.Uninitialized:
-                await InitializeCoreAsync(cancellationToken).ConfigureAwait(false);
-                break;
-            case TransactionState.Aborting:
-                await AbortCoreAsync("resuming an abort that did not complete earlier", cancellationToken).ConfigureAwait(false);
-                if (State == TransactionState.Uninitialized)
-                {
-                    await InitializeCoreAsync(cancellationToken).ConfigureAwait(false); // the abort replaced the producer
-                }
-
-                break;
-            case TransactionState.Ready:
-                break;
-            case var state:
-                ThrowIfTerminal(nameof(ExecuteAsync));
-                throw InvalidState(nameof(ExecuteAsync), state, state == TransactionState.Committing
-                    ? "An earlier commit has an unknown outcome: call CommitAsync to resume it and learn the outcome, or ResetAsync to replace the producer."
-                    : null);
+            await SettlePendingCommitAsync(nameof(ExecuteAsync), cancellationToken).ConfigureAwait(false);
         }
+
+        if (State == TransactionState.Aborting)
+        {
+            await AbortCoreAsync("resuming an abort that did not complete earlier", cancellationToken).ConfigureAwait(false);
+        }
+
+        if (State == TransactionState.Uninitialized)
+        {
+            await InitializeCoreAsync(cancellationToken).ConfigureAwait(false); // first use, or a replaced producer
+        }
+
+        var state = State;
+        if (state != TransactionState.Ready)
+        {
+            ThrowIfTerminal(nameof(ExecuteAsync));
+            throw InvalidState(nameof(ExecuteAsync), state, NextStep(state));
+        }
+    }
+
+    /// <summary>
+    /// Settles a commit whose outcome was left unknown (state Committing, no call running it): resumes it, and if its
+    /// outcome is still unknown, replaces the producer, whose InitTransactions completes or aborts it. Leaves the unit
+    /// Ready, or Uninitialized when the new producer could not initialize yet (the next call initializes it). Run by
+    /// the next ExecuteAsync or InitializeAsync, so that nobody has to call anything else first.
+    /// </summary>
+    /// <remarks>The resumed commit ignores the caller's token, as any commit that was sent does; the new producer's
+    /// InitTransactions honours it (cancelled, the unit stays Uninitialized and the next call initializes it).</remarks>
+    private async Task SettlePendingCommitAsync(string operation, CancellationToken cancellationToken)
+    {
+        Log.SettlingPendingCommit(_logger, TransactionalId, operation);
+        try
+        {
+            await CommitCoreAsync(CancellationToken.None).ConfigureAwait(false);
+            Log.PendingCommitSettled(_logger, TransactionalId, "committed (the resumed commit completed)");
+            return;
+        }
+        catch (KafkaTransactionException e) when (e.Kind is not (TransactionErrorKind.Fenced or TransactionErrorKind.Fatal))
+        {
+            if (State != TransactionState.Committing)
+            {
+                // The commit failed and was aborted, or a fatal error replaced the producer: settled either way.
+                Log.PendingCommitSettled(_logger, TransactionalId, e.Kind == TransactionErrorKind.OutcomeUnknown
+                    ? "completed or aborted by a new producer's InitTransactions after a fatal error"
+                    : $"aborted ({e.Kind}: {e.Error.Code})");
+                return;
+            }
+
+            Log.SettlingByReplacingProducer(_logger, TransactionalId, e);
+        }
+
+        _producer.Replace();
+        _brokenBy = null;
+        _backoffBeforeInit = TimeSpan.Zero;
+        TransitionTo(TransactionState.Uninitialized);
+        await InitializeCoreAsync(cancellationToken).ConfigureAwait(false);
+        Log.PendingCommitSettled(_logger, TransactionalId, "completed or aborted by the new producer's InitTransactions (which of the two is not known)");
     }
 
     /// <summary>Aborts after the work failed, and returns the failure's kind (null for an application exception).</summary>
@@ -156,10 +217,12 @@ internal sealed partial class TransactionalUnitOfWork
         return kind;
     }
 
-    private static bool CanRunAgain(TransactionErrorKind? kind, int attempt, int maxAttempts, CancellationToken cancellationToken) =>
+    /// <summary>Whether the work runs again: an abortable failure, attempts left, not cancelled, and not being disposed.</summary>
+    private bool CanRunAgain(TransactionErrorKind? kind, int attempt, int maxAttempts, CancellationToken cancellationToken) =>
         kind is TransactionErrorKind.Abortable or TransactionErrorKind.Retriable
         && attempt < maxAttempts
-        && !cancellationToken.IsCancellationRequested;
+        && !cancellationToken.IsCancellationRequested
+        && Volatile.Read(ref _disposing) == 0;
 
     private async Task DelayBeforeRetryAsync(TransactionErrorKind? kind, int nextAttempt, int maxAttempts, Exception failure, CancellationToken cancellationToken)
     {

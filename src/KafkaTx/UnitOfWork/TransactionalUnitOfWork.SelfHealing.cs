@@ -60,6 +60,11 @@ internal sealed partial class TransactionalUnitOfWork
     /// <summary>Initializes a replacement producer at once, so that the unit is ready again; a failure leaves the state to say what is next.</summary>
     private async Task InitializeReplacementAsync()
     {
+        if (Volatile.Read(ref _disposing) == 1)
+        {
+            return; // the unit is being disposed: the new producer is closed with it, never initialized
+        }
+
         try
         {
             await InitializeCoreAsync(CancellationToken.None).ConfigureAwait(false);

@@ -14,9 +14,13 @@ namespace KafkaTx;
 /// </summary>
 /// <remarks>
 /// <para>Concurrency: <see cref="_gate"/> admits one transaction at a time. ExecuteAsync waits for it; the explicit
-/// BeginTransaction takes it without waiting (and throws when it is held) and keeps it until the transaction ends.
+/// BeginTransaction takes it without waiting (and throws when it is held) and keeps it until the transaction ends
+/// (committed, aborted, or a commit whose outcome is unknown: that one is settled by the next call, not its owner).
 /// The state is read lock-free on the produce path and changed only by the holder of the gate, except for the
 /// terminal states, which any thread may enter.</para>
+/// <para>Calls in flight: every public call but Produce counts itself in <see cref="_callsInFlight"/> while it runs,
+/// and the explicit calls of one transaction run one at a time (<see cref="_explicitCall"/>). Dispose refuses new calls
+/// at once, then waits (bounded) for the calls in flight, so that it never aborts or disposes the producer under one.</para>
 /// <para>Self-healing: a fatal error that is not fencing does not end the unit. The producer is replaced (a new one,
 /// whose InitTransactions aborts whatever the old one left open), at most
 /// <see cref="KafkaTransactionsOptions.MaxProducerReplacements"/> times in a row. Where the error hit decides what the
@@ -42,6 +46,18 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
     private bool _explicitTransaction;
     private bool _executing;
     private int _disposeStarted;
+
+    // The token of the open transaction (ExecuteAsync's caller's, or the one given to BeginTransaction): a Produce
+    // waiting for room in a full local queue stops when it is cancelled. Read only while the queue is full.
+    private CancellationToken _transactionCancellation;
+
+    // Calls running now (Dispose waits for them), the explicit call running now (one at a time), and Dispose's state:
+    // _disposing refuses new calls; _idle and _idleEvent are set when the last call in flight ends.
+    private int _callsInFlight;
+    private string? _explicitCall;
+    private int _disposing;
+    private TaskCompletionSource? _idle;
+    private ManualResetEventSlim? _idleEvent;
 
     // The fatal error that broke the producer while a transaction was open; the producer is replaced when the
     // transaction is aborted. Until then every call of the transaction fails at once, without touching the producer.
@@ -75,6 +91,9 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
 
     public TransactionState State => (TransactionState)Volatile.Read(ref _state);
 
+    /// <summary>The unit's logger, for the pool that holds it as a slot.</summary>
+    internal ILogger Logger => _logger;
+
     /// <summary>How many times the producer has been replaced, by self-healing or ResetAsync.</summary>
     internal int ProducerReplacements => _producer.Replacements;
 
@@ -84,23 +103,43 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
     /// <summary>Commits that failed since one last succeeded (for health checks).</summary>
     internal int FailedCommitsInARow => Volatile.Read(ref _failedCommitsInARow);
 
+    /// <summary>
+    /// A commit with an unknown outcome, or an abort that did not complete, waits for a call to settle it: the unit
+    /// cannot take a transaction at once (for health checks). False while a call is running, settling it or not.
+    /// </summary>
+    internal bool AwaitsSettlement => (State is TransactionState.Committing or TransactionState.Aborting) && Volatile.Read(ref _callsInFlight) == 0;
+
     // ---------------------------------------------------------------- initialization
 
     public async Task InitializeAsync(CancellationToken cancellationToken = default)
     {
         ThrowIfTerminal(nameof(InitializeAsync));
-        if (State is not (TransactionState.Uninitialized or TransactionState.Initializing))
+        if (State is not (TransactionState.Uninitialized or TransactionState.Initializing or TransactionState.Committing))
         {
             return;
         }
 
+        ThrowIfDisposing(nameof(InitializeAsync));
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            ThrowIfTerminal(nameof(InitializeAsync));
-            if (State == TransactionState.Uninitialized)
+            EnterCall(nameof(InitializeAsync));
+            try
             {
-                await InitializeCoreAsync(cancellationToken).ConfigureAwait(false);
+                ThrowIfTerminal(nameof(InitializeAsync));
+                if (State == TransactionState.Committing)
+                {
+                    await SettlePendingCommitAsync(nameof(InitializeAsync), cancellationToken).ConfigureAwait(false);
+                }
+
+                if (State == TransactionState.Uninitialized)
+                {
+                    await InitializeCoreAsync(cancellationToken).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                ExitCall();
             }
         }
         finally
@@ -149,73 +188,166 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
 
     // ---------------------------------------------------------------- explicit transaction control
 
-    public void BeginTransaction()
+    public void BeginTransaction() => BeginTransaction(CancellationToken.None);
+
+    /// <summary>
+    /// Opens a transaction, as <see cref="BeginTransaction()"/> does, whose cancellation is <paramref name="cancellation"/>:
+    /// a Produce of this transaction waiting for room in the full local queue stops (OperationCanceledException) when
+    /// it is cancelled. The processor passes the token its handlers get.
+    /// </summary>
+    /// <param name="cancellation">The transaction's cancellation; it is not otherwise observed.</param>
+    internal void BeginTransaction(CancellationToken cancellation)
     {
         ThrowIfTerminal(nameof(BeginTransaction));
-        if (!_gate.Wait(0))
-        {
-            throw new InvalidOperationException(
-                $"BeginTransaction is not valid now (state {State}): another transaction of '{TransactionalId}' is open or another call is running. " +
-                "A unit of work runs one transaction at a time; use ExecuteAsync to queue concurrent callers, or one unit per concurrent flow (each with its own transactional.id).");
-        }
-
+        EnterCall(nameof(BeginTransaction));
         try
         {
-            var state = State;
-            if (state != TransactionState.Ready)
+            if (!_gate.Wait(0, CancellationToken.None))
             {
-                throw InvalidState(nameof(BeginTransaction), state, state == TransactionState.Uninitialized ? "Call InitializeAsync first." : null);
+                throw new InvalidOperationException(
+                    $"BeginTransaction is not valid now (state {State}): another transaction of '{TransactionalId}' is open or another call is running. " +
+                    "A unit of work runs one transaction at a time; use ExecuteAsync to queue concurrent callers, or one unit per concurrent flow (each with its own transactional.id).");
             }
 
-            BeginCore();
-            _explicitTransaction = true;
+            try
+            {
+                var state = State;
+                if (state != TransactionState.Ready)
+                {
+                    ThrowIfTerminal(nameof(BeginTransaction));
+                    throw InvalidState(nameof(BeginTransaction), state, NextStep(state));
+                }
+
+                BeginCore(cancellation);
+                _explicitTransaction = true;
+            }
+            catch
+            {
+                _gate.Release();
+                throw;
+            }
         }
-        catch
+        finally
         {
-            _gate.Release();
-            throw;
+            ExitCall();
         }
     }
 
     public async Task CommitAsync(CancellationToken cancellationToken = default)
     {
         ThrowIfOwnedByExecute(nameof(CommitAsync));
-        var state = State;
-        if (state is not (TransactionState.InTransaction or TransactionState.Committing) || !_explicitTransaction)
-        {
-            ThrowIfTerminal(nameof(CommitAsync));
-            throw InvalidState(nameof(CommitAsync), state, "No transaction is open: call BeginTransaction first.");
-        }
-
+        EnterCall(nameof(CommitAsync), explicitCall: true);
         try
         {
-            await CommitCoreAsync(cancellationToken).ConfigureAwait(false);
+            var state = State;
+            if (state == TransactionState.InTransaction && _explicitTransaction)
+            {
+                try
+                {
+                    await CommitCoreAsync(cancellationToken).ConfigureAwait(false);
+                }
+                finally
+                {
+                    ReleaseExplicitTransactionIfEnded();
+                }
+
+                return;
+            }
+
+            if (state == TransactionState.Committing && !_explicitTransaction)
+            {
+                await ResumePendingCommitAsync(cancellationToken).ConfigureAwait(false);
+                return;
+            }
+
+            ThrowIfTerminal(nameof(CommitAsync));
+            throw InvalidState(nameof(CommitAsync), state, state == TransactionState.Ready ? "No transaction is open: call BeginTransaction first." : NextStep(state));
         }
         finally
         {
-            ReleaseExplicitTransactionIfEnded();
+            ExitCall(explicitCall: true);
         }
     }
 
     public async Task AbortAsync(CancellationToken cancellationToken = default)
     {
         ThrowIfOwnedByExecute(nameof(AbortAsync));
-        var state = State;
-        if (state is not (TransactionState.InTransaction or TransactionState.Aborting) || !_explicitTransaction)
-        {
-            ThrowIfTerminal(nameof(AbortAsync));
-            throw InvalidState(nameof(AbortAsync), state, state == TransactionState.Committing
-                ? "A commit with an unknown outcome is pending: call CommitAsync to resume it, or ResetAsync."
-                : "No transaction is open.");
-        }
-
+        EnterCall(nameof(AbortAsync), explicitCall: true);
         try
         {
-            await AbortCoreAsync("aborted by the caller", cancellationToken).ConfigureAwait(false);
+            var state = State;
+            if ((state is TransactionState.InTransaction or TransactionState.Aborting) && _explicitTransaction)
+            {
+                try
+                {
+                    await AbortCoreAsync("aborted by the caller", cancellationToken).ConfigureAwait(false);
+                }
+                finally
+                {
+                    ReleaseExplicitTransactionIfEnded();
+                }
+
+                return;
+            }
+
+            if (state == TransactionState.Aborting)
+            {
+                await ResumeAbortAsync(cancellationToken).ConfigureAwait(false);
+                return;
+            }
+
+            ThrowIfTerminal(nameof(AbortAsync));
+            throw InvalidState(nameof(AbortAsync), state, state switch
+            {
+                TransactionState.Ready => "No transaction is open.",
+                TransactionState.Committing => "A commit that was sent cannot be aborted. " + NextStep(state),
+                _ => NextStep(state),
+            });
         }
         finally
         {
-            ReleaseExplicitTransactionIfEnded();
+            ExitCall(explicitCall: true);
+        }
+    }
+
+    /// <summary>CommitAsync on a commit whose outcome was left unknown (by either path): resumes it and reports its outcome.</summary>
+    private async Task ResumePendingCommitAsync(CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var state = State;
+            if (state != TransactionState.Committing)
+            {
+                ThrowIfTerminal(nameof(CommitAsync));
+                throw InvalidState(nameof(CommitAsync), state, "The commit whose outcome was unknown was settled meanwhile by another call (its outcome is in the log); no transaction is open.");
+            }
+
+            Log.SettlingPendingCommit(_logger, TransactionalId, nameof(CommitAsync));
+            await CommitCoreAsync(cancellationToken).ConfigureAwait(false);
+            Log.PendingCommitSettled(_logger, TransactionalId, "committed (the resumed commit completed)");
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>AbortAsync on an abort that ExecuteAsync left incomplete: resumes it.</summary>
+    private async Task ResumeAbortAsync(CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            // Settled meanwhile by another call (ExecuteAsync resumes it first): then there is nothing left to abort.
+            if (State == TransactionState.Aborting)
+            {
+                await AbortCoreAsync("resuming an abort that did not complete earlier", cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _gate.Release();
         }
     }
 
@@ -249,7 +381,9 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         if (state != TransactionState.InTransaction)
         {
             ThrowIfTerminal(nameof(Produce));
-            throw InvalidState(nameof(Produce), state, "Records can only be written inside a transaction: call BeginTransaction, or use ExecuteAsync.");
+            throw InvalidState(nameof(Produce), state, state == TransactionState.Ready
+                ? "Records can only be written inside a transaction: call BeginTransaction, or use ExecuteAsync."
+                : "Records can only be written inside a transaction. " + NextStep(state));
         }
 
         ThrowIfBroken(nameof(Produce));
@@ -263,7 +397,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         var raw = ScratchMessage.Rent(key, value, headers, message.Timestamp);
         try
         {
-            _producer.Produce(topic, topicPartition, raw, TracksDeliveryOf(topic));
+            _producer.Produce(topic, topicPartition, raw, TracksDeliveryOf(topic), _transactionCancellation);
             Interlocked.Increment(ref _recordsInTransaction);
         }
         catch (ProduceException<byte[]?, byte[]?> e)
@@ -350,11 +484,33 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
             }
         }
 
+        // Inside ExecuteAsync's work the call is part of ExecuteAsync's; otherwise it is an explicit call of its own.
+        var explicitCall = !_executing;
+        if (explicitCall)
+        {
+            EnterCall(nameof(SendOffsetsAsync), explicitCall: true);
+        }
+
+        try
+        {
+            await SendOffsetsCoreAsync(list, groupMetadata, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (explicitCall)
+            {
+                ExitCall(explicitCall: true);
+            }
+        }
+    }
+
+    private async Task SendOffsetsCoreAsync(List<TopicPartitionOffset> list, IConsumerGroupMetadata groupMetadata, CancellationToken cancellationToken)
+    {
         var state = State;
         if (state != TransactionState.InTransaction)
         {
             ThrowIfTerminal(nameof(SendOffsetsAsync));
-            throw InvalidState(nameof(SendOffsetsAsync), state, "Offsets can only be sent inside a transaction.");
+            throw InvalidState(nameof(SendOffsetsAsync), state, "Offsets can only be sent inside a transaction. " + NextStep(state));
         }
 
         ThrowIfBroken(nameof(SendOffsetsAsync));
@@ -384,7 +540,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
 
     // ---------------------------------------------------------------- begin, commit and abort
 
-    private void BeginCore()
+    private void BeginCore(CancellationToken cancellation)
     {
         try
         {
@@ -410,6 +566,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         }
 
         Volatile.Write(ref _recordsInTransaction, 0);
+        _transactionCancellation = cancellation;
         _trackedTopics = [];
         _transactionStartedAt = _time.GetTimestamp();
         TransitionTo(TransactionState.InTransaction);
@@ -433,7 +590,8 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
     private async Task CommitOrRefuseAsync(CancellationToken cancellationToken)
     {
         var commitStarted = _time.GetTimestamp();
-        if (State == TransactionState.InTransaction)
+        var state = State;
+        if (state == TransactionState.InTransaction)
         {
             await RefuseDoomedCommitAsync().ConfigureAwait(false);
 
@@ -441,14 +599,22 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
             cancellationToken.ThrowIfCancellationRequested();
             TransitionTo(TransactionState.Committing);
         }
+        else if (state != TransactionState.Committing)
+        {
+            ThrowIfTerminal(nameof(CommitAsync));
+            throw InvalidState(nameof(CommitAsync), state, NextStep(state));
+        }
 
         var records = Volatile.Read(ref _recordsInTransaction);
         try
         {
+            // ExecuteAsync and settlement pass no token: a commit that was sent runs to its outcome within
+            // CommitTimeout. The explicit CommitAsync passes its caller's, which may stop waiting (outcome unknown).
             await _producer.CommitTransactionAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException e)
         {
+            // Only the explicit CommitAsync gets here: Committing, with an unknown outcome the next call settles.
             Log.CommitOutcomeUnknown(_logger, TransactionalId, e);
             EndTransactionActivity("outcome_unknown", error: e);
             throw;
@@ -514,7 +680,7 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
             case TransactionErrorKind.Retriable:
                 Log.CommitOutcomeUnknown(_logger, TransactionalId, e);
                 return Failure(TransactionErrorKind.OutcomeUnknown, e,
-                    $"The commit of '{TransactionalId}' did not complete within CommitTimeout ({_options.CommitTimeout}); last error {e.Error.Code} ({e.Error.Reason}). Its outcome is unknown and it is not treated as committed. Call CommitAsync again to resume it and learn the outcome, or ResetAsync: the new producer's InitTransactions completes or aborts it.");
+                    $"The commit of '{TransactionalId}' did not complete within CommitTimeout ({_options.CommitTimeout}); last error {e.Error.Code} ({e.Error.Reason}). Its outcome is unknown and it is not treated as committed, nor run again. " + PendingCommitNextStep);
             case TransactionErrorKind.Fenced:
                 return EnterTerminalFailure(kind, e, "CommitTransaction failed");
             case TransactionErrorKind.Fatal when !CanReplaceProducer(e.Error):
@@ -599,41 +765,65 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
     public async Task ResetAsync(CancellationToken cancellationToken = default)
     {
         ThrowIfTerminal(nameof(ResetAsync));
-        var ownsGate = _explicitTransaction;
-        if (!ownsGate)
-        {
-            await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-
+        EnterCall(nameof(ResetAsync), explicitCall: true);
         try
         {
-            ThrowIfTerminal(nameof(ResetAsync));
-            var state = State;
-            if (state == TransactionState.InTransaction && _brokenBy is null)
+            var ownsGate = _explicitTransaction;
+            if (!ownsGate)
             {
-                throw InvalidState(nameof(ResetAsync), state, "A transaction is open and the producer is healthy: abort it instead.");
+                await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
             }
 
-            Log.Resetting(_logger, TransactionalId, state);
-            EndTransactionActivity("reset");
-            _producer.Replace();
-            _brokenBy = null;
-            _replacementsInARow = 0;
-            _backoffBeforeInit = TimeSpan.Zero;
-            Volatile.Write(ref _state, (int)TransactionState.Uninitialized);
-            _explicitTransaction = false;
+            try
+            {
+                ThrowIfTerminal(nameof(ResetAsync));
+                var state = State;
+                if (state == TransactionState.InTransaction && _brokenBy is null)
+                {
+                    throw InvalidState(nameof(ResetAsync), state, "A transaction is open and the producer is healthy: abort it instead.");
+                }
+
+                Log.Resetting(_logger, TransactionalId, state);
+                EndTransactionActivity("reset");
+                _producer.Replace();
+                _brokenBy = null;
+                _replacementsInARow = 0;
+                _backoffBeforeInit = TimeSpan.Zero;
+                Volatile.Write(ref _state, (int)TransactionState.Uninitialized);
+                _explicitTransaction = false;
+                _transactionCancellation = default;
+            }
+            finally
+            {
+                _gate.Release();
+            }
         }
         finally
         {
-            _gate.Release();
+            ExitCall(explicitCall: true);
         }
     }
 
     public async ValueTask DisposeAsync()
     {
-        if (Interlocked.Exchange(ref _disposeStarted, 1) == 1)
+        if (!BeginDispose())
         {
             return;
+        }
+
+        var bound = DisposeWaitBound;
+        if (Volatile.Read(ref _callsInFlight) > 0)
+        {
+            Log.DisposeWaiting(_logger, TransactionalId, (long)bound.TotalMilliseconds);
+            try
+            {
+                await _idle!.Task.WaitAsync(bound, _time).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                GiveUpWaiting(bound);
+                return;
+            }
         }
 
         var ownsGate = _explicitTransaction || await _gate.WaitAsync(_options.AbortTimeout).ConfigureAwait(false);
@@ -660,9 +850,20 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
 
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref _disposeStarted, 1) == 1)
+        if (!BeginDispose())
         {
             return;
+        }
+
+        var bound = DisposeWaitBound;
+        if (Volatile.Read(ref _callsInFlight) > 0)
+        {
+            Log.DisposeWaiting(_logger, TransactionalId, (long)bound.TotalMilliseconds);
+            if (!_idleEvent!.Wait(bound))
+            {
+                GiveUpWaiting(bound);
+                return;
+            }
         }
 
         var ownsGate = _explicitTransaction || _gate.Wait(_options.AbortTimeout);
@@ -685,6 +886,52 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         {
             FinishDispose(ownsGate);
         }
+    }
+
+    /// <summary>How long Dispose waits for the call in flight: a commit and then an abort, each to its deadline.</summary>
+    private TimeSpan DisposeWaitBound => _options.CommitTimeout + _options.AbortTimeout;
+
+    /// <summary>
+    /// Starts disposing, once: from now on every new call is refused, a Produce waiting for queue room stops, and the
+    /// end of the last call in flight is signalled. Returns false when disposal had already started.
+    /// </summary>
+    private bool BeginDispose()
+    {
+        if (Interlocked.Exchange(ref _disposeStarted, 1) == 1)
+        {
+            return false;
+        }
+
+        _producer.StopWaiting();
+        _idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _idleEvent = new ManualResetEventSlim();
+
+        // After the signals exist (a call ending now finds them) and before the count is read: EnterCall increments
+        // the count before it reads this flag, so either Dispose sees the call or the call sees Dispose.
+        Interlocked.Exchange(ref _disposing, 1);
+        return true;
+    }
+
+    /// <summary>
+    /// The call in flight outlasted the bounded wait: the unit is Disposed now (every call refused), and the rest of
+    /// the disposal (its producer, the transaction gate) happens when that call returns. Its open transaction is not
+    /// aborted: the broker aborts it after transaction.timeout.ms, or a new producer with this id at once.
+    /// </summary>
+    private void GiveUpWaiting(TimeSpan bound)
+    {
+        Log.DisposeGaveUpWaiting(_logger, TransactionalId, (long)bound.TotalMilliseconds);
+        Interlocked.Exchange(ref _state, (int)TransactionState.Disposed);
+        _ = _idle!.Task.ContinueWith(
+            static (_, state) =>
+            {
+                // Every call has returned: an explicit transaction still holds the gate only if no call ended it.
+                var unit = (TransactionalUnitOfWork)state!;
+                unit.FinishDispose(unit._explicitTransaction);
+            },
+            this,
+            CancellationToken.None,
+            TaskContinuationOptions.None,
+            TaskScheduler.Default);
     }
 
     private void FinishDispose(bool ownsGate)
@@ -751,14 +998,84 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
         }
     }
 
+    /// <summary>
+    /// Ends the explicit transaction once a call has finished it: committed, aborted, or committed with an unknown
+    /// outcome, which the next call settles (ExecuteAsync, InitializeAsync, CommitAsync or ResetAsync, not only its
+    /// owner). An open transaction, or an abort that did not complete, stays with its owner.
+    /// </summary>
     private void ReleaseExplicitTransactionIfEnded()
     {
-        if (_explicitTransaction && State is not (TransactionState.InTransaction or TransactionState.Committing or TransactionState.Aborting))
+        if (_explicitTransaction && State is not (TransactionState.InTransaction or TransactionState.Aborting))
         {
             _explicitTransaction = false;
+            _transactionCancellation = default;
             _gate.Release();
         }
     }
+
+    /// <summary>
+    /// Counts a call as in flight, or refuses it (ObjectDisposedException) once Dispose has begun. An explicit call
+    /// (commit, abort, send offsets, reset) is also refused while another one runs: the explicit calls are for one owner.
+    /// </summary>
+    private void EnterCall(string operation, bool explicitCall = false)
+    {
+        if (explicitCall && Interlocked.CompareExchange(ref _explicitCall, operation, null) is { } running)
+        {
+            throw new InvalidOperationException(
+                $"{operation} is not valid while {running} of '{TransactionalId}' is running (state {State}): the explicit calls of a transaction are for one owner, one call at a time. Await {running} first.");
+        }
+
+        Interlocked.Increment(ref _callsInFlight);
+        if (Volatile.Read(ref _disposing) == 1)
+        {
+            ExitCall(explicitCall);
+            throw Disposed(operation);
+        }
+    }
+
+    private void ExitCall(bool explicitCall = false)
+    {
+        if (explicitCall)
+        {
+            Volatile.Write(ref _explicitCall, null);
+        }
+
+        if (Interlocked.Decrement(ref _callsInFlight) == 0 && Volatile.Read(ref _disposing) == 1)
+        {
+            _idle!.TrySetResult();
+            _idleEvent!.Set();
+        }
+    }
+
+    /// <summary>Refuses a call before it waits for its turn, once Dispose has begun.</summary>
+    private void ThrowIfDisposing(string operation)
+    {
+        if (Volatile.Read(ref _disposing) == 1)
+        {
+            throw Disposed(operation);
+        }
+    }
+
+    private ObjectDisposedException Disposed(string operation) =>
+        new(nameof(TransactionalUnitOfWork), State == TransactionState.Disposed
+            ? $"{operation} is not valid in state Disposed: the unit of work for '{TransactionalId}' has been disposed."
+            : $"{operation} is refused: the unit of work for '{TransactionalId}' is being disposed (state Disposed once the calls in flight end).");
+
+    /// <summary>What may be done in a state where the call made is refused: only calls that work in that state.</summary>
+    private static string NextStep(TransactionState state) => state switch
+    {
+        TransactionState.Uninitialized => "Call InitializeAsync first (ExecuteAsync initializes on its own).",
+        TransactionState.Initializing => "InitializeAsync is running: wait for it (ExecuteAsync waits on its own).",
+        TransactionState.Ready => "No transaction is open: call BeginTransaction, or use ExecuteAsync.",
+        TransactionState.InTransaction => "A transaction is open: commit or abort it (ExecuteAsync queues behind it).",
+        TransactionState.Committing => PendingCommitNextStep,
+        TransactionState.Aborting => "An abort did not complete: AbortAsync resumes it, and ExecuteAsync resumes it before its own transaction.",
+        _ => string.Empty,
+    };
+
+    /// <summary>What may be done while a commit's outcome is unknown; every call named works in that state.</summary>
+    private const string PendingCommitNextStep =
+        "A commit's outcome is unknown and not settled yet. ExecuteAsync and InitializeAsync settle it on their own before anything else: they resume the commit and, if its outcome is still unknown, replace the producer, whose InitTransactions completes or aborts it. CommitAsync resumes it and reports its outcome; ResetAsync replaces the producer at once.";
 
     private void ThrowIfOwnedByExecute(string operation)
     {

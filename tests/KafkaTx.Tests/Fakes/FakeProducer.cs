@@ -12,6 +12,9 @@ internal sealed class FakeProducer : IProducer<byte[]?, byte[]?>
     private readonly List<Action> _heldDeliveries = [];
     private readonly List<ProducedRecord> _open = [];
     private Error? _refusedInTransaction;
+    private readonly List<string> _running = [];
+    private readonly List<string> _overlaps = [];
+    private int _queueFullRefusals;
 
     public List<string> Calls { get; } = [];
 
@@ -46,6 +49,27 @@ internal sealed class FakeProducer : IProducer<byte[]?, byte[]?>
     public Action<string, TimeSpan>? OnBlockingCall { get; set; }
 
     public bool IsDisposed { get; private set; }
+
+    /// <summary>When it returns true, Produce refuses the record with Local_QueueFull, as a full local queue does.</summary>
+    public Func<bool>? QueueFull { get; set; }
+
+    /// <summary>How many records Produce refused because <see cref="QueueFull"/> said the queue was full.</summary>
+    public int QueueFullRefusals => Volatile.Read(ref _queueFullRefusals);
+
+    /// <summary>
+    /// Calls on this producer that began while a blocking call (Init, Commit, Abort, SendOffsets) was still running,
+    /// as "Abort during Commit" or "Dispose during SendOffsets": librdkafka's handle must never see such overlaps.
+    /// </summary>
+    public List<string> Overlaps
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _overlaps];
+            }
+        }
+    }
 
     /// <summary>Receives the offsets of each committed transaction, and sees the commits in its event log.</summary>
     public FakeBroker? Broker { get; set; }
@@ -145,6 +169,12 @@ internal sealed class FakeProducer : IProducer<byte[]?, byte[]?>
     public void Produce(TopicPartition topicPartition, Message<byte[]?, byte[]?> message, Action<DeliveryReport<byte[]?, byte[]?>>? deliveryHandler = null)
     {
         ThrowIfDisposed();
+        if (QueueFull?.Invoke() == true)
+        {
+            Interlocked.Increment(ref _queueFullRefusals);
+            throw new ProduceException<byte[]?, byte[]?>(new Error(ErrorCode.Local_QueueFull, "Local: Queue full"), new DeliveryResult<byte[]?, byte[]?>());
+        }
+
         Record("Produce:" + topicPartition.Topic);
         if (deliveryHandler is not null)
         {
@@ -247,6 +277,14 @@ internal sealed class FakeProducer : IProducer<byte[]?, byte[]?>
 
     public void Dispose()
     {
+        lock (_lock)
+        {
+            if (_running.Count > 0)
+            {
+                _overlaps.Add("Dispose during " + string.Join(", ", _running));
+            }
+        }
+
         IsDisposed = true;
         Record("Dispose");
     }
@@ -255,16 +293,36 @@ internal sealed class FakeProducer : IProducer<byte[]?, byte[]?>
     {
         ThrowIfDisposed();
         Record(call);
-        OnBlockingCall?.Invoke(call, timeout);
-        Exception? failure;
         lock (_lock)
         {
-            failures.TryDequeue(out failure);
+            if (_running.Count > 0)
+            {
+                _overlaps.Add(call + " during " + string.Join(", ", _running));
+            }
+
+            _running.Add(call);
         }
 
-        if (failure is not null)
+        try
         {
-            throw failure;
+            OnBlockingCall?.Invoke(call, timeout);
+            Exception? failure;
+            lock (_lock)
+            {
+                failures.TryDequeue(out failure);
+            }
+
+            if (failure is not null)
+            {
+                throw failure;
+            }
+        }
+        finally
+        {
+            lock (_lock)
+            {
+                _running.Remove(call);
+            }
         }
     }
 

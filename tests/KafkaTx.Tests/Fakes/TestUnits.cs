@@ -1,4 +1,5 @@
 using KafkaTx.Telemetry;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace KafkaTx.Tests.Fakes;
@@ -21,10 +22,11 @@ internal static class TestUnits
     public static (TransactionalUnitOfWork Unit, FakeClientFactory Factory) Create(
         Action<KafkaTransactionsOptions>? configure = null,
         Action<FakeProducer>? setup = null,
-        TimeProvider? time = null)
+        TimeProvider? time = null,
+        ILogger? logger = null)
     {
         var factory = new FakeClientFactory { Setup = setup };
-        var unit = new TransactionalUnitOfWork(string.Empty, Options(configure), factory, NullLogger.Instance, new KafkaTxInstrumentation(), time ?? TimeProvider.System);
+        var unit = new TransactionalUnitOfWork(string.Empty, Options(configure), factory, logger ?? NullLogger.Instance, new KafkaTxInstrumentation(), time ?? TimeProvider.System);
         return (unit, factory);
     }
 

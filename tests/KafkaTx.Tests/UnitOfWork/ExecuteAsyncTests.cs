@@ -159,12 +159,18 @@ public class ExecuteAsyncTests
         producer.Committed.Should().BeEmpty();
         producer.CallCount("Abort").Should().Be(0, "a commit in flight cannot be aborted");
 
-        // The next ExecuteAsync refuses to start while the outcome is unknown...
-        await unit.Awaiting(u => u.ExecuteAsync((s, _) => ValueTask.CompletedTask)).Should().ThrowAsync<InvalidOperationException>().WithMessage("*Committing*unknown outcome*");
-
-        // ...and resolving with ResetAsync replaces the producer, whose Init completes or aborts the pending commit.
-        await unit.ResetAsync();
-        unit.State.Should().Be(TransactionState.Uninitialized);
+        // The next ExecuteAsync settles it on its own: it resumes the commit and, the outcome still unknown, replaces
+        // the producer, whose Init completes or aborts the pending commit; then its own work runs.
+        var ran = false;
+        await unit.ExecuteAsync((s, _) =>
+        {
+            ran = true;
+            return ValueTask.CompletedTask;
+        });
+        ran.Should().BeTrue();
+        producer.IsDisposed.Should().BeTrue("the producer whose commit stayed unknown was replaced");
+        unit.State.Should().Be(TransactionState.Ready);
+        runs.Should().Be(1, "the work whose outcome was unknown never runs again");
     }
 
     [Fact]

@@ -77,7 +77,7 @@ public class StateMachineTests
     {
         var (unit, factory) = TestUnits.Create();
 
-        var act = unit.BeginTransaction;
+        Action act = unit.BeginTransaction;
 
         act.Should().Throw<InvalidOperationException>().WithMessage("*BeginTransaction*Uninitialized*InitializeAsync*");
         factory.Current.Calls.Should().BeEmpty();
@@ -133,7 +133,7 @@ public class StateMachineTests
         var (unit, _) = await TestUnits.CreateReady();
         unit.BeginTransaction();
 
-        var act = unit.BeginTransaction;
+        Action act = unit.BeginTransaction;
 
         act.Should().Throw<InvalidOperationException>().WithMessage("*BeginTransaction*InTransaction*another transaction*");
         unit.State.Should().Be(TransactionState.InTransaction);
