@@ -326,7 +326,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         var key = RecordKey.Of(result);
         if (!_inTransaction)
         {
-            await BeginAsync(stoppingToken).ConfigureAwait(true);
+            await BeginAsync(stoppingToken, drainToken).ConfigureAwait(true);
         }
 
         // Taken, not committed: from now on it waits for a commit (a handler that hangs on it counts too).
@@ -442,7 +442,9 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
 
     // ---------------------------------------------------------------- transactions
 
-    private async Task BeginAsync(CancellationToken cancellationToken)
+    /// <param name="cancellationToken">The stop: initializing or resuming an abort gives up when it is cancelled.</param>
+    /// <param name="drainToken">The transaction's own: a Produce waiting for room in a full queue stops when it is cancelled.</param>
+    private async Task BeginAsync(CancellationToken cancellationToken, CancellationToken drainToken)
     {
         if (_unit.State == TransactionState.Aborting)
         {
@@ -460,13 +462,13 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         {
             try
             {
-                _unit.BeginTransaction();
+                BeginTransaction(drainToken);
             }
             catch (KafkaTransactionException) when (_unit.State == TransactionState.Uninitialized)
             {
                 // The producer had hit a fatal error in the background and the unit replaced it: initialize and go on.
                 await InitializeProducerAsync(cancellationToken).ConfigureAwait(true);
-                _unit.BeginTransaction();
+                BeginTransaction(drainToken);
             }
         }
         catch
@@ -479,6 +481,18 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         _transactionStartedAt = _time.GetTimestamp();
         _scope = _scopes.CreateAsyncScope();
         _handler = (ITransactionalHandler<TKey, TValue>)_scope.Value.ServiceProvider.GetRequiredService(_handlerType);
+    }
+
+    private void BeginTransaction(CancellationToken drainToken)
+    {
+        if (_unit is TransactionalUnitOfWork unit)
+        {
+            unit.BeginTransaction(drainToken);
+        }
+        else
+        {
+            _unit.BeginTransaction();
+        }
     }
 
     private async Task CommitAsync(CancellationToken cancellationToken)

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Confluent.Kafka;
 using KafkaTx.Processing;
 using KafkaTx.Tests.Fakes;
@@ -218,6 +219,62 @@ public class ProcessorEverydayPathTests
         h.CommittedOutput.Should().Equal(Values(0, 3));
         h.Broker.GroupOffset(P0).Should().Be(3);
         h.Consumer.IsClosed.Should().BeTrue();
+    }
+
+    [Fact]
+    public async Task Disposing_the_unit_while_the_shutdown_commit_runs_waits_for_it_instead_of_aborting_on_the_same_handle()
+    {
+        var committing = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var h = new ProcessorHarness(KeepOpen, setupProducer: p => p.OnBlockingCall = (call, _) =>
+        {
+            if (call == "Commit")
+            {
+                committing.TrySetResult();
+                Thread.Sleep(300); // the blocking librdkafka call, slow
+            }
+        });
+        h.Broker.AppendMany("in", 0, 3);
+
+        await h.StartAsync();
+        await Until(() => h.Script.Seen.Count == 3, "three records are handled");
+        var stopping = h.StopAsync(); // the shutdown commits the open transaction
+        await committing.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await h.Unit.DisposeAsync(); // as a host disposing its services while the processor still stops
+        await stopping;
+
+        h.Factory.Current.Overlaps.Should().BeEmpty("no two calls ever ran on one librdkafka handle at once");
+        h.CommittedOutput.Should().Equal(Values(0, 3), "the commit in flight completed before the unit was disposed");
+        h.Broker.GroupOffset(P0).Should().Be(3);
+        h.Unit.State.Should().Be(TransactionState.Disposed);
+    }
+
+    [Fact]
+    public async Task A_handler_stuck_on_a_full_producer_queue_is_released_when_ShutdownTimeout_runs_out_and_its_batch_aborts()
+    {
+        var queueFull = false;
+        await using var h = new ProcessorHarness(o =>
+        {
+            KeepOpen(o);
+            o.ShutdownTimeout = TimeSpan.FromMilliseconds(200);
+        }, setupProducer: p => p.QueueFull = () => Volatile.Read(ref queueFull));
+        h.Script.OnHandle = value =>
+        {
+            if (value == "v2")
+            {
+                Volatile.Write(ref queueFull, true); // from v2 on, librdkafka's local queue stays full
+            }
+        };
+        h.Broker.AppendMany("in", 0, 5);
+
+        await h.StartAsync();
+        await Until(() => h.Factory.Current.QueueFullRefusals > 0, "v2's Produce waits for room in the queue");
+        var stopped = Stopwatch.StartNew();
+        await h.StopAsync();
+
+        stopped.Elapsed.Should().BeLessThan(TimeSpan.FromSeconds(10), "the wait stops at the drain deadline, not after DeliveryTimeout");
+        h.CommittedOutput.Should().BeEmpty("the batch whose handler could not finish is aborted");
+        h.Broker.GroupOffset(P0).Should().BeNull();
+        h.Engine.State.Should().Be(ProcessorState.Stopped);
     }
 
     [Fact]
