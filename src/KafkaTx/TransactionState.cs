@@ -20,8 +20,10 @@ public enum TransactionState
     InTransaction,
 
     /// <summary>
-    /// A commit is in progress, or was started and its outcome is not yet known (after a timeout or cancellation).
-    /// Only CommitAsync (which resumes the commit) or disposal is legal; nothing may be assumed committed.
+    /// A commit is in progress, or was sent and its outcome is not yet known (it outlived CommitTimeout, or an explicit
+    /// CommitAsync stopped waiting when cancelled). Nothing may be assumed committed. The next ExecuteAsync,
+    /// InitializeAsync or CommitAsync settles it on its own (resuming the commit, else replacing the producer, whose
+    /// InitTransactions completes or aborts it); ResetAsync and disposal are legal too.
     /// </summary>
     Committing,
 

@@ -38,9 +38,10 @@ public enum TransactionErrorKind
     Rejected,
 
     /// <summary>
-    /// A commit was started but whether it took effect is unknown (it timed out or was cancelled while in flight).
-    /// Never treat this as success: call CommitAsync again to learn the outcome, or replace the producer, whose
-    /// InitTransactions completes or aborts it. Work is never re-run automatically after this.
+    /// A commit was sent but whether it took effect is unknown (it outlived CommitTimeout). Never treat this as
+    /// success. The unit settles it on its own at its next call (ExecuteAsync, InitializeAsync or CommitAsync resume
+    /// the commit, else replace the producer, whose InitTransactions completes or aborts it); check the output
+    /// (read_committed) before doing the work again. Work is never re-run automatically after this.
     /// </summary>
     OutcomeUnknown,
 }
