@@ -4,9 +4,10 @@ using KafkaTx.Reliability.Verification;
 namespace KafkaTx.Reliability.Crash;
 
 /// <summary>
-/// What the crash and stop runs share: unique topics, group and transactional.id; the input written in chunks (one
-/// at the start and one after each fault, so that every fault lands in the middle of the copy and every new
-/// incarnation has work, however fast the backend copies); the wait for the copy to complete; and the verification.
+/// What the crash and stop runs share: unique topics, group and transactional.id; the report's description of the
+/// run; the input written in chunks (one at the start and one after each fault, so that every fault lands in the
+/// middle of the copy and every new incarnation has work, however fast the backend copies); the wait for a restarted
+/// copier's first commit; the wait for the copy to complete; and the verification.
 /// </summary>
 internal sealed class CopyRun
 {
@@ -59,6 +60,19 @@ internal sealed class CopyRun
     public CopierSettings Settings(int maxBatchSize) =>
         new(_backend is BrokerCopierBackend broker ? broker.BootstrapServers : "in-memory", Input, Output, Group, TransactionalId, maxBatchSize);
 
+    /// <summary>A report of this run, describing the backend, the seed, the input and the handler.</summary>
+    public TReport Report<TReport>(int seed, HandlerShape handler, TimeSpan handlerDelay)
+        where TReport : CopyReport, new() =>
+        new()
+        {
+            Backend = _backend.Description,
+            Seed = seed,
+            Records = Records,
+            Partitions = Partitions,
+            OutputsPerRecord = handler.OutputsPerRecord(),
+            Handler = handler.Describe(handlerDelay),
+        };
+
     public Task CreateTopicsAsync() => _backend.CreateTopicsAsync(Partitions, Input, Output);
 
     /// <summary>Writes the next chunk of input; the last one takes the remainder.</summary>
@@ -70,6 +84,16 @@ internal sealed class CopyRun
 
     /// <summary>Writes whatever input is not written yet.</summary>
     public void SeedRest() => Seed(PerPartition - _seeded);
+
+    /// <summary>Waits for a restarted copier's first commit; records and logs the time from its start to that commit, if it came by the deadline.</summary>
+    public async Task FirstCommitAfterRestartAsync(ICopier copier, CopyReport report, TimeSpan deadline)
+    {
+        if (await UntilAsync(() => copier.FirstCommitAt is not null, deadline) && copier.FirstCommitAt is { } first)
+        {
+            report.RestartToCommit.Add(first - copier.StartedAt);
+            _log.WriteLine($"  next commit {(first - copier.StartedAt).TotalSeconds:F2} s after the restart");
+        }
+    }
 
     /// <summary>Waits until the group has committed the whole input; logs how far each partition got if it has not by the deadline.</summary>
     public async Task<bool> UntilCopiedAsync(ICopier copier, TimeSpan deadline)

@@ -42,15 +42,7 @@ internal sealed class CrashHarness(ICopierBackend backend, CrashOptions options,
         var run = new CopyRun(backend, "crash", options.Records, options.Partitions, chunks, log);
         var settings = run.Settings(options.MaxBatchSize) with { Handler = options.Handler, HandlerDelay = options.HandlerDelay };
         var random = new Random(options.Seed);
-        var report = new CrashReport
-        {
-            Backend = backend.Description,
-            Seed = options.Seed,
-            Records = run.Records,
-            Partitions = options.Partitions,
-            OutputsPerRecord = options.Handler.OutputsPerRecord(),
-            Handler = options.Handler.Describe(options.HandlerDelay),
-        };
+        var report = run.Report<CrashReport>(options.Seed, options.Handler, options.HandlerDelay);
         var chunkRecords = run.ChunkRecords;
 
         var clock = Stopwatch.StartNew();
@@ -75,11 +67,7 @@ internal sealed class CrashHarness(ICopierBackend backend, CrashOptions options,
 
                 copier = await backend.StartCopierAsync(settings);
                 run.SeedChunk(); // so that the new incarnation has work, however much of the last chunk the old one finished
-                if (await CopyRun.UntilAsync(() => copier.FirstCommitAt is not null, options.Deadline) && copier.FirstCommitAt is { } first)
-                {
-                    report.RestartToCommit.Add(first - copier.StartedAt);
-                    log.WriteLine($"  next commit {(first - copier.StartedAt).TotalSeconds:F2} s after the restart");
-                }
+                await run.FirstCommitAfterRestartAsync(copier, report, options.Deadline);
             }
 
             if (options.PausedZombie)
@@ -96,13 +84,7 @@ internal sealed class CrashHarness(ICopierBackend backend, CrashOptions options,
             await copier.DisposeAsync();
         }
 
-        var verdict = run.Verify(report.OutputsPerRecord);
-        report.OutputRecords = verdict.OutputRecords;
-        report.Duplicates = verdict.Duplicates;
-        report.Losses = verdict.Losses;
-        report.PartitionsOutOfOrder = verdict.PartitionsOutOfOrder;
-        report.PartitionsFullyCommitted = verdict.PartitionsFullyCommitted;
-        report.Elapsed = clock.Elapsed;
+        report.Conclude(run.Verify(report.OutputsPerRecord), clock.Elapsed);
         return report;
     }
 
@@ -133,60 +115,24 @@ internal sealed class CrashHarness(ICopierBackend backend, CrashOptions options,
     }
 }
 
-/// <summary>What a crash run found. Exactly once: every input record once in the output, in order, and the group's offsets at the input's end.</summary>
-internal sealed class CrashReport
+/// <summary>What a crash run found. Exactly once: every input record once in the output, in order, the group's offsets at the input's end, and the paused zombie fenced.</summary>
+internal sealed class CrashReport : CopyReport
 {
-    public string Backend { get; init; } = string.Empty;
-
-    public int Seed { get; init; }
-
-    public long Records { get; init; }
-
-    public int Partitions { get; init; }
-
-    /// <summary>Output records each input record gives (2 with the split handler).</summary>
-    public int OutputsPerRecord { get; init; } = 1;
-
-    /// <summary>The handler's shape, as the report prints it.</summary>
-    public string Handler { get; init; } = HandlerShape.Copy.Describe(TimeSpan.Zero);
-
     public List<long> KilledAt { get; } = [];
-
-    public List<TimeSpan> RestartToCommit { get; } = [];
 
     public CopierEnd? Zombie { get; set; }
 
-    public long OutputRecords { get; set; }
-
-    public long Duplicates { get; set; }
-
-    public long Losses { get; set; }
-
-    public int PartitionsOutOfOrder { get; set; }
-
-    public int PartitionsFullyCommitted { get; set; }
-
-    public TimeSpan Elapsed { get; set; }
-
     public bool ZombieFenced => Zombie is null || (Zombie.State == "Fenced" && Zombie.ExitCode != 0);
 
-    public bool ExactlyOnce =>
-        Duplicates == 0 && Losses == 0 && PartitionsOutOfOrder == 0 && OutputRecords == Records * OutputsPerRecord && PartitionsFullyCommitted == Partitions && ZombieFenced;
+    public override bool ExactlyOnce => base.ExactlyOnce && ZombieFenced;
 
-    public void Print(TextWriter writer)
+    protected override string ExactlyOnceVerdict => "Verdict: exactly once.";
+
+    protected override void PrintFaults(TextWriter writer)
     {
         var c = CultureInfo.InvariantCulture;
-        writer.WriteLine();
-        writer.WriteLine($"backend:                 {Backend}");
-        writer.WriteLine($"seed:                    {Seed}");
-        writer.WriteLine(string.Create(c, $"input:                   {Records:N0} records in {Partitions} partitions"));
-        writer.WriteLine($"handler:                 {Handler}");
         writer.WriteLine($"kills (SIGKILL):         {KilledAt.Count}, after about {string.Join(", ", KilledAt.Select(k => k.ToString("N0", c)))} committed records");
-        writer.WriteLine($"restart to next commit:  {(RestartToCommit.Count == 0 ? "-" : string.Join(", ", RestartToCommit.Select(t => t.TotalSeconds.ToString("F2", c) + " s")))}");
+        PrintRestartToCommit(writer);
         writer.WriteLine($"paused zombie:           {(Zombie is null ? "not run" : $"ended {Zombie.State}, exit code {Zombie.ExitCode}")}");
-        writer.WriteLine(string.Create(c, $"output (read_committed): {OutputRecords:N0} records; duplicates {Duplicates}; losses {Losses}; partitions out of order {PartitionsOutOfOrder}"));
-        writer.WriteLine($"group offsets at end:    {PartitionsFullyCommitted} of {Partitions} partitions");
-        writer.WriteLine(string.Create(c, $"total time:              {Elapsed.TotalSeconds:F1} s"));
-        writer.WriteLine(ExactlyOnce ? "Verdict: exactly once." : "Verdict: NOT exactly once.");
     }
 }

@@ -60,15 +60,7 @@ internal sealed class StopHarness(ICopierBackend backend, StopOptions options, T
         var run = new CopyRun(backend, "stop", options.Records, options.Partitions, options.Stops + 1, log);
         var settings = run.Settings(options.MaxBatchSize) with { Handler = options.Handler, HandlerDelay = options.HandlerDelay, StopCall = options.StopCall };
         var random = new Random(options.Seed);
-        var report = new StopReport
-        {
-            Backend = backend.Description,
-            Seed = options.Seed,
-            Records = run.Records,
-            Partitions = options.Partitions,
-            OutputsPerRecord = options.Handler.OutputsPerRecord(),
-            Handler = options.Handler.Describe(options.HandlerDelay),
-        };
+        var report = run.Report<StopReport>(options.Seed, options.Handler, options.HandlerDelay);
 
         var firstArmable = options.MaxBatchSize + 1L;
         var armable = (run.ChunkRecords - firstArmable) * 0.8;
@@ -95,7 +87,7 @@ internal sealed class StopHarness(ICopierBackend backend, StopOptions options, T
                 run.SeedChunk();
                 if (stop > 0)
                 {
-                    await FirstCommitAsync(copier, report);
+                    await run.FirstCommitAfterRestartAsync(copier, report, options.Deadline);
                 }
 
                 var record = await copier.WaitForArmedCallAsync(options.Deadline);
@@ -115,7 +107,7 @@ internal sealed class StopHarness(ICopierBackend backend, StopOptions options, T
             run.SeedChunk(); // the last chunk: work for the last incarnation, however much of the last chunk the one before finished
             if (options.Stops > 0)
             {
-                await FirstCommitAsync(copier, report);
+                await run.FirstCommitAfterRestartAsync(copier, report, options.Deadline);
             }
 
             run.SeedRest();
@@ -127,24 +119,8 @@ internal sealed class StopHarness(ICopierBackend backend, StopOptions options, T
             await copier.DisposeAsync();
         }
 
-        var verdict = run.Verify(report.OutputsPerRecord);
-        report.OutputRecords = verdict.OutputRecords;
-        report.Duplicates = verdict.Duplicates;
-        report.Losses = verdict.Losses;
-        report.HalfDone = verdict.HalfDone;
-        report.PartitionsOutOfOrder = verdict.PartitionsOutOfOrder;
-        report.PartitionsFullyCommitted = verdict.PartitionsFullyCommitted;
-        report.Elapsed = clock.Elapsed;
+        report.Conclude(run.Verify(report.OutputsPerRecord), clock.Elapsed);
         return report;
-    }
-
-    private async Task FirstCommitAsync(ICopier copier, StopReport report)
-    {
-        if (await CopyRun.UntilAsync(() => copier.FirstCommitAt is not null, options.Deadline) && copier.FirstCommitAt is { } first)
-        {
-            report.RestartToCommit.Add(first - copier.StartedAt);
-            log.WriteLine($"  next commit {(first - copier.StartedAt).TotalSeconds:F2} s after the restart");
-        }
     }
 }
 
@@ -176,40 +152,9 @@ internal sealed record StopFigures(long CommittedAfter, string Record, TimeSpan 
 /// What a graceful-stop run found. Exactly once: every expected output record once, in order, and the group's
 /// offsets at the input's end; and conclusive only if every stop landed while a handler awaited.
 /// </summary>
-internal sealed class StopReport
+internal sealed class StopReport : CopyReport
 {
-    public string Backend { get; init; } = string.Empty;
-
-    public int Seed { get; init; }
-
-    public long Records { get; init; }
-
-    public int Partitions { get; init; }
-
-    /// <summary>Output records each input record gives (2 with the split handler).</summary>
-    public int OutputsPerRecord { get; init; } = 1;
-
-    /// <summary>The handler's shape, as the report prints it.</summary>
-    public string Handler { get; init; } = string.Empty;
-
     public List<StopFigures> Stops { get; } = [];
-
-    public List<TimeSpan> RestartToCommit { get; } = [];
-
-    public long OutputRecords { get; set; }
-
-    public long Duplicates { get; set; }
-
-    public long Losses { get; set; }
-
-    /// <summary>Split handler: input records whose first output was committed without the second (each also a loss).</summary>
-    public long HalfDone { get; set; }
-
-    public int PartitionsOutOfOrder { get; set; }
-
-    public int PartitionsFullyCommitted { get; set; }
-
-    public TimeSpan Elapsed { get; set; }
 
     /// <summary>Stops that began while the handler was awaiting the armed call.</summary>
     public int StopsDuringAwait => Stops.Count(s => s.DuringAwait);
@@ -220,45 +165,25 @@ internal sealed class StopReport
     /// <summary>Stops after which the copier ended Stopped with exit code 0.</summary>
     public int StopsEndedCleanly => Stops.Count(s => s.EndedCleanly);
 
-    public long ExpectedOutputRecords => Records * OutputsPerRecord;
-
-    public bool ExactlyOnce =>
-        Duplicates == 0 && Losses == 0 && PartitionsOutOfOrder == 0 && OutputRecords == ExpectedOutputRecords && PartitionsFullyCommitted == Partitions;
-
     /// <summary>Exactly once, through stops that all landed in an await and all ended cleanly.</summary>
     public bool Passed => ExactlyOnce && Stops.Count > 0 && StopsDuringAwait == Stops.Count && StopsEndedCleanly == Stops.Count;
 
-    public void Print(TextWriter writer)
+    protected override bool PrintsExpectedOutput => true;
+
+    protected override bool PrintsHalfDone => true;
+
+    protected override string ExactlyOnceVerdict =>
+        StopsDuringAwait < Stops.Count || Stops.Count == 0 ? "Verdict: exactly once, but not every stop landed in an await: inconclusive."
+        : StopsEndedCleanly < Stops.Count ? "Verdict: exactly once, but not every stop ended Stopped with exit code 0."
+        : "Verdict: exactly once through every graceful stop.";
+
+    protected override void PrintFaults(TextWriter writer)
     {
         var c = CultureInfo.InvariantCulture;
-        writer.WriteLine();
-        writer.WriteLine($"backend:                 {Backend}");
-        writer.WriteLine($"seed:                    {Seed}");
-        writer.WriteLine(string.Create(c, $"input:                   {Records:N0} records in {Partitions} partitions"));
-        writer.WriteLine($"handler:                 {Handler}");
         writer.WriteLine($"stops (graceful):        {Stops.Count}, after about {string.Join(", ", Stops.Select(s => s.CommittedAfter.ToString("N0", c)))} committed records");
         writer.WriteLine($"stop during an await:    {StopsDuringAwait} of {Stops.Count}; the handler's token cancelled the await in {AwaitsCancelled}");
         writer.WriteLine($"stop to exit:            {Seconds(Stops.Select(s => s.StopToExit))}");
         writer.WriteLine($"ended:                   {string.Join(", ", Stops.GroupBy(s => $"{s.End.State}, exit code {s.End.ExitCode}").Select(g => $"{g.Key} x{g.Count()}"))}");
-        writer.WriteLine($"restart to next commit:  {Seconds(RestartToCommit)}");
-        writer.WriteLine(string.Create(c, $"output (read_committed): {OutputRecords:N0} records of {ExpectedOutputRecords:N0}; duplicates {Duplicates}; losses {Losses}; partitions out of order {PartitionsOutOfOrder}"));
-        if (OutputsPerRecord == 2)
-        {
-            writer.WriteLine($"half-done records:       {HalfDone} (first output committed, second never; counted in the losses)");
-        }
-
-        writer.WriteLine($"group offsets at end:    {PartitionsFullyCommitted} of {Partitions} partitions");
-        writer.WriteLine(string.Create(c, $"total time:              {Elapsed.TotalSeconds:F1} s"));
-        writer.WriteLine(
-            !ExactlyOnce ? "Verdict: NOT exactly once."
-            : StopsDuringAwait < Stops.Count || Stops.Count == 0 ? "Verdict: exactly once, but not every stop landed in an await: inconclusive."
-            : StopsEndedCleanly < Stops.Count ? "Verdict: exactly once, but not every stop ended Stopped with exit code 0."
-            : "Verdict: exactly once through every graceful stop.");
-    }
-
-    private static string Seconds(IEnumerable<TimeSpan> times)
-    {
-        var list = times.ToList();
-        return list.Count == 0 ? "-" : string.Join(", ", list.Select(t => t.TotalSeconds.ToString("F2", CultureInfo.InvariantCulture) + " s"));
+        PrintRestartToCommit(writer);
     }
 }
