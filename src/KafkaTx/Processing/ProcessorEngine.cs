@@ -358,7 +358,12 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         using var recordActivity = StartRecordActivity(result);
         try
         {
-            var record = Deserialize(result);
+            ConsumeResult<TKey, TValue> record;
+            using (ProcessorThread.WithoutContext()) // user code: the application's deserializers
+            {
+                record = Deserialize(result);
+            }
+
             await HandleAsync(record, drainToken).ConfigureAwait(true);
             _processed.Add(key);
             _instrumentation.ProcessorRecordsHandled.Add(1, _tags);
@@ -370,7 +375,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             await AbortAndRewindAsync($"the handler of {key} was cancelled when ShutdownTimeout ran out").ConfigureAwait(true);
             throw;
         }
-        catch (KafkaTransactionException e) when (IsTransactionFailure(e))
+        catch (KafkaTransactionException e) when (IsTransactionFailure(e) && !OutlivedTransactionTimeout())
         {
             // The transaction failed under the handler (the coordinator moved, say): not the record's fault.
             EndRecordActivity(recordActivity, e);
@@ -410,8 +415,16 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
     /// Those retry with backoff and never count as a record's attempt; a refusal of the record's own output
     /// (<see cref="TransactionErrorKind.Rejected"/>) does count. Fenced and fatal failures stop the processor.
     /// </summary>
-    private static bool IsTransactionFailure(KafkaTransactionException e) =>
-        e.Kind is TransactionErrorKind.Abortable or TransactionErrorKind.Retriable or TransactionErrorKind.OutcomeUnknown;
+    private bool IsTransactionFailure(KafkaTransactionException e) =>
+        e.Kind is TransactionErrorKind.Abortable or TransactionErrorKind.Retriable or TransactionErrorKind.OutcomeUnknown
+        && (e.TransactionalId is null || e.TransactionalId == _unit.TransactionalId); // not another unit the handler used
+
+    /// <summary>
+    /// Whether the open transaction has outlived TransactionTimeout: then its failure is the batch's own doing (a handler
+    /// too slow for one transaction), counted against its records like a handler failure, or it would loop for ever.
+    /// </summary>
+    private bool OutlivedTransactionTimeout() =>
+        _inTransaction && _time.GetElapsedTime(_transactionStartedAt) >= _producerOptions.TransactionTimeout;
 
     private ConsumeResult<TKey, TValue> Deserialize(ConsumeResult<byte[]?, byte[]?> result)
     {
@@ -479,8 +492,11 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
 
         _inTransaction = true;
         _transactionStartedAt = _time.GetTimestamp();
-        _scope = _scopes.CreateAsyncScope();
-        _handler = (ITransactionalHandler<TKey, TValue>)_scope.Value.ServiceProvider.GetRequiredService(_handlerType);
+        using (ProcessorThread.WithoutContext()) // user code: the handler's and its dependencies' constructors
+        {
+            _scope = _scopes.CreateAsyncScope();
+            _handler = (ITransactionalHandler<TKey, TValue>)_scope.Value.ServiceProvider.GetRequiredService(_handlerType);
+        }
     }
 
     private void BeginTransaction(CancellationToken drainToken)
@@ -598,7 +614,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
             return;
         }
 
-        if (failure.Kind != TransactionErrorKind.Rejected)
+        if (failure.Kind != TransactionErrorKind.Rejected && !OutlivedTransactionTimeout())
         {
             await RetryTransactionAsync(failure, cancellationToken).ConfigureAwait(true);
             return;
@@ -695,7 +711,13 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         if (_scope is { } scope)
         {
             _scope = null;
-            await scope.DisposeAsync().ConfigureAwait(true);
+            ValueTask disposing;
+            using (ProcessorThread.WithoutContext()) // user code: scoped services' Dispose may block on their own tasks
+            {
+                disposing = scope.DisposeAsync();
+            }
+
+            await disposing.ConfigureAwait(true);
         }
     }
 
@@ -754,6 +776,14 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
                 {
                     Log.ShutdownCommitFailed(_logger, Name, Id, e);
                 }
+            }
+
+            if (_inTransaction && _unit.State == TransactionState.Committing)
+            {
+                // The drain ran out while the commit was in flight: settle it now (a resumed commit, or a new
+                // producer's InitTransactions), so that no transaction is left hanging for the partitions' next owner.
+                await SettlePendingTransactionAsync(CancellationToken.None).ConfigureAwait(true);
+                await EndTransactionAsync(BatchOutcome.OutcomeUnknown).ConfigureAwait(true);
             }
 
             if (_inTransaction && _unit.State is TransactionState.InTransaction or TransactionState.Aborting)

@@ -774,10 +774,17 @@ internal sealed partial class TransactionalUnitOfWork : ITransactionalUnitOfWork
                 await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
             }
 
+            var state = State;
+            if (ownsGate && state == TransactionState.InTransaction && _brokenBy is null)
+            {
+                // Refused before the try: the gate belongs to the open explicit transaction, not to this call.
+                throw InvalidState(nameof(ResetAsync), state, "A transaction is open and the producer is healthy: abort it instead.");
+            }
+
             try
             {
                 ThrowIfTerminal(nameof(ResetAsync));
-                var state = State;
+                state = State;
                 if (state == TransactionState.InTransaction && _brokenBy is null)
                 {
                     throw InvalidState(nameof(ResetAsync), state, "A transaction is open and the producer is healthy: abort it instead.");

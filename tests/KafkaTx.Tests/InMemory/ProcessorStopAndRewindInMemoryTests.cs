@@ -78,6 +78,57 @@ public class ProcessorStopAndRewindInMemoryTests
         kafka.ReadTopic("out").Select(r => r.ValueText).Should().Equal("v0", "v1", "v2", "v3", "v4");
     }
 
+    [Fact]
+    public async Task Handlers_whose_scoped_services_block_on_their_own_tasks_do_not_deadlock_the_processor_thread()
+    {
+        var kafka = new InMemoryKafkaCluster();
+        kafka.CreateTopic("in", 1);
+        Seed(kafka, 0, 10);
+        var builder = Host.CreateApplicationBuilder();
+        builder.Services.AddScoped<BlockingResource>();
+        builder.Services
+            .AddKafkaTransactions(o =>
+            {
+                o.BootstrapServers = "in-memory";
+                o.TransactionalIdPrefix = "copier";
+                o.InstanceId = "0";
+            })
+            .UseInMemoryKafka(kafka)
+            .AddTransactionalProcessor<ResourceHandler>(o =>
+            {
+                o.Topics.Add("in");
+                o.GroupId = "copiers";
+                o.MaxBatchSize = 3;
+            });
+        using var app = builder.Build();
+
+        await app.StartAsync();
+        await ProcessorHarness.Until(() => kafka.CommittedOffset("copiers", new TopicPartition("in", 0)) == 10, "every record is copied through several scopes");
+        await app.StopAsync();
+
+        kafka.ReadTopic("out").Should().HaveCount(10);
+    }
+
+    /// <summary>A scoped service that blocks on its own async work in its constructor and Dispose, as some libraries do.</summary>
+    private sealed class BlockingResource : IDisposable
+    {
+        public BlockingResource() => FlushAsync().GetAwaiter().GetResult();
+
+        public void Dispose() => FlushAsync().GetAwaiter().GetResult();
+
+        private static async Task FlushAsync() => await Task.Delay(1); // no ConfigureAwait(false): captures any context
+    }
+
+    private sealed class ResourceHandler(BlockingResource resource) : ITransactionalHandler<string, string>
+    {
+        public ValueTask HandleAsync(ConsumeResult<string, string> record, ITransactionScope transaction, CancellationToken cancellationToken)
+        {
+            GC.KeepAlive(resource);
+            transaction.Produce("out", new Message<string, string> { Key = record.Message.Key, Value = record.Message.Value });
+            return ValueTask.CompletedTask;
+        }
+    }
+
     private static IHost App(InMemoryKafkaCluster kafka, HandlerScript script, Action<TransactionalProcessorOptions>? configure = null, IKafkaClientFactory? factory = null)
     {
         var builder = Host.CreateApplicationBuilder();

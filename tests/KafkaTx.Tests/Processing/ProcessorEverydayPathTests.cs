@@ -278,6 +278,68 @@ public class ProcessorEverydayPathTests
     }
 
     [Fact]
+    public async Task A_record_whose_handler_outlasts_the_transaction_timeout_counts_as_failing_and_is_dead_lettered_instead_of_looping()
+    {
+        var clock = new ManualClock();
+        await using var h = new ProcessorHarness(o =>
+        {
+            o.MaxBatchSize = 1;
+            o.Retry.MaxAttempts = 2;
+        }, clock: clock);
+        h.Script.OnHandle = value =>
+        {
+            if (value == "v0")
+            {
+                clock.Advance(TimeSpan.FromMinutes(5)); // the handler takes longer than TransactionTimeout
+            }
+        };
+        h.Broker.AppendMany("in", 0, 2);
+
+        await h.StartAsync();
+        await Until(() => h.Broker.GroupOffset(P0) == 2, "v0 is dead-lettered and v1 copied");
+
+        h.Script.TimesSeen("v0").Should().Be(2, "each expired transaction counted as one of v0's attempts");
+        h.CommittedTo("in.DLT").Select(r => r.ValueText).Should().Equal("v0");
+        h.CommittedOutput.Should().Equal("v1");
+    }
+
+    [Fact]
+    public async Task When_the_drain_runs_out_during_the_shutdown_commit_the_commit_is_settled_before_the_consumer_leaves()
+    {
+        var committing = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var h = new ProcessorHarness(o =>
+        {
+            KeepOpen(o);
+            o.ShutdownTimeout = TimeSpan.FromMilliseconds(200);
+        }, setupProducer: p =>
+        {
+            p.OnBlockingCall = (call, _) =>
+            {
+                if (call == "Commit")
+                {
+                    committing.TrySetResult();
+                    Thread.Sleep(150); // each slice of the commit is slow and times out: librdkafka resumes it
+                }
+            };
+            for (var i = 0; i < 5; i++)
+            {
+                p.CommitFailures.Enqueue(KafkaErrors.TimedOut());
+            }
+        });
+        h.Broker.AppendMany("in", 0, 3);
+
+        await h.StartAsync();
+        await Until(() => h.Script.Seen.Count == 3, "three records are handled");
+        await h.StopAsync();
+
+        h.Unit.State.Should().BeOneOf(TransactionState.Ready, TransactionState.Uninitialized);
+        h.Unit.State.Should().NotBe(TransactionState.Committing, "no commit is left pending for the partitions' next owner");
+        h.Engine.State.Should().Be(ProcessorState.Stopped);
+        h.Consumer.IsClosed.Should().BeTrue();
+        committing.Task.IsCompleted.Should().BeTrue();
+    }
+
+    [Fact]
     public async Task The_loop_and_its_blocking_calls_run_on_a_thread_of_their_own_and_handlers_run_without_its_context()
     {
         await using var h = new ProcessorHarness(o => o.MaxBatchSize = 5);

@@ -330,4 +330,20 @@ public class StateMachineTests
         failure.Which.Message.Should().Contain("ACLs");
         unit.State.Should().Be(TransactionState.Faulted);
     }
+
+    [Fact]
+    public async Task ResetAsync_refused_on_an_open_explicit_transaction_keeps_it_owning_the_unit_so_a_queued_ExecuteAsync_waits()
+    {
+        var (unit, _) = await TestUnits.CreateReady();
+        unit.BeginTransaction();
+
+        await unit.Awaiting(u => u.ResetAsync()).Should().ThrowAsync<InvalidOperationException>().WithMessage("*abort it instead*");
+        var queued = unit.ExecuteAsync((_, _) => ValueTask.CompletedTask);
+        await Task.Delay(100); // a wrongly released gate would let the queued call fail at once
+        queued.IsCompleted.Should().BeFalse("the open transaction still owns the unit");
+
+        await unit.CommitAsync();
+        await queued.WaitAsync(TimeSpan.FromSeconds(10));
+        unit.State.Should().Be(TransactionState.Ready);
+    }
 }
