@@ -158,12 +158,13 @@ internal sealed class InMemoryCopierBackend : ICopierBackend
 
         public async Task<CopierEnd> WaitForEndAsync(TimeSpan deadline)
         {
-            // A processor that can no longer work stops its application and sets exit code 1 (StopApplicationOnFailure).
-            var exitCodeBefore = Environment.ExitCode;
+            // A processor that can no longer work stops its application with exit code 1 (StopApplicationOnFailure).
+            // Read from the processor's own end, not from Environment.ExitCode: that is the whole process's, which
+            // other copiers and tests running in the same process set too.
             await _stopping.Task.WaitAsync(deadline);
-            var exitCode = Environment.ExitCode;
             Environment.ExitCode = 0; // the harness's own exit code is its verdict's
-            return new CopierEnd(_processor.State.ToString(), exitCode == exitCodeBefore && exitCode == 0 ? 0 : exitCode);
+            var state = _processor.State.ToString();
+            return new CopierEnd(state, state is "Fenced" or "Faulted" ? 1 : 0);
         }
 
         public async Task StopAsync()
