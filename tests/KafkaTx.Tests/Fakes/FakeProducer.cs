@@ -48,6 +48,17 @@ internal sealed class FakeProducer : IProducer<byte[]?, byte[]?>
     /// <summary>Runs inside every blocking call with its timeout, for example to advance a clock or block.</summary>
     public Action<string, TimeSpan>? OnBlockingCall { get; set; }
 
+    /// <summary>Every commit call times out while <paramref name="unknown"/> returns true: a coordinator that does not answer.</summary>
+    public void CommitsTimeOutWhile(Func<bool> unknown) =>
+        OnBlockingCall = (call, _) =>
+        {
+            if (call == "Commit" && unknown())
+            {
+                Thread.Sleep(5);
+                throw KafkaErrors.TimedOut();
+            }
+        };
+
     public bool IsDisposed { get; private set; }
 
     /// <summary>When it returns true, Produce refuses the record with Local_QueueFull, as a full local queue does.</summary>

@@ -41,16 +41,6 @@ public class PoolResilienceTests
     private static async Task<HealthReportEntry> HealthAsync(IServiceProvider provider) =>
         (await provider.GetRequiredService<HealthCheckService>().CheckHealthAsync()).Entries["kafkatx"];
 
-    private static void CommitsTimeOutWhile(FakeProducer producer, Func<bool> unknown) =>
-        producer.OnBlockingCall = (call, _) =>
-        {
-            if (call == "Commit" && unknown())
-            {
-                Thread.Sleep(5);
-                throw KafkaErrors.TimedOut();
-            }
-        };
-
     [Fact]
     public async Task A_slot_that_cannot_be_created_returns_its_permit_and_later_calls_are_served()
     {
@@ -94,7 +84,7 @@ public class PoolResilienceTests
     public async Task A_slot_whose_commit_outcome_is_unknown_settles_it_and_serves_the_next_call()
     {
         var unknown = 1;
-        var (provider, factory, pool) = Build(1, o => o.CommitTimeout = TimeSpan.FromMilliseconds(100), setup: p => CommitsTimeOutWhile(p, () => Volatile.Read(ref unknown) == 1));
+        var (provider, factory, pool) = Build(1, o => o.CommitTimeout = TimeSpan.FromMilliseconds(100), setup: p => p.CommitsTimeOutWhile(() => Volatile.Read(ref unknown) == 1));
         await using var _ = provider;
         (await pool.Awaiting(p => p.ExecuteAsync(WriteOne)).Should().ThrowAsync<KafkaTransactionException>()).Which.Kind.Should().Be(TransactionErrorKind.OutcomeUnknown);
         Volatile.Write(ref unknown, 0);
@@ -171,7 +161,7 @@ public class PoolResilienceTests
     public async Task A_slot_whose_commit_outcome_awaits_settlement_makes_the_pool_Degraded_until_it_is_settled()
     {
         var unknown = 1;
-        var (provider, _, pool) = Build(2, o => o.CommitTimeout = TimeSpan.FromMilliseconds(100), setup: p => CommitsTimeOutWhile(p, () => Volatile.Read(ref unknown) == 1));
+        var (provider, _, pool) = Build(2, o => o.CommitTimeout = TimeSpan.FromMilliseconds(100), setup: p => p.CommitsTimeOutWhile(() => Volatile.Read(ref unknown) == 1));
         await using var __ = provider;
         await pool.InitializeAsync();
         await pool.Awaiting(p => p.ExecuteAsync(WriteOne)).Should().ThrowAsync<KafkaTransactionException>();

@@ -41,17 +41,6 @@ public class CancellationTests
         return (running.Task, release);
     }
 
-    /// <summary>Every commit call times out while <paramref name="unknown"/> returns true: a coordinator that does not answer.</summary>
-    private static void CommitsTimeOutWhile(FakeProducer producer, Func<bool> unknown) =>
-        producer.OnBlockingCall = (call, _) =>
-        {
-            if (call == "Commit" && unknown())
-            {
-                Thread.Sleep(5);
-                throw KafkaErrors.TimedOut();
-            }
-        };
-
     [Fact]
     public async Task Cancelling_ExecuteAsync_during_its_commit_lets_the_commit_complete_and_the_next_call_works()
     {
@@ -119,7 +108,7 @@ public class CancellationTests
     {
         var (unit, producer) = await TestUnits.CreateReady(o => o.CommitTimeout = TimeSpan.FromMilliseconds(100));
         var unknown = 1;
-        CommitsTimeOutWhile(producer, () => Volatile.Read(ref unknown) == 1);
+        producer.CommitsTimeOutWhile(() => Volatile.Read(ref unknown) == 1);
         var failure = await unit.Awaiting(u => u.ExecuteAsync(Write("o-1"))).Should().ThrowAsync<KafkaTransactionException>();
         failure.Which.Kind.Should().Be(TransactionErrorKind.OutcomeUnknown);
         unit.State.Should().Be(TransactionState.Committing);
@@ -142,7 +131,7 @@ public class CancellationTests
             {
                 if (Interlocked.Increment(ref created) == 1)
                 {
-                    CommitsTimeOutWhile(p, () => true); // the first producer never learns the outcome
+                    p.CommitsTimeOutWhile(() => true); // the first producer never learns the outcome
                 }
             });
         await unit.Awaiting(u => u.ExecuteAsync(Write("o-1"))).Should().ThrowAsync<KafkaTransactionException>();
@@ -170,7 +159,7 @@ public class CancellationTests
     {
         var (unit, producer) = await TestUnits.CreateReady(o => o.CommitTimeout = TimeSpan.FromMilliseconds(100));
         var unknown = 1;
-        CommitsTimeOutWhile(producer, () => Volatile.Read(ref unknown) == 1);
+        producer.CommitsTimeOutWhile(() => Volatile.Read(ref unknown) == 1);
         if (explicitCommit)
         {
             unit.BeginTransaction();
