@@ -1,6 +1,7 @@
 using Confluent.Kafka;
 using KafkaTx.Telemetry;
 using Microsoft.Extensions.Logging;
+using KafkaTx.UnitOfWork;
 
 namespace KafkaTx.Clients;
 

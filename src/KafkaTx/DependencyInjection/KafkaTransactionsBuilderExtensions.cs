@@ -16,15 +16,15 @@ public static class KafkaTransactionsBuilderExtensions
     /// <param name="builder">The builder.</param>
     /// <param name="configure">Changes when the check reports Degraded.</param>
     /// <returns>The same builder.</returns>
-    public static IKafkaTransactionsBuilder AddHealthChecks(this IKafkaTransactionsBuilder builder, Action<KafkaTxHealthCheckOptions>? configure = null)
+    public static IKafkaTransactionsBuilder AddHealthChecks(this IKafkaTransactionsBuilder builder, Action<KafkaTransactionsHealthCheckOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        var options = new KafkaTxHealthCheckOptions();
+        var options = new KafkaTransactionsHealthCheckOptions();
         configure?.Invoke(options);
         var name = builder.Name;
         builder.Services.AddHealthChecks().Add(new HealthCheckRegistration(
             name.Length == 0 ? "kafkatx" : "kafkatx-" + name,
-            services => new KafkaTx.Health.KafkaTxHealthCheck(name, options, services),
+            services => new KafkaTx.Health.KafkaTransactionsHealthCheck(name, options, services),
             failureStatus: null,
             tags: ["kafkatx"]));
         return builder;

@@ -2,6 +2,7 @@ using KafkaTx.Telemetry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using KafkaTx.UnitOfWork;
 
 namespace KafkaTx.DependencyInjection;
 

@@ -1,5 +1,6 @@
 using KafkaTx.DependencyInjection;
 using KafkaTx.Telemetry;
+using KafkaTx.UnitOfWork;
 
 namespace KafkaTx.Pooling;
 

@@ -6,6 +6,7 @@ using KafkaTx.Serialization;
 using KafkaTx.Telemetry;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using KafkaTx.UnitOfWork;
 
 namespace KafkaTx.Processing;
 

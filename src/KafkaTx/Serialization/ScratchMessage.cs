@@ -1,6 +1,6 @@
 using Confluent.Kafka;
 
-namespace KafkaTx;
+namespace KafkaTx.Serialization;
 
 /// <summary>
 /// One reusable byte-level message per thread for the produce path. Confluent.Kafka copies what it needs during

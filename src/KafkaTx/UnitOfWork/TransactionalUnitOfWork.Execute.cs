@@ -6,7 +6,7 @@ using KafkaTx.Retry;
 using KafkaTx.Telemetry;
 using Microsoft.Extensions.Logging;
 
-namespace KafkaTx;
+namespace KafkaTx.UnitOfWork;
 
 /// <summary>ExecuteAsync: begin, run the work, commit, and the reaction to each kind of failure, retries included.</summary>
 internal sealed partial class TransactionalUnitOfWork

@@ -6,7 +6,7 @@ using KafkaTx.Retry;
 using KafkaTx.Telemetry;
 using Microsoft.Extensions.Logging;
 
-namespace KafkaTx;
+namespace KafkaTx.UnitOfWork;
 
 /// <summary>The exceptions the unit throws: each names the operation, the transactional.id, the kind and what to do.</summary>
 internal sealed partial class TransactionalUnitOfWork

@@ -6,7 +6,7 @@ using KafkaTx.Retry;
 using KafkaTx.Telemetry;
 using Microsoft.Extensions.Logging;
 
-namespace KafkaTx;
+namespace KafkaTx.UnitOfWork;
 
 /// <summary>
 /// Self-healing: a fatal error that is not fencing replaces the producer instead of ending the unit. The new producer's

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using Confluent.Kafka;
 using KafkaTx.Telemetry;
 
-namespace KafkaTx;
+namespace KafkaTx.UnitOfWork;
 
 /// <summary>
 /// The span of each Kafka transaction (begin to commit or abort), its events, and the trace context written into the

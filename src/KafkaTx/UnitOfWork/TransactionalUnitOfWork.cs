@@ -5,8 +5,9 @@ using KafkaTx.Clients;
 using KafkaTx.Retry;
 using KafkaTx.Telemetry;
 using Microsoft.Extensions.Logging;
+using KafkaTx.Serialization;
 
-namespace KafkaTx;
+namespace KafkaTx.UnitOfWork;
 
 /// <summary>
 /// The transactional unit of work: the state machine over one <see cref="TransactionalProducer"/>. See

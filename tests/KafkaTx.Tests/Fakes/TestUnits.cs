@@ -1,6 +1,7 @@
 using KafkaTx.Telemetry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using KafkaTx.UnitOfWork;
 
 namespace KafkaTx.Tests.Fakes;
 

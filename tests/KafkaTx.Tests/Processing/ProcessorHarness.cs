@@ -6,6 +6,7 @@ using KafkaTx.Telemetry;
 using KafkaTx.Tests.Fakes;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
+using KafkaTx.UnitOfWork;
 
 namespace KafkaTx.Tests.Processing;
 

@@ -4,6 +4,7 @@ using KafkaTx.Testing.Shared;
 using KafkaTx.Tests.Fakes;
 using KafkaTx.Tests.Processing;
 using Microsoft.Extensions.Logging.Abstractions;
+using KafkaTx.UnitOfWork;
 
 namespace KafkaTx.Tests.Telemetry;
 

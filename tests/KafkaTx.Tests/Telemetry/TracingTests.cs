@@ -5,6 +5,7 @@ using KafkaTx.Telemetry;
 using KafkaTx.Tests.Fakes;
 using KafkaTx.Tests.Processing;
 using Microsoft.Extensions.Logging.Abstractions;
+using KafkaTx.UnitOfWork;
 
 namespace KafkaTx.Tests.Telemetry;
 

@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using Confluent.Kafka;
 using KafkaTx.Telemetry;
 using KafkaTx.Tests.Fakes;
+using KafkaTx.UnitOfWork;
 
 namespace KafkaTx.Tests.UnitOfWork;
 

@@ -10,9 +10,9 @@ using Microsoft.Extensions.Hosting;
 namespace KafkaTx.Tests.Health;
 
 /// <summary>The health check follows the unit's and the processor's states, through the application's HealthCheckService.</summary>
-public class KafkaTxHealthCheckTests
+public class KafkaTransactionsHealthCheckTests
 {
-    private static (ServiceProvider Provider, FakeClientFactory Factory) Build(Action<KafkaTransactionsOptions>? configure = null, Action<KafkaTxHealthCheckOptions>? health = null)
+    private static (ServiceProvider Provider, FakeClientFactory Factory) Build(Action<KafkaTransactionsOptions>? configure = null, Action<KafkaTransactionsHealthCheckOptions>? health = null)
     {
         var factory = new FakeClientFactory();
         var services = new ServiceCollection().AddLogging(); // as every application has
@@ -28,7 +28,7 @@ public class KafkaTxHealthCheckTests
     }
 
     /// <summary>An application with a processor over fakes and the KafkaTx health check; its failures do not stop the test host.</summary>
-    private static IHost ProcessorHost(FakeClientFactory factory, HandlerScript script, TimeProvider? clock = null, Action<KafkaTxHealthCheckOptions>? health = null)
+    private static IHost ProcessorHost(FakeClientFactory factory, HandlerScript script, TimeProvider? clock = null, Action<KafkaTransactionsHealthCheckOptions>? health = null)
     {
         var builder = Host.CreateApplicationBuilder();
         if (clock is not null)

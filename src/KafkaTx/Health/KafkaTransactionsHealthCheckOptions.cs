@@ -1,7 +1,7 @@
 namespace KafkaTx;
 
 /// <summary>When a KafkaTx health check reports Degraded. Unhealthy is not configurable: a Fenced or Faulted unit or processor.</summary>
-public sealed class KafkaTxHealthCheckOptions
+public sealed class KafkaTransactionsHealthCheckOptions
 {
     /// <summary>Degraded once this many commits in a row have failed (aborted, rejected, unknown). Default 3.</summary>
     public int DegradedAfterFailedCommits { get; set; } = 3;

@@ -3,6 +3,7 @@ using KafkaTx.Pooling;
 using KafkaTx.Processing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using KafkaTx.UnitOfWork;
 
 namespace KafkaTx.Health;
 
@@ -14,7 +15,7 @@ namespace KafkaTx.Health;
 /// records taken and waiting too long for a commit, or arrived records left unconsumed too long. The data
 /// dictionary says which, with the figures.
 /// </summary>
-internal sealed class KafkaTxHealthCheck(string name, KafkaTxHealthCheckOptions options, IServiceProvider services) : IHealthCheck
+internal sealed class KafkaTransactionsHealthCheck(string name, KafkaTransactionsHealthCheckOptions options, IServiceProvider services) : IHealthCheck
 {
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
         Task.FromResult(Check());
