@@ -2,6 +2,8 @@ using Confluent.Kafka;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
+using KafkaTx.Health;
 
 namespace KafkaTx;
 
@@ -14,17 +16,26 @@ public static class KafkaTransactionsBuilderExtensions
     /// producer replacements, or records waiting too long for a commit; the data dictionary says why.
     /// </summary>
     /// <param name="builder">The builder.</param>
-    /// <param name="configure">Changes when the check reports Degraded.</param>
+    /// <param name="configure">Changes when the check reports Degraded; the options are named after the producer, so configuration can bind them too.</param>
     /// <returns>The same builder.</returns>
     public static IKafkaTransactionsBuilder AddHealthChecks(this IKafkaTransactionsBuilder builder, Action<KafkaTransactionsHealthCheckOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        var options = new KafkaTransactionsHealthCheckOptions();
-        configure?.Invoke(options);
         var name = builder.Name;
+
+        // Named options, so that configuration can bind them (Configure<KafkaTransactionsHealthCheckOptions>(name, section))
+        // and bad values stop the start-up instead of the first probe.
+        var options = builder.Services.AddOptions<KafkaTransactionsHealthCheckOptions>(name).ValidateOnStart();
+        if (configure is not null)
+        {
+            options.Configure(configure);
+        }
+
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<KafkaTransactionsHealthCheckOptions>, KafkaTransactionsHealthCheckOptionsValidator>());
         builder.Services.AddHealthChecks().Add(new HealthCheckRegistration(
             name.Length == 0 ? "kafkatx" : "kafkatx-" + name,
-            services => new KafkaTx.Health.KafkaTransactionsHealthCheck(name, options, services),
+            services => new KafkaTransactionsHealthCheck(
+                name, services.GetRequiredService<IOptionsMonitor<KafkaTransactionsHealthCheckOptions>>().Get(name), services),
             failureStatus: null,
             tags: ["kafkatx"]));
         return builder;
@@ -100,7 +111,7 @@ public static class KafkaTransactionsBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentNullException.ThrowIfNull(deserializer);
-        builder.Services.Configure<KafkaTransactionsOptions>(builder.Name, options => options.Deserializers.Add(deserializer));
+        builder.Services.Configure<TransactionalProcessorOptions>(builder.Name, options => options.Deserializers.Add(deserializer));
         return builder;
     }
 

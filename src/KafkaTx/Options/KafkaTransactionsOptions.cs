@@ -135,9 +135,6 @@ public sealed class KafkaTransactionsOptions
     /// <summary>Serializers registered per type with <c>AddSerializer</c>; the built-in ones need no registration.</summary>
     internal SerializerRegistry Serializers { get; } = new();
 
-    /// <summary>Deserializers registered per type with <c>AddDeserializer</c>, for processors' input records.</summary>
-    internal DeserializerRegistry Deserializers { get; } = new();
-
     /// <summary>The transactional.id these options resolve to, or <see langword="null"/> when they do not name one.</summary>
     /// <returns>The complete transactional.id.</returns>
     public string? ResolveTransactionalId()

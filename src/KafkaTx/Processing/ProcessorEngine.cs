@@ -93,7 +93,7 @@ internal sealed partial class ProcessorEngine<TKey, TValue> : ITransactionalProc
         _handlerType = handlerType;
         _logger = logger;
         _time = time;
-        _deserializers = producerOptions.Deserializers;
+        _deserializers = options.Deserializers;
     }
 
     public string Name { get; }

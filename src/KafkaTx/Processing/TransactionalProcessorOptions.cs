@@ -1,3 +1,4 @@
+using KafkaTx.Serialization;
 using Confluent.Kafka;
 
 namespace KafkaTx;
@@ -74,6 +75,9 @@ public sealed class TransactionalProcessorOptions
     /// exactly-once (auto-commit, read_uncommitted) are refused at start-up.
     /// </summary>
     public IDictionary<string, string> ConsumerSettings { get; set; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
+    /// <summary>Deserializers registered per type with <c>AddDeserializer</c>, for the records this processor consumes.</summary>
+    internal DeserializerRegistry Deserializers { get; } = new();
 
     internal string DeadLetterTopicFor(string topic) => string.IsNullOrWhiteSpace(DeadLetterTopic) ? topic + ".DLT" : DeadLetterTopic;
 }
