@@ -24,6 +24,8 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly UnitParts _unit;
     private readonly TransactionOrchestrator _orchestrator;
+    private readonly CallGuards _guards;
+    private readonly ExplicitTransaction _explicit;
     private readonly ExecuteLoop _execute;
     private readonly UnitDisposal _disposal;
 
@@ -49,6 +51,8 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
         var producer = new TransactionalProducer(options, clientFactory, logger, timeProvider, TransactionalId);
         _unit = new UnitParts(TransactionalId, options, timeProvider, telemetry, new TransactionLifecycle(logger, TransactionalId), transaction, new ProducerSession(options, producer, telemetry), new CallTracker());
         _orchestrator = new TransactionOrchestrator(_unit);
+        _guards = new CallGuards(_unit);
+        _explicit = new ExplicitTransaction(_unit, _orchestrator, _gate, _guards);
         _execute = new ExecuteLoop(_unit, _orchestrator);
         _disposal = new UnitDisposal(_unit, _orchestrator, _gate);
     }
@@ -77,20 +81,20 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
 
     public async Task InitializeAsync(CancellationToken cancellationToken = default)
     {
-        ThrowIfTerminal(TransactionCall.Initialize);
+        _guards.ThrowIfTerminal(TransactionCall.Initialize);
         if (State is not (TransactionState.Uninitialized or TransactionState.Initializing or TransactionState.Committing))
         {
             return;
         }
 
-        ThrowIfDisposing(TransactionCall.Initialize);
+        _guards.ThrowIfDisposing(TransactionCall.Initialize);
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            EnterCall(TransactionCall.Initialize);
+            _guards.Enter(TransactionCall.Initialize);
             try
             {
-                ThrowIfTerminal(TransactionCall.Initialize);
+                _guards.ThrowIfTerminal(TransactionCall.Initialize);
                 if (State == TransactionState.Committing)
                 {
                     await _orchestrator.SettlePendingCommitAsync(nameof(InitializeAsync), cancellationToken).ConfigureAwait(false);
@@ -103,7 +107,7 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
             }
             finally
             {
-                _unit.Calls.Exit();
+                _guards.Exit();
             }
         }
         finally
@@ -120,146 +124,11 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
     /// it is cancelled. The processor passes the token its handlers get.
     /// </summary>
     /// <param name="cancellation">The transaction's cancellation; it is not otherwise observed.</param>
-    internal void BeginTransaction(CancellationToken cancellation)
-    {
-        ThrowIfTerminal(TransactionCall.Begin);
-        EnterCall(TransactionCall.Begin);
-        try
-        {
-            if (!_gate.Wait(0, CancellationToken.None))
-            {
-                throw TransactionTransitions.Busy(State, TransactionalId);
-            }
+    internal void BeginTransaction(CancellationToken cancellation) => _explicit.Begin(cancellation);
 
-            try
-            {
-                var state = State;
-                if (state != TransactionState.Ready)
-                {
-                    throw Refusal(TransactionCall.Begin, state);
-                }
+    public Task CommitAsync(CancellationToken cancellationToken = default) => _explicit.CommitAsync(cancellationToken);
 
-                _orchestrator.Begin(cancellation);
-                _unit.Lifecycle.Own(TransactionOwner.Explicit);
-            }
-            catch
-            {
-                _gate.Release();
-                throw;
-            }
-        }
-        finally
-        {
-            _unit.Calls.Exit();
-        }
-    }
-
-    public async Task CommitAsync(CancellationToken cancellationToken = default)
-    {
-        ThrowIfOwnedByExecute(TransactionCall.Commit);
-        EnterCall(TransactionCall.Commit, explicitCall: true);
-        try
-        {
-            var state = State;
-            var owner = _unit.Lifecycle.Owner;
-            if (state == TransactionState.InTransaction && owner == TransactionOwner.Explicit)
-            {
-                try
-                {
-                    (await _orchestrator.CommitAsync(cancellationToken).ConfigureAwait(false)).ThrowIfNotCommitted();
-                }
-                finally
-                {
-                    ReleaseExplicitTransactionIfEnded();
-                }
-
-                return;
-            }
-
-            if (state == TransactionState.Committing && owner != TransactionOwner.Explicit)
-            {
-                await ResumePendingCommitAsync(cancellationToken).ConfigureAwait(false);
-                return;
-            }
-
-            throw Refusal(TransactionCall.Commit, state);
-        }
-        finally
-        {
-            _unit.Calls.Exit(explicitCall: true);
-        }
-    }
-
-    public async Task AbortAsync(CancellationToken cancellationToken = default)
-    {
-        ThrowIfOwnedByExecute(TransactionCall.Abort);
-        EnterCall(TransactionCall.Abort, explicitCall: true);
-        try
-        {
-            var state = State;
-            if ((state is TransactionState.InTransaction or TransactionState.Aborting) && _unit.Lifecycle.Owner == TransactionOwner.Explicit)
-            {
-                try
-                {
-                    await _orchestrator.AbortAsync("aborted by the caller", cancellationToken).ConfigureAwait(false);
-                }
-                finally
-                {
-                    ReleaseExplicitTransactionIfEnded();
-                }
-
-                return;
-            }
-
-            if (state == TransactionState.Aborting)
-            {
-                // Left by ExecuteAsync: resumed under the gate, unless another call settled it meanwhile.
-                await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-                try
-                {
-                    if (State == TransactionState.Aborting)
-                    {
-                        await _orchestrator.AbortAsync("resuming an abort that did not complete earlier", cancellationToken).ConfigureAwait(false);
-                    }
-                }
-                finally
-                {
-                    _gate.Release();
-                }
-
-                return;
-            }
-
-            throw Refusal(TransactionCall.Abort, state);
-        }
-        finally
-        {
-            _unit.Calls.Exit(explicitCall: true);
-        }
-    }
-
-    /// <summary>CommitAsync on a commit whose outcome was left unknown (by either path): resumes it and reports its outcome.</summary>
-    private async Task ResumePendingCommitAsync(CancellationToken cancellationToken)
-    {
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            var state = State;
-            if (state != TransactionState.Committing)
-            {
-                throw TransactionTransitions.TerminalRefusal(nameof(CommitAsync), state, TransactionalId)
-                    ?? TransactionTransitions.InvalidState(nameof(CommitAsync), state, TransactionalId, TransactionTransitions.SettledMeanwhile);
-            }
-
-            _unit.Telemetry.SettlingPendingCommit(nameof(CommitAsync));
-            (await _orchestrator.CommitAsync(cancellationToken).ConfigureAwait(false)).ThrowIfNotCommitted();
-            _unit.Telemetry.PendingCommitSettled("committed (the resumed commit completed)");
-        }
-        finally
-        {
-            _gate.Release();
-        }
-    }
+    public Task AbortAsync(CancellationToken cancellationToken = default) => _explicit.AbortAsync(cancellationToken);
 
     public void Produce<TKey, TValue>(string topic, Message<TKey, TValue> message)
     {
@@ -269,7 +138,7 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
         }
 
         ArgumentNullException.ThrowIfNull(message);
-        ThrowIfNotInTransaction(TransactionCall.Produce);
+        _guards.ThrowIfNotInTransaction(TransactionCall.Produce);
         _orchestrator.Writes.Produce(topic, null, message);
     }
 
@@ -282,7 +151,7 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
         }
 
         ArgumentNullException.ThrowIfNull(message);
-        ThrowIfNotInTransaction(TransactionCall.Produce);
+        _guards.ThrowIfNotInTransaction(TransactionCall.Produce);
         _orchestrator.Writes.Produce(topicPartition.Topic, topicPartition, message);
     }
 
@@ -308,19 +177,19 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
         var explicitCall = _unit.Lifecycle.Owner != TransactionOwner.Execute;
         if (explicitCall)
         {
-            EnterCall(TransactionCall.SendOffsets, explicitCall: true);
+            _guards.Enter(TransactionCall.SendOffsets, explicitCall: true);
         }
 
         try
         {
-            ThrowIfNotInTransaction(TransactionCall.SendOffsets);
+            _guards.ThrowIfNotInTransaction(TransactionCall.SendOffsets);
             await _orchestrator.Writes.SendOffsetsAsync(list, groupMetadata, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
             if (explicitCall)
             {
-                _unit.Calls.Exit(explicitCall: true);
+                _guards.Exit(explicitCall: true);
             }
         }
     }
@@ -342,13 +211,13 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
     public async Task<TResult> ExecuteAsync<TResult>(Func<ITransactionScope, CancellationToken, ValueTask<TResult>> work, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(work);
-        ThrowIfTerminal(TransactionCall.Execute);
-        ThrowIfDisposing(TransactionCall.Execute);
+        _guards.ThrowIfTerminal(TransactionCall.Execute);
+        _guards.ThrowIfDisposing(TransactionCall.Execute);
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             // A caller queued while Dispose began is refused here, before its transaction.
-            EnterCall(TransactionCall.Execute);
+            _guards.Enter(TransactionCall.Execute);
         }
         catch
         {
@@ -366,15 +235,15 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
             _unit.Transaction.EndAttempts();
             _unit.Lifecycle.Disown();
             _unit.Transaction.ForgetCancellation();
-            _unit.Calls.Exit();
+            _guards.Exit();
             _gate.Release();
         }
     }
 
     public async Task ResetAsync(CancellationToken cancellationToken = default)
     {
-        ThrowIfTerminal(TransactionCall.Reset);
-        EnterCall(TransactionCall.Reset, explicitCall: true);
+        _guards.ThrowIfTerminal(TransactionCall.Reset);
+        _guards.Enter(TransactionCall.Reset, explicitCall: true);
         try
         {
             var ownsGate = _unit.Lifecycle.Owner == TransactionOwner.Explicit;
@@ -386,16 +255,16 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
             if (ownsGate && State == TransactionState.InTransaction && _unit.Session.BrokenBy is null)
             {
                 // Refused before the try: the gate belongs to the open explicit transaction, not to this call.
-                throw Refusal(TransactionCall.Reset, State);
+                throw _guards.Refusal(TransactionCall.Reset, State);
             }
 
             try
             {
-                ThrowIfTerminal(TransactionCall.Reset);
+                _guards.ThrowIfTerminal(TransactionCall.Reset);
                 var state = State;
                 if (state == TransactionState.InTransaction && _unit.Session.BrokenBy is null)
                 {
-                    throw Refusal(TransactionCall.Reset, state);
+                    throw _guards.Refusal(TransactionCall.Reset, state);
                 }
 
                 _orchestrator.Reset(state);
@@ -407,78 +276,11 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
         }
         finally
         {
-            _unit.Calls.Exit(explicitCall: true);
+            _guards.Exit(explicitCall: true);
         }
     }
 
     public ValueTask DisposeAsync() => _disposal.DisposeAsync();
 
     public void Dispose() => _disposal.Dispose();
-
-    /// <summary>
-    /// Ends the explicit transaction once a call has finished it: committed, aborted, or committed with an unknown
-    /// outcome, which the next call settles (ExecuteAsync, InitializeAsync, CommitAsync or ResetAsync, not only its
-    /// owner). An open transaction, or an abort that did not complete, stays with its owner.
-    /// </summary>
-    private void ReleaseExplicitTransactionIfEnded()
-    {
-        if (_unit.Lifecycle.Owner == TransactionOwner.Explicit && State is not (TransactionState.InTransaction or TransactionState.Aborting))
-        {
-            _unit.Lifecycle.Disown();
-            _unit.Transaction.ForgetCancellation();
-            _gate.Release();
-        }
-    }
-
-    /// <summary>Counts a call as in flight, or refuses it: once Dispose has begun, or while another explicit call runs.</summary>
-    private void EnterCall(TransactionCall call, bool explicitCall = false)
-    {
-        var operation = TransactionTransitions.Operation(call);
-        if (_unit.Calls.TryEnter(operation, explicitCall, out var disposing) is { } running)
-        {
-            throw TransactionTransitions.ExplicitCallRunning(operation, running, State, TransactionalId);
-        }
-
-        if (disposing)
-        {
-            throw TransactionTransitions.Disposing(operation, State, TransactionalId);
-        }
-    }
-
-    /// <summary>Refuses a call before it waits for its turn, once Dispose has begun.</summary>
-    private void ThrowIfDisposing(TransactionCall call)
-    {
-        if (_unit.Calls.IsDisposing)
-        {
-            throw TransactionTransitions.Disposing(TransactionTransitions.Operation(call), State, TransactionalId);
-        }
-    }
-
-    private void ThrowIfOwnedByExecute(TransactionCall call)
-    {
-        if (_unit.Lifecycle.Owner == TransactionOwner.Execute)
-        {
-            throw TransactionTransitions.InsideExecute(TransactionTransitions.Operation(call), State);
-        }
-    }
-
-    private void ThrowIfTerminal(TransactionCall call)
-    {
-        if (TransactionTransitions.TerminalRefusal(TransactionTransitions.Operation(call), State, TransactionalId) is { } refusal)
-        {
-            throw refusal;
-        }
-    }
-
-    private void ThrowIfNotInTransaction(TransactionCall call)
-    {
-        var state = State;
-        if (state != TransactionState.InTransaction)
-        {
-            throw Refusal(call, state);
-        }
-    }
-
-    private InvalidOperationException Refusal(TransactionCall call, TransactionState state) =>
-        TransactionTransitions.Refusal(call, state, TransactionalId);
 }
