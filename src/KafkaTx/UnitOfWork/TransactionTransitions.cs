@@ -39,9 +39,8 @@ internal static class TransactionTransitions
     /// <summary>The row of the table for one state and one call.</summary>
     public static Transition For(TransactionState state, TransactionCall call) => (state, call) switch
     {
-        (Disposed, TransactionCall.Dispose) => Transition.To(AfterDispose),
+        (_, TransactionCall.Dispose) => Transition.To(AfterDispose), // in every state, terminal ones included
         (Disposed or Fenced, _) => Transition.Terminal,
-        (_, TransactionCall.Dispose) => Transition.To(AfterDispose),
         (Faulted, TransactionCall.Reset) => Transition.To(AfterReset),
         (Faulted, _) => Transition.Terminal,
 
