@@ -8,7 +8,7 @@ namespace KafkaTx.Clients;
 /// <summary>
 /// The life of the Confluent.Kafka producer behind a unit of work: creating it, replacing it after a fatal error,
 /// disposing it, running its blocking calls, and tracking the delivery reports of its records. It knows nothing of
-/// transaction states; <see cref="TransactionalUnitOfWork"/> decides when to call what.
+/// transaction states; the unit of work's <see cref="TransactionOrchestrator"/> decides when to call what.
 /// </summary>
 /// <remarks>
 /// <para>Each producer gets a <see cref="DeliveryTracker"/> of its own, so that late delivery reports of a replaced
