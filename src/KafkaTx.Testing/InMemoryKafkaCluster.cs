@@ -14,9 +14,7 @@ namespace KafkaTx.Testing;
 /// </summary>
 /// <remarks>
 /// Where it differs from Kafka, Kafka is right: the conformance suite runs the same scenarios against both.
-/// Thread-safe: one lock guards the whole cluster, which keeps the model simple and is fast enough for tests. The
-/// cluster is the broker's parts (<see cref="Broker.Topics"/>, <see cref="TransactionCoordinator"/>,
-/// <see cref="GroupCoordinator"/>) behind that lock, and the clients it has handed out (<see cref="ClientRegistry"/>).
+/// Thread-safe: one lock guards the whole cluster, which keeps the model simple and is fast enough for tests.
 /// Records are stored by reference: do not change a key or value array after producing it.
 /// </remarks>
 public sealed class InMemoryKafkaCluster
@@ -40,6 +38,9 @@ public sealed class InMemoryKafkaCluster
 
     /// <summary>Partitions of a topic created automatically on first use.</summary>
     public int DefaultPartitions { get; }
+
+    // The cluster is the broker's parts (Broker/: topics and their logs, the transaction coordinator, the group
+    // coordinator) and the clients it handed out (Clients/), all behind one lock. This class is their public face.
 
     /// <summary>The one lock that guards the whole cluster; a consumer waiting for records waits on it, and is woken by a pulse.</summary>
     internal object Sync { get; } = new();

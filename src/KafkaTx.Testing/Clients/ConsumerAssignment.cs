@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Confluent.Kafka;
+using KafkaTx.Testing.Broker;
 
 namespace KafkaTx.Testing.Clients;
 
@@ -9,7 +10,7 @@ namespace KafkaTx.Testing.Clients;
 /// starts (an offset asked for, else the group's committed offset, else auto.offset.reset), seeks, the fetch's
 /// progress, and whether the end was reported since the position last moved. Every member runs under the cluster's lock.
 /// </summary>
-internal sealed class ConsumerAssignment(InMemoryKafkaCluster cluster, ConsumerSettings settings)
+internal sealed class ConsumerAssignment(Topics topics, GroupCoordinator groups, ConsumerSettings settings)
 {
     private readonly List<TopicPartition> _partitions = [];
     private readonly Dictionary<TopicPartition, Position> _positions = [];
@@ -66,7 +67,7 @@ internal sealed class ConsumerAssignment(InMemoryKafkaCluster cluster, ConsumerS
             throw new KafkaException(new Error(ErrorCode.Local_State, $"Local: Erroneous state: {seek.TopicPartition} is not assigned"));
         }
 
-        var offset = seek.Offset == Offset.Beginning ? 0 : seek.Offset == Offset.End ? cluster.Topics.Log(seek.TopicPartition).HighWatermark : seek.Offset.Value;
+        var offset = seek.Offset == Offset.Beginning ? 0 : seek.Offset == Offset.End ? topics.Log(seek.TopicPartition).HighWatermark : seek.Offset.Value;
         _positions[seek.TopicPartition] = new Position(offset, EndReported: false);
     }
 
@@ -110,7 +111,7 @@ internal sealed class ConsumerAssignment(InMemoryKafkaCluster cluster, ConsumerS
 
     private long StartingPosition(TopicPartition partition, Offset requested)
     {
-        var log = cluster.Topics.Log(partition);
+        var log = topics.Log(partition);
         if (requested == Offset.Beginning)
         {
             return 0;
@@ -126,7 +127,7 @@ internal sealed class ConsumerAssignment(InMemoryKafkaCluster cluster, ConsumerS
             return requested.Value;
         }
 
-        if (settings.GroupId is { } groupId && cluster.Groups.CommittedOffset(groupId, partition) is { } committed)
+        if (settings.GroupId is { } groupId && groups.CommittedOffset(groupId, partition) is { } committed)
         {
             return committed;
         }

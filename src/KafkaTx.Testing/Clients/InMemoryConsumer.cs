@@ -20,7 +20,7 @@ internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>, IInMemoryC
     {
         _cluster = cluster;
         _settings = new ConsumerSettings(config);
-        _assignment = new ConsumerAssignment(cluster, _settings);
+        _assignment = new ConsumerAssignment(cluster.Topics, cluster.Groups, _settings);
         _fetcher = new RecordFetcher(cluster.Topics, _settings);
         Membership = new GroupMembership(cluster.Groups, cluster.Time, _settings);
         _callbacks = new RebalanceCallbacks(cluster.Sync, handlers, Membership, _assignment);
