@@ -20,7 +20,7 @@ internal sealed class PartitionOwnership
     /// Deals the subscribed topics' partitions round-robin to the members subscribed to each (by member id), and tells
     /// each member what to revoke: everything when <paramref name="full"/> or the member is eager, otherwise what moves.
     /// </summary>
-    public void Rebalance(List<GroupMember> members, Topics topics, bool full)
+    public void Rebalance(IReadOnlyList<GroupMember> members, Topics topics, bool full)
     {
         _targets.Clear();
         var partitions = members

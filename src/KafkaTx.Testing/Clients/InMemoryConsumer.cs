@@ -6,6 +6,9 @@ namespace KafkaTx.Testing.Clients;
 /// A consumer over an <see cref="InMemoryKafkaCluster"/>. Rebalance callbacks run on the thread that calls Consume,
 /// before Consume returns, as in Confluent.Kafka. Read with read_committed (librdkafka's default), it stops at the
 /// last stable offset and skips aborted records and markers; its position moves past what it skipped.
+/// It sequences its parts under the cluster's lock: the assignment and positions (<see cref="ConsumerAssignment"/>),
+/// reading (<see cref="RecordFetcher"/>), the group (<see cref="GroupMembership"/>), the callbacks
+/// (<see cref="RebalanceCallbacks"/>, outside the lock) and closing or crashing (<see cref="ConsumerLifetime"/>).
 /// </summary>
 internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>, IInMemoryClient
 {
