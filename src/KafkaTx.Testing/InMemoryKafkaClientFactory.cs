@@ -1,4 +1,5 @@
 using Confluent.Kafka;
+using KafkaTx.Testing.Clients;
 
 namespace KafkaTx.Testing;
 
@@ -8,11 +9,11 @@ namespace KafkaTx.Testing;
 /// </summary>
 internal sealed class InMemoryKafkaClientFactory(InMemoryKafkaCluster cluster) : IKafkaClientFactory
 {
-    private readonly int _crashCountAtStart = cluster.CrashCount;
+    private readonly int _crashCountAtStart = cluster.Clients.CrashCount;
 
     public IProducer<byte[]?, byte[]?> CreateProducer(ProducerConfig config, Action<Error> errorHandler, Action<LogMessage> logHandler) =>
-        cluster.CreateClient(() => new InMemoryProducer(cluster, config), _crashCountAtStart);
+        cluster.Clients.OpenFor(() => new InMemoryProducer(cluster, config), _crashCountAtStart);
 
     public IConsumer<byte[]?, byte[]?> CreateConsumer(ConsumerConfig config, ConsumerEventHandlers handlers) =>
-        cluster.CreateClient(() => new InMemoryConsumer(cluster, config, handlers), _crashCountAtStart);
+        cluster.Clients.OpenFor(() => new InMemoryConsumer(cluster, config, handlers), _crashCountAtStart);
 }

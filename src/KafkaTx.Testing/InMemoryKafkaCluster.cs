@@ -1,4 +1,6 @@
 using Confluent.Kafka;
+using KafkaTx.Testing.Broker;
+using KafkaTx.Testing.Clients;
 
 namespace KafkaTx.Testing;
 
@@ -17,14 +19,6 @@ namespace KafkaTx.Testing;
 /// </remarks>
 public sealed class InMemoryKafkaCluster
 {
-    internal readonly object Sync = new();
-    private readonly Dictionary<string, PartitionLog[]> _topics = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, TransactionalIdState> _transactionalIds = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, ConsumerGroup> _groups = new(StringComparer.Ordinal);
-    private readonly List<TransactionRecord> _openTransactions = [];
-    private readonly HashSet<IInMemoryClient> _openClients = [];
-    private long _nextProducerId = 1000;
-
     /// <summary>Creates an empty cluster.</summary>
     /// <param name="defaultPartitions">Partitions of a topic created automatically on first use (Kafka's num.partitions). Default 1.</param>
     /// <param name="timeProvider">The clock for transaction timeouts; the system clock by default.</param>
@@ -33,6 +27,10 @@ public sealed class InMemoryKafkaCluster
         ArgumentOutOfRangeException.ThrowIfLessThan(defaultPartitions, 1);
         DefaultPartitions = defaultPartitions;
         Time = timeProvider ?? TimeProvider.System;
+        Topics = new Topics(defaultPartitions);
+        Groups = new GroupCoordinator(Topics, Time);
+        Transactions = new TransactionCoordinator(Sync, Time, Groups);
+        Clients = new ClientRegistry(Sync, Time);
     }
 
     /// <summary>The bootstrap servers value that names this cluster (any value works: clients are created by the cluster).</summary>
@@ -41,20 +39,34 @@ public sealed class InMemoryKafkaCluster
     /// <summary>Partitions of a topic created automatically on first use.</summary>
     public int DefaultPartitions { get; }
 
+    // The cluster is the broker's parts (Broker/: topics and their logs, the transaction coordinator, the group
+    // coordinator) and the clients it handed out (Clients/), all behind one lock. This class is their public face.
+
+    /// <summary>The one lock that guards the whole cluster; a consumer waiting for records waits on it, and is woken by a pulse.</summary>
+    internal object Sync { get; } = new();
+
     internal TimeProvider Time { get; }
+
+    internal Topics Topics { get; }
+
+    internal TransactionCoordinator Transactions { get; }
+
+    internal GroupCoordinator Groups { get; }
+
+    internal ClientRegistry Clients { get; }
 
     // ---------------------------------------------------------------- clients
 
     /// <summary>Creates a producer (transactional when the configuration sets transactional.id).</summary>
     /// <param name="config">The producer configuration; bootstrap.servers is ignored.</param>
     /// <returns>A producer of raw bytes over this cluster.</returns>
-    public IProducer<byte[]?, byte[]?> CreateProducer(ProducerConfig config) => Track(new InMemoryProducer(this, config));
+    public IProducer<byte[]?, byte[]?> CreateProducer(ProducerConfig config) => Clients.Open(new InMemoryProducer(this, config));
 
     /// <summary>Creates a consumer, with optional rebalance callbacks (run on the thread that calls Consume).</summary>
     /// <param name="config">The consumer configuration; bootstrap.servers is ignored.</param>
     /// <param name="handlers">Rebalance, error and log callbacks, or null.</param>
     /// <returns>A consumer of raw bytes over this cluster.</returns>
-    public IConsumer<byte[]?, byte[]?> CreateConsumer(ConsumerConfig config, ConsumerEventHandlers? handlers = null) => Track(new InMemoryConsumer(this, config, handlers));
+    public IConsumer<byte[]?, byte[]?> CreateConsumer(ConsumerConfig config, ConsumerEventHandlers? handlers = null) => Clients.Open(new InMemoryConsumer(this, config, handlers));
 
     /// <summary>
     /// Simulates the death of the process that holds every client open now (SIGKILL, a power cut): the clients send
@@ -64,44 +76,7 @@ public sealed class InMemoryKafkaCluster
     /// keep their partitions until the session timeout (session.timeout.ms) passes, or, for a static member, until a
     /// consumer with the same group.instance.id joins.
     /// </summary>
-    public void CrashClients()
-    {
-        lock (Sync)
-        {
-            foreach (var client in _openClients)
-            {
-                client.Crash(Time.GetTimestamp());
-            }
-
-            _openClients.Clear();
-            CrashCount++;
-            Monitor.PulseAll(Sync);
-        }
-    }
-
-    /// <summary>How many times <see cref="CrashClients"/> was called: a process that was running then is dead.</summary>
-    internal int CrashCount { get; private set; }
-
-    /// <summary>
-    /// A client made by a process that died in an earlier crash (its code still runs in the test, a real one's would
-    /// not): it is dead from birth, so that a crashed application cannot come back as a zombie, for instance by
-    /// replacing its producer and fencing the instance that took its place.
-    /// </summary>
-    internal T CreateClient<T>(Func<T> create, int crashCountAtProcessStart)
-        where T : IInMemoryClient
-    {
-        var client = Track(create());
-        lock (Sync)
-        {
-            if (CrashCount != crashCountAtProcessStart)
-            {
-                client.Crash(Time.GetTimestamp());
-                _openClients.Remove(client);
-            }
-        }
-
-        return client;
-    }
+    public void CrashClients() => Clients.CrashAll();
 
     // ---------------------------------------------------------------- topics
 
@@ -114,17 +89,7 @@ public sealed class InMemoryKafkaCluster
         ArgumentOutOfRangeException.ThrowIfLessThan(partitions, 1);
         lock (Sync)
         {
-            if (_topics.TryGetValue(topic, out var existing))
-            {
-                if (existing.Length != partitions)
-                {
-                    throw new InvalidOperationException($"Topic '{topic}' already exists with {existing.Length} partitions.");
-                }
-
-                return;
-            }
-
-            _topics[topic] = [.. Enumerable.Range(0, partitions).Select(p => new PartitionLog(new TopicPartition(topic, p)))];
+            Topics.Create(topic, partitions);
         }
     }
 
@@ -135,7 +100,7 @@ public sealed class InMemoryKafkaCluster
     {
         lock (Sync)
         {
-            return Topic(topic).Length;
+            return Topics.Partitions(topic).Length;
         }
     }
 
@@ -146,7 +111,7 @@ public sealed class InMemoryKafkaCluster
     {
         lock (Sync)
         {
-            return Log(partition).HighWatermark;
+            return Topics.Log(partition).HighWatermark;
         }
     }
 
@@ -157,8 +122,8 @@ public sealed class InMemoryKafkaCluster
     {
         lock (Sync)
         {
-            ExpireTransactions();
-            return Log(partition).LastStableOffset;
+            Transactions.AbortExpired();
+            return Topics.Log(partition).LastStableOffset;
         }
     }
 
@@ -170,19 +135,8 @@ public sealed class InMemoryKafkaCluster
     {
         lock (Sync)
         {
-            ExpireTransactions();
-            var log = Log(partition);
-            var records = new List<InMemoryRecord>();
-            var end = log.End(isolation);
-            for (var offset = log.LogStartOffset; offset < end; offset++)
-            {
-                if (log.IsVisible(offset, isolation))
-                {
-                    records.Add(log.Entry(offset).ToRecord(partition, offset));
-                }
-            }
-
-            return records;
+            Transactions.AbortExpired();
+            return Topics.Log(partition).Read(partition, isolation);
         }
     }
 
@@ -201,7 +155,7 @@ public sealed class InMemoryKafkaCluster
     {
         lock (Sync)
         {
-            return _groups.TryGetValue(groupId, out var group) && group.Offsets.TryGetValue(partition, out var offset) ? offset : null;
+            return Groups.CommittedOffset(groupId, partition);
         }
     }
 
@@ -216,9 +170,7 @@ public sealed class InMemoryKafkaCluster
     {
         lock (Sync)
         {
-            var state = TransactionalIdFor(transactionalId);
-            AbortOpen(state);
-            state.Epoch++;
+            Transactions.Fence(transactionalId);
         }
     }
 
@@ -234,7 +186,7 @@ public sealed class InMemoryKafkaCluster
     {
         lock (Sync)
         {
-            TransactionalIdFor(transactionalId).CommitFailures.Enqueue(error);
+            Transactions.For(transactionalId).Faults.FailNextCommit(error);
         }
     }
 
@@ -249,7 +201,7 @@ public sealed class InMemoryKafkaCluster
     {
         lock (Sync)
         {
-            TransactionalIdFor(transactionalId).AbortFailures.Enqueue(error);
+            Transactions.For(transactionalId).Faults.FailNextAbort(error);
         }
     }
 
@@ -260,7 +212,7 @@ public sealed class InMemoryKafkaCluster
     {
         lock (Sync)
         {
-            TransactionalIdFor(transactionalId).CommitDelay = delay;
+            Transactions.For(transactionalId).Faults.DelayNextCommit(delay);
         }
     }
 
@@ -270,11 +222,7 @@ public sealed class InMemoryKafkaCluster
     {
         lock (Sync)
         {
-            if (_groups.TryGetValue(groupId, out var group))
-            {
-                group.Rebalance(this, full: true);
-            }
-
+            Groups.Find(groupId)?.Rebalance(full: true);
             Monitor.PulseAll(Sync);
         }
     }
@@ -291,7 +239,7 @@ public sealed class InMemoryKafkaCluster
 
         lock (Sync)
         {
-            member.Group?.Expire(this, member);
+            member.Membership.Expire();
             Monitor.PulseAll(Sync);
         }
     }
@@ -308,7 +256,7 @@ public sealed class InMemoryKafkaCluster
         ArgumentNullException.ThrowIfNull(partition);
         lock (Sync)
         {
-            Log(partition).DeleteBefore(offset);
+            Topics.Log(partition).DeleteBefore(offset);
         }
     }
 
@@ -317,149 +265,7 @@ public sealed class InMemoryKafkaCluster
     {
         lock (Sync)
         {
-            return _groups.TryGetValue(groupId, out var group) ? (group.MemberCount, group.PartitionsHeldByDepartedMembers) : (0, 0);
-        }
-    }
-
-    // ---------------------------------------------------------------- internals used by the clients (under Sync)
-
-    internal void Closed(IInMemoryClient client)
-    {
-        lock (Sync)
-        {
-            _openClients.Remove(client);
-        }
-    }
-
-    private T Track<T>(T client)
-        where T : IInMemoryClient
-    {
-        lock (Sync)
-        {
-            _openClients.Add(client);
-        }
-
-        return client;
-    }
-
-    internal PartitionLog[] Topic(string topic)
-    {
-        if (!_topics.TryGetValue(topic, out var partitions))
-        {
-            _topics[topic] = partitions = [.. Enumerable.Range(0, DefaultPartitions).Select(p => new PartitionLog(new TopicPartition(topic, p)))];
-        }
-
-        return partitions;
-    }
-
-    internal PartitionLog Log(TopicPartition partition)
-    {
-        var partitions = Topic(partition.Topic);
-        if (partition.Partition.Value < 0 || partition.Partition.Value >= partitions.Length)
-        {
-            throw new KafkaException(new Error(ErrorCode.Local_UnknownPartition, $"Local: Unknown partition {partition}"));
-        }
-
-        return partitions[partition.Partition.Value];
-    }
-
-    internal TransactionalIdState TransactionalIdFor(string transactionalId)
-    {
-        if (!_transactionalIds.TryGetValue(transactionalId, out var state))
-        {
-            _transactionalIds[transactionalId] = state = new TransactionalIdState(transactionalId, _nextProducerId++);
-        }
-
-        return state;
-    }
-
-    internal ConsumerGroup GroupFor(string groupId)
-    {
-        if (!_groups.TryGetValue(groupId, out var group))
-        {
-            _groups[groupId] = group = new ConsumerGroup(groupId);
-        }
-
-        return group;
-    }
-
-    /// <summary>InitTransactions: bump the epoch, abort what the previous epoch left open.</summary>
-    internal (long ProducerId, int Epoch) InitTransactions(string transactionalId, TimeSpan transactionTimeout)
-    {
-        var state = TransactionalIdFor(transactionalId);
-        AbortOpen(state);
-        state.Epoch++;
-        state.TransactionTimeout = transactionTimeout;
-        return (state.ProducerId, state.Epoch);
-    }
-
-    internal TransactionRecord Begin(TransactionalIdState state)
-    {
-        var transaction = new TransactionRecord(state, Time.GetTimestamp());
-        state.Open = transaction;
-        _openTransactions.Add(transaction);
-        return transaction;
-    }
-
-    internal void Complete(TransactionRecord transaction, bool commit)
-    {
-        if (transaction.Status != TransactionStatus.Open)
-        {
-            return;
-        }
-
-        transaction.Status = commit ? TransactionStatus.Committed : TransactionStatus.Aborted;
-        foreach (var log in transaction.Partitions.Keys)
-        {
-            log.CloseTransaction(transaction, commit);
-        }
-
-        if (commit)
-        {
-            foreach (var (groupId, offsets) in transaction.Offsets)
-            {
-                var group = GroupFor(groupId);
-                foreach (var (partition, offset) in offsets)
-                {
-                    group.Offsets[partition] = offset;
-                }
-            }
-        }
-
-        _openTransactions.Remove(transaction);
-        if (transaction.Owner.Open == transaction)
-        {
-            transaction.Owner.Open = null;
-        }
-
-        Monitor.PulseAll(Sync);
-    }
-
-    /// <summary>The coordinator's timeout: open transactions older than their transaction.timeout.ms are aborted, and the epoch bumped.</summary>
-    internal void ExpireTransactions()
-    {
-        if (_openTransactions.Count == 0)
-        {
-            return;
-        }
-
-        // Backwards, because Complete removes the transaction from the list; no copy on this per-Consume path.
-        for (var i = _openTransactions.Count - 1; i >= 0; i--)
-        {
-            var transaction = _openTransactions[i];
-            if (Time.GetElapsedTime(transaction.StartedAt) > transaction.Owner.TransactionTimeout)
-            {
-                Complete(transaction, commit: false);
-                transaction.Owner.Epoch++; // as Kafka's coordinator does: the late producer is fenced
-            }
-        }
-    }
-
-    private void AbortOpen(TransactionalIdState state)
-    {
-        if (state.Open is { } open)
-        {
-            Complete(open, commit: false);
+            return Groups.Find(groupId) is { } group ? (group.MemberCount, group.PartitionsHeldByDepartedMembers) : (0, 0);
         }
     }
 }

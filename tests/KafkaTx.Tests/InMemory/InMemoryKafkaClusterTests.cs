@@ -1,6 +1,7 @@
 using System.Text;
 using Confluent.Kafka;
 using KafkaTx.Testing;
+using KafkaTx.Testing.Clients;
 
 namespace KafkaTx.Tests.InMemory;
 
