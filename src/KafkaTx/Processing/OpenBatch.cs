@@ -1,0 +1,98 @@
+using System.Diagnostics;
+using Confluent.Kafka;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace KafkaTx.Processing;
+
+/// <summary>
+/// The batch of the open transaction: its DI scope and handler, when it began, its span, and the records whose
+/// handlers completed in it. Those records are where the processor's committed offsets come from
+/// (<see cref="NextOffsets"/>): never the consumer's position, which may lie past a record consumed and not handled.
+/// </summary>
+/// <remarks>Used on the processor's thread only. Created once the transaction has begun; disposed when it ends.</remarks>
+internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
+{
+    private readonly List<RecordKey> _handled = [];
+    private readonly AsyncServiceScope _scope;
+    private string? _deadLetterTopic;
+
+    private OpenBatch(AsyncServiceScope scope, ITransactionalHandler<TKey, TValue> handler, long startedAt, Activity? activity)
+    {
+        _scope = scope;
+        Handler = handler;
+        StartedAt = startedAt;
+        Activity = activity;
+    }
+
+    /// <summary>The batch's handler, resolved from the batch's own scope.</summary>
+    public ITransactionalHandler<TKey, TValue> Handler { get; }
+
+    /// <summary>When the transaction began (a <see cref="TimeProvider"/> timestamp).</summary>
+    public long StartedAt { get; }
+
+    /// <summary>The batch's span, or null when nobody listens.</summary>
+    public Activity? Activity { get; }
+
+    /// <summary>The records handled in this transaction (dead-lettered and skipped ones included), in order.</summary>
+    public IReadOnlyList<RecordKey> Handled => _handled;
+
+    /// <summary>How many records the transaction holds.</summary>
+    public int Count => _handled.Count;
+
+    /// <summary>
+    /// The dead-letter topic, when the batch holds nothing but one poison record written there: its failing commit is
+    /// then the dead-letter write failing, which retrying cannot cure.
+    /// </summary>
+    public string? OnlyDeadLetterTopic => _handled.Count == 1 ? _deadLetterTopic : null;
+
+    /// <summary>Creates the batch's scope and handler: user code, run with no synchronization context.</summary>
+    public static OpenBatch<TKey, TValue> Open(IServiceScopeFactory scopes, Type handlerType, long startedAt, Activity? activity)
+    {
+        using (ProcessorThread.WithoutContext()) // the handler's and its dependencies' constructors
+        {
+            var scope = scopes.CreateAsyncScope();
+            var handler = (ITransactionalHandler<TKey, TValue>)scope.ServiceProvider.GetRequiredService(handlerType);
+            return new OpenBatch<TKey, TValue>(scope, handler, startedAt, activity);
+        }
+    }
+
+    /// <summary>The record's handler completed (or the poison record policy skipped it): its offset commits with the batch.</summary>
+    public void AddHandled(RecordKey key) => _handled.Add(key);
+
+    /// <summary>The poison record was written to the dead-letter topic in this transaction: its offset commits with it.</summary>
+    public void DeadLettered(RecordKey key, string deadLetterTopic)
+    {
+        _deadLetterTopic = deadLetterTopic;
+        _handled.Add(key);
+    }
+
+    /// <summary>
+    /// Per partition, the offset after the last record handled: the offsets this transaction commits. Where that
+    /// offset holds a transaction marker, the next read skips it.
+    /// </summary>
+    public List<TopicPartitionOffset> NextOffsets()
+    {
+        var next = new Dictionary<TopicPartition, long>();
+        foreach (var key in _handled)
+        {
+            if (!next.TryGetValue(key.TopicPartition, out var offset) || offset <= key.Offset)
+            {
+                next[key.TopicPartition] = key.Offset + 1;
+            }
+        }
+
+        return [.. next.Select(p => new TopicPartitionOffset(p.Key, p.Value))];
+    }
+
+    /// <summary>The partitions read in this transaction.</summary>
+    public IEnumerable<TopicPartition> Partitions() => _handled.Select(k => k.TopicPartition).Distinct();
+
+    /// <summary>Disposes the batch's scope: user code (scoped services' Dispose may block on their own tasks).</summary>
+    public ValueTask DisposeAsync()
+    {
+        using (ProcessorThread.WithoutContext())
+        {
+            return _scope.DisposeAsync();
+        }
+    }
+}
