@@ -1,6 +1,5 @@
 using Confluent.Kafka;
 using KafkaTx.Retry;
-using KafkaTx.UnitOfWork;
 using Microsoft.Extensions.DependencyInjection;
 using Outcome = KafkaTx.Processing.ProcessorTelemetry.BatchOutcome;
 
@@ -16,6 +15,7 @@ namespace KafkaTx.Processing;
 internal sealed class BatchTransactions<TKey, TValue>(
     TransactionalProcessorOptions options,
     ITransactionalUnitOfWork unit,
+    ProcessorProducer producer,
     IServiceScopeFactory scopes,
     Type handlerType,
     Func<IConsumerGroupMetadata> groupMetadata,
@@ -37,26 +37,6 @@ internal sealed class BatchTransactions<TKey, TValue>(
 
     bool IOpenBatchControl.IsRunning => status.State is ProcessorState.Running;
 
-    /// <summary>Initializes the producer; while the coordinator is unavailable, keeps trying until the host stops.</summary>
-    public async Task InitializeProducerAsync(CancellationToken cancellationToken)
-    {
-        var attempt = 1;
-        while (true)
-        {
-            try
-            {
-                await unit.InitializeAsync(cancellationToken).ConfigureAwait(true);
-                return;
-            }
-            catch (KafkaTransactionException e) when (e.Kind == TransactionErrorKind.Retriable)
-            {
-                var delay = RetryBackoff.DelayBefore(options.Retry, ++attempt, Random.Shared.NextDouble());
-                telemetry.InitRetry(delay, e);
-                await Task.Delay(delay, time, cancellationToken).ConfigureAwait(true);
-            }
-        }
-    }
-
     /// <param name="cancellationToken">The stop: initializing or resuming an abort gives up when it is cancelled.</param>
     /// <param name="drainToken">The transaction's own: a Produce waiting for room in a full queue stops when it is cancelled.</param>
     public async Task<OpenBatch<TKey, TValue>> BeginAsync(CancellationToken cancellationToken, CancellationToken drainToken)
@@ -68,7 +48,7 @@ internal sealed class BatchTransactions<TKey, TValue>(
 
         if (unit.State == TransactionState.Uninitialized)
         {
-            await InitializeProducerAsync(cancellationToken).ConfigureAwait(true); // the unit replaced its producer
+            await producer.InitializeAsync(cancellationToken).ConfigureAwait(true); // the unit replaced its producer
         }
 
         // Current in this flow only, so that the unit's transaction span is the batch's child.
@@ -77,13 +57,13 @@ internal sealed class BatchTransactions<TKey, TValue>(
         {
             try
             {
-                BeginTransaction(drainToken);
+                producer.BeginTransaction(drainToken);
             }
             catch (KafkaTransactionException) when (unit.State == TransactionState.Uninitialized)
             {
                 // The producer had hit a fatal error in the background and the unit replaced it: initialize and go on.
-                await InitializeProducerAsync(cancellationToken).ConfigureAwait(true);
-                BeginTransaction(drainToken);
+                await producer.InitializeAsync(cancellationToken).ConfigureAwait(true);
+                producer.BeginTransaction(drainToken);
             }
         }
         catch
@@ -194,7 +174,7 @@ internal sealed class BatchTransactions<TKey, TValue>(
         {
             // The drain ran out while the commit was in flight: settle it now (a resumed commit, or a new producer's
             // InitTransactions), so that no transaction is left hanging for the partitions' next owner.
-            await SettlePendingTransactionAsync(CancellationToken.None).ConfigureAwait(true);
+            await producer.SettlePendingAsync(CancellationToken.None).ConfigureAwait(true);
             await EndAsync(Outcome.OutcomeUnknown).ConfigureAwait(true);
         }
 
@@ -228,7 +208,7 @@ internal sealed class BatchTransactions<TKey, TValue>(
             // Before the group is asked: the new producer's InitTransactions returns only once the coordinator has
             // finished the pending transaction, markers included, so the offsets the rewind reads are final even on
             // brokers without KIP-447's stable offset fetch.
-            await SettlePendingTransactionAsync(cancellationToken).ConfigureAwait(true);
+            await producer.SettlePendingAsync(cancellationToken).ConfigureAwait(true);
             await EndAsync(Outcome.OutcomeUnknown).ConfigureAwait(true);
             rewinder.Require();
             return;
@@ -272,18 +252,6 @@ internal sealed class BatchTransactions<TKey, TValue>(
         await BackoffAsync(backoffAttempts, cancellationToken).ConfigureAwait(true);
     }
 
-    private void BeginTransaction(CancellationToken drainToken)
-    {
-        if (unit is TransactionalUnitOfWork transactional)
-        {
-            transactional.BeginTransaction(drainToken);
-        }
-        else
-        {
-            unit.BeginTransaction();
-        }
-    }
-
     private async Task AbortQuietlyAsync()
     {
         try
@@ -298,20 +266,6 @@ internal sealed class BatchTransactions<TKey, TValue>(
         {
             // Still Aborting: the next BeginAsync resumes the abort. Nothing of it is visible meanwhile.
             telemetry.AbortIncomplete(e);
-        }
-    }
-
-    private async Task SettlePendingTransactionAsync(CancellationToken cancellationToken)
-    {
-        try
-        {
-            await unit.InitializeAsync(cancellationToken).ConfigureAwait(true);
-        }
-        catch (KafkaTransactionException e) when (e.Kind == TransactionErrorKind.Retriable)
-        {
-            // The coordinator is away: the next transaction initializes the producer; the rewind may read offsets
-            // that are not final yet, which only a broker before 2.5 can show, and only while it is this slow.
-            telemetry.SettleDeferred(e);
         }
     }
 

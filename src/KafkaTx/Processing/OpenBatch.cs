@@ -5,7 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 namespace KafkaTx.Processing;
 
 /// <summary>
-/// The batch of the open transaction: its DI scope and handler, when it began, its span, and the records whose
+/// The batch of the open transaction: its DI scope and the handler resolved from it, when it began, its span, and the records whose
 /// handlers completed in it. Those records are where the processor's committed offsets come from
 /// (<see cref="NextOffsets"/>): never the consumer's position, which may lie past a record consumed and not handled.
 /// </summary>
@@ -14,18 +14,16 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
 {
     private readonly List<RecordKey> _handled = [];
     private readonly AsyncServiceScope _scope;
+    private readonly ITransactionalHandler<TKey, TValue> _handler;
     private string? _deadLetterTopic;
 
     private OpenBatch(AsyncServiceScope scope, ITransactionalHandler<TKey, TValue> handler, long startedAt, Activity? activity)
     {
         _scope = scope;
-        Handler = handler;
+        _handler = handler;
         StartedAt = startedAt;
         Activity = activity;
     }
-
-    /// <summary>The batch's handler, resolved from the batch's own scope.</summary>
-    public ITransactionalHandler<TKey, TValue> Handler { get; }
 
     /// <summary>When the transaction began (a <see cref="TimeProvider"/> timestamp).</summary>
     public long StartedAt { get; }
@@ -53,6 +51,18 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
             var scope = scopes.CreateAsyncScope();
             var handler = (ITransactionalHandler<TKey, TValue>)scope.ServiceProvider.GetRequiredService(handlerType);
             return new OpenBatch<TKey, TValue>(scope, handler, startedAt, activity);
+        }
+    }
+
+    /// <summary>
+    /// Calls the handler with no synchronization context, so that its continuations run on the thread pool rather than
+    /// queue behind the processor's, and a handler that blocks on a task cannot deadlock it.
+    /// </summary>
+    public ValueTask HandleAsync(ConsumeResult<TKey, TValue> record, ITransactionalUnitOfWork unit, CancellationToken cancellationToken)
+    {
+        using (ProcessorThread.WithoutContext())
+        {
+            return _handler.HandleAsync(record, unit, cancellationToken);
         }
     }
 

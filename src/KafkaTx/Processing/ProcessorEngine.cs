@@ -29,6 +29,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
     private readonly ProcessorTelemetry _telemetry;
     private readonly ProcessorStatus _status;
     private readonly RecordDeserializer<TKey, TValue> _deserializer;
+    private readonly ProcessorProducer _producer;
     private readonly RecordAttempts _attempts = new();
     private readonly PoisonRecords _poison;
     private readonly BatchSchedule _schedule;
@@ -56,12 +57,13 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
         _time = time;
         _telemetry = new ProcessorTelemetry(name, options.GroupId, unit.TransactionalId, instrumentation, logger, time);
         _status = new ProcessorStatus(unit, _telemetry);
+        _producer = new ProcessorProducer(unit, options, time, _telemetry);
         _deserializer = new RecordDeserializer<TKey, TValue>(options.Deserializers);
         _poison = new PoisonRecords(options, unit, _telemetry);
         _schedule = new BatchSchedule(options, producerOptions, time, _telemetry);
         _rewinder = new Rewinder(_telemetry);
         _transactions = new BatchTransactions<TKey, TValue>(
-            options, unit, scopes, handlerType, () => _consumer!.ConsumerGroupMetadata, time, _status, _telemetry, _attempts, _poison, _schedule, _rewinder);
+            options, unit, _producer, scopes, handlerType, () => _consumer!.ConsumerGroupMetadata, time, _status, _telemetry, _attempts, _poison, _schedule, _rewinder);
         _rebalance = new RebalanceHandler(_transactions, _rewinder, _attempts, _telemetry);
     }
 
@@ -117,7 +119,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
         using var lagRegistration = _telemetry.ObserveLag();
         try
         {
-            await _transactions.InitializeProducerAsync(stoppingToken).ConfigureAwait(true);
+            await _producer.InitializeAsync(stoppingToken).ConfigureAwait(true);
             _consumer = _clientFactory.CreateConsumer(ProcessorConsumerConfig.Build(_options, _producerOptions), _rebalance.EventHandlers());
             _consumer.Subscribe(_options.Topics);
             _status.Running();
@@ -208,7 +210,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
         try
         {
             var record = _deserializer.Deserialize(result);
-            await HandleAsync(batch.Handler, record, drainToken).ConfigureAwait(true);
+            await batch.HandleAsync(record, _unit, drainToken).ConfigureAwait(true);
             batch.AddHandled(key);
             _telemetry.RecordHandled();
         }
@@ -219,7 +221,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
             await _transactions.AbortAndRewindAsync($"the handler of {key} was cancelled when ShutdownTimeout ran out").ConfigureAwait(true);
             throw;
         }
-        catch (KafkaTransactionException e) when (IsTransactionFailure(e) && !_schedule.Outlived(_transactions.Batch))
+        catch (KafkaTransactionException e) when (_producer.IsTransactionFailure(e) && !_schedule.Outlived(_transactions.Batch))
         {
             // The transaction failed under the handler (the coordinator moved, say): not the record's fault.
             ProcessorTelemetry.RecordFailed(recordActivity, e);
@@ -248,7 +250,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
         {
             stop = _poison.Apply(result, key, failure, batch);
         }
-        catch (KafkaTransactionException e) when (IsTransactionFailure(e))
+        catch (KafkaTransactionException e) when (_producer.IsTransactionFailure(e))
         {
             await _transactions.RetryAsync(e, stoppingToken).ConfigureAwait(true);
             return;
@@ -260,27 +262,6 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
             _status.Stop(ProcessorState.Faulted, stop);
         }
     }
-
-    /// <summary>
-    /// Calls the handler with no synchronization context, so that its continuations run on the thread pool rather than
-    /// queue behind the loop's, and a handler that blocks on a task cannot deadlock it.
-    /// </summary>
-    private ValueTask HandleAsync(ITransactionalHandler<TKey, TValue> handler, ConsumeResult<TKey, TValue> record, CancellationToken cancellationToken)
-    {
-        using (ProcessorThread.WithoutContext())
-        {
-            return handler.HandleAsync(record, _unit, cancellationToken);
-        }
-    }
-
-    /// <summary>
-    /// Whether a failure is the transaction's rather than a record's: abortable, retriable or of unknown outcome.
-    /// Those retry with backoff and never count as a record's attempt; a refusal of the record's own output
-    /// (<see cref="TransactionErrorKind.Rejected"/>) does count. Fenced and fatal failures stop the processor.
-    /// </summary>
-    private bool IsTransactionFailure(KafkaTransactionException e) =>
-        e.Kind is TransactionErrorKind.Abortable or TransactionErrorKind.Retriable or TransactionErrorKind.OutcomeUnknown
-        && (e.TransactionalId is null || e.TransactionalId == _unit.TransactionalId); // not another unit the handler used
 
     /// <summary>Ends the open batch (see <see cref="BatchTransactions{TKey, TValue}.FinishOnShutdownAsync"/>) and leaves the group.</summary>
     private async Task ShutdownAsync(CancellationToken drainToken)
