@@ -72,7 +72,9 @@ internal sealed class BatchTransactions<TKey, TValue>(
             throw;
         }
 
-        return _batch = OpenBatch<TKey, TValue>.Open(scopes, handlerType, time.GetTimestamp(), activity);
+        _batch = OpenBatch<TKey, TValue>.Open(scopes, time.GetTimestamp(), activity);
+        _batch.ResolveHandler(handlerType); // should it throw, the batch is open all the same: the stop ends it
+        return _batch;
     }
 
     /// <summary>Commits the open batch with the offsets of its handled records (see <see cref="OpenBatch{TKey, TValue}.NextOffsets"/>).</summary>

@@ -5,8 +5,8 @@ using Microsoft.Extensions.DependencyInjection;
 namespace KafkaTx.Processing;
 
 /// <summary>
-/// The batch of the open transaction: its DI scope and the handler resolved from it, when it began, its span, and the records whose
-/// handlers completed in it. Those records are where the processor's committed offsets come from
+/// The batch of the open transaction: its DI scope and the handler resolved from it, when it began, its span, and the
+/// records whose handlers completed in it. Those records are where the processor's committed offsets come from
 /// (<see cref="NextOffsets"/>): never the consumer's position, which may lie past a record consumed and not handled.
 /// </summary>
 /// <remarks>Used on the processor's thread only. Created once the transaction has begun; disposed when it ends.</remarks>
@@ -14,13 +14,12 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
 {
     private readonly List<RecordKey> _handled = [];
     private readonly AsyncServiceScope _scope;
-    private readonly ITransactionalHandler<TKey, TValue> _handler;
+    private ITransactionalHandler<TKey, TValue>? _handler;
     private string? _deadLetterTopic;
 
-    private OpenBatch(AsyncServiceScope scope, ITransactionalHandler<TKey, TValue> handler, long startedAt, Activity? activity)
+    private OpenBatch(AsyncServiceScope scope, long startedAt, Activity? activity)
     {
         _scope = scope;
-        _handler = handler;
         StartedAt = startedAt;
         Activity = activity;
     }
@@ -43,14 +42,21 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
     /// </summary>
     public string? OnlyDeadLetterTopic => _handled.Count == 1 ? _deadLetterTopic : null;
 
-    /// <summary>Creates the batch's scope and handler: user code, run with no synchronization context.</summary>
-    public static OpenBatch<TKey, TValue> Open(IServiceScopeFactory scopes, Type handlerType, long startedAt, Activity? activity)
+    /// <summary>Opens the batch with its own scope: user code, run with no synchronization context.</summary>
+    public static OpenBatch<TKey, TValue> Open(IServiceScopeFactory scopes, long startedAt, Activity? activity)
+    {
+        using (ProcessorThread.WithoutContext()) // scoped services' factories
+        {
+            return new OpenBatch<TKey, TValue>(scopes.CreateAsyncScope(), startedAt, activity);
+        }
+    }
+
+    /// <summary>Resolves the batch's handler from its scope: user code, run with no synchronization context.</summary>
+    public void ResolveHandler(Type handlerType)
     {
         using (ProcessorThread.WithoutContext()) // the handler's and its dependencies' constructors
         {
-            var scope = scopes.CreateAsyncScope();
-            var handler = (ITransactionalHandler<TKey, TValue>)scope.ServiceProvider.GetRequiredService(handlerType);
-            return new OpenBatch<TKey, TValue>(scope, handler, startedAt, activity);
+            _handler = (ITransactionalHandler<TKey, TValue>)_scope.ServiceProvider.GetRequiredService(handlerType);
         }
     }
 
@@ -62,7 +68,7 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
     {
         using (ProcessorThread.WithoutContext())
         {
-            return _handler.HandleAsync(record, unit, cancellationToken);
+            return _handler!.HandleAsync(record, unit, cancellationToken);
         }
     }
 

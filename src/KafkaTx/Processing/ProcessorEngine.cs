@@ -101,20 +101,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
 
     private async Task RunLoopAsync(CancellationToken stoppingToken)
     {
-        // The handlers' token: cancelled ShutdownTimeout after the stop, so that the handler in flight may finish.
-        using var drain = new CancellationTokenSource(Timeout.InfiniteTimeSpan, _time);
-        using var drainOnStop = stoppingToken.Register(static state =>
-        {
-            var (source, timeout) = ((CancellationTokenSource, TimeSpan))state!;
-            try
-            {
-                source.CancelAfter(timeout);
-            }
-            catch (ObjectDisposedException)
-            {
-                // The loop ended first.
-            }
-        }, (drain, _options.ShutdownTimeout));
+        using var drain = new StopDrain(_options.ShutdownTimeout, _time, stoppingToken);
         _status.Starting();
         using var lagRegistration = _telemetry.ObserveLag();
         try
