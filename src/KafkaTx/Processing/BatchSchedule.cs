@@ -1,8 +1,11 @@
+using KafkaTx.Retry;
+
 namespace KafkaTx.Processing;
 
 /// <summary>
 /// When the open batch commits: after MaxBatchSize records or MaxBatchDuration, early when it nears the transaction
-/// timeout, and record by record while the record at fault in a refused batch is being isolated.
+/// timeout, and record by record while the record at fault in a refused batch is being isolated; and how long the
+/// processor backs off after a failed one.
 /// </summary>
 internal sealed class BatchSchedule(TransactionalProcessorOptions options, KafkaTransactionsOptions producer, TimeProvider time, ProcessorTelemetry telemetry)
 {
@@ -47,4 +50,14 @@ internal sealed class BatchSchedule(TransactionalProcessorOptions options, Kafka
     /// </summary>
     public bool Outlived<TKey, TValue>(OpenBatch<TKey, TValue>? batch) =>
         batch is not null && time.GetElapsedTime(batch.StartedAt) >= producer.TransactionTimeout;
+
+    /// <summary>Waits before the next attempt: longer the more attempts failed (<see cref="TransactionalProcessorOptions.Retry"/>).</summary>
+    public async Task BackoffAsync(int attempts, CancellationToken cancellationToken)
+    {
+        var delay = RetryBackoff.DelayBefore(options.Retry, attempts + 1, Random.Shared.NextDouble());
+        if (delay > TimeSpan.Zero)
+        {
+            await Task.Delay(delay, time, cancellationToken).ConfigureAwait(true);
+        }
+    }
 }

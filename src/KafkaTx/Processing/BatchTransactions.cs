@@ -1,5 +1,4 @@
 using Confluent.Kafka;
-using KafkaTx.Retry;
 using Microsoft.Extensions.DependencyInjection;
 using Outcome = KafkaTx.Processing.ProcessorTelemetry.BatchOutcome;
 
@@ -13,7 +12,6 @@ namespace KafkaTx.Processing;
 /// </summary>
 /// <remarks>Used on the processor's thread only; awaits with ConfigureAwait(true) to stay there.</remarks>
 internal sealed class BatchTransactions<TKey, TValue>(
-    TransactionalProcessorOptions options,
     ITransactionalUnitOfWork unit,
     ProcessorProducer producer,
     IServiceScopeFactory scopes,
@@ -128,7 +126,7 @@ internal sealed class BatchTransactions<TKey, TValue>(
         _transientFailuresInARow++;
         telemetry.CommitFailed(failure.Kind, _batch?.Count ?? 0, failure);
         await AbortAndRewindAsync($"the transaction failed ({failure.Kind}: {failure.Error.Code})").ConfigureAwait(true);
-        await BackoffAsync(_transientFailuresInARow, cancellationToken).ConfigureAwait(true);
+        await schedule.BackoffAsync(_transientFailuresInARow, cancellationToken).ConfigureAwait(true);
     }
 
     /// <summary>The unit of work can no longer be used: the batch ends, and the processor stops fenced or faulted.</summary>
@@ -137,15 +135,6 @@ internal sealed class BatchTransactions<TKey, TValue>(
         var fenced = status.IsFencing(failure);
         await EndAsync(fenced ? Outcome.Fenced : Outcome.Faulted).ConfigureAwait(true);
         status.Fail(failure, fenced);
-    }
-
-    public async Task BackoffAsync(int attempts, CancellationToken cancellationToken)
-    {
-        var delay = RetryBackoff.DelayBefore(options.Retry, attempts + 1, Random.Shared.NextDouble());
-        if (delay > TimeSpan.Zero)
-        {
-            await Task.Delay(delay, time, cancellationToken).ConfigureAwait(true);
-        }
     }
 
     /// <summary>
@@ -251,7 +240,7 @@ internal sealed class BatchTransactions<TKey, TValue>(
         telemetry.CommitFailed(failure.Kind, handled.Count, failure);
         await EndAsync(Outcome.Aborted).ConfigureAwait(true);
         rewinder.Require();
-        await BackoffAsync(backoffAttempts, cancellationToken).ConfigureAwait(true);
+        await schedule.BackoffAsync(backoffAttempts, cancellationToken).ConfigureAwait(true);
     }
 
     private async Task AbortQuietlyAsync()

@@ -6,16 +6,18 @@ using Microsoft.Extensions.Logging;
 namespace KafkaTx.Processing;
 
 /// <summary>
-/// The consume-transform-produce loop, and the only place that sequences its I/O (consume, begin, handle, send offsets,
-/// commit, abort, rewind). Records are handled as they are consumed, inside a transaction that commits after
-/// <see cref="TransactionalProcessorOptions.MaxBatchSize"/> records or <see cref="TransactionalProcessorOptions.MaxBatchDuration"/>,
-/// together with the offsets of the records handled (SendOffsetsToTransaction, KIP-447), so that outputs and progress
-/// commit or vanish together. After an abort the consumer is rewound to the committed positions.
+/// The consume-transform-produce loop: run, step, stop. Records are handled as they are consumed, inside a transaction
+/// that commits after <see cref="TransactionalProcessorOptions.MaxBatchSize"/> records or
+/// <see cref="TransactionalProcessorOptions.MaxBatchDuration"/>, together with the offsets of the records handled
+/// (SendOffsetsToTransaction, KIP-447), so that outputs and progress commit or vanish together; after an abort the
+/// consumer is rewound to the committed positions before anything else is consumed.
 /// </summary>
 /// <remarks>
+/// The loop decides what happens next (rewind, consume, handle, commit, stop); <see cref="BatchTransactions{TKey, TValue}"/>
+/// carries out the open batch's transaction (begin, send offsets, commit, abort) and what a failure of it means.
 /// Everything runs on the processor's own thread (<see cref="ProcessorThread"/>): the loop awaits with
 /// ConfigureAwait(true) to stay there; user code runs without its context. The rebalance callbacks run inside Consume,
-/// on that thread, and complete the open batch through <see cref="IOpenBatchControl"/> (see <see cref="RebalanceHandler"/>).
+/// on that thread too (see <see cref="RebalanceHandler"/>).
 /// </remarks>
 internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
 {
@@ -63,7 +65,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
         _schedule = new BatchSchedule(options, producerOptions, time, _telemetry);
         _rewinder = new Rewinder(_telemetry);
         _transactions = new BatchTransactions<TKey, TValue>(
-            options, unit, _producer, scopes, handlerType, () => _consumer!.ConsumerGroupMetadata, time, _status, _telemetry, _attempts, _poison, _schedule, _rewinder);
+            unit, _producer, scopes, handlerType, () => _consumer!.ConsumerGroupMetadata, time, _status, _telemetry, _attempts, _poison, _schedule, _rewinder);
         _rebalance = new RebalanceHandler(_transactions, _rewinder, _attempts, _telemetry);
     }
 
@@ -226,7 +228,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
             ProcessorTelemetry.RecordFailed(recordActivity, e);
             _telemetry.HandlerFailed(key, attempts, _options.Retry.MaxAttempts, e);
             await _transactions.AbortAndRewindAsync($"the handler failed on {key}").ConfigureAwait(true);
-            await _transactions.BackoffAsync(attempts, stoppingToken).ConfigureAwait(true);
+            await _schedule.BackoffAsync(attempts, stoppingToken).ConfigureAwait(true);
         }
     }
 
