@@ -27,6 +27,7 @@ internal sealed class BatchTransactions<TKey, TValue>(
 {
     private OpenBatch<TKey, TValue>? _batch;  // the open transaction's; null when none is open
     private int _transientFailuresInARow;     // transaction failures no record caused: they back off, never count as attempts
+    private readonly List<RecordKey> _handled = []; // each batch's in turn: one list for the processor's life
 
     /// <summary>The open transaction's batch, or null.</summary>
     public OpenBatch<TKey, TValue>? Batch => _batch;
@@ -70,7 +71,7 @@ internal sealed class BatchTransactions<TKey, TValue>(
             throw;
         }
 
-        _batch = OpenBatch<TKey, TValue>.Open(scopes, time.GetTimestamp(), activity);
+        _batch = OpenBatch<TKey, TValue>.Open(scopes, time.GetTimestamp(), activity, _handled);
         _batch.ResolveHandler(handlerType); // should it throw, the batch is open all the same: the stop ends it
         return _batch;
     }

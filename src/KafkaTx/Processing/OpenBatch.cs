@@ -12,14 +12,16 @@ namespace KafkaTx.Processing;
 /// <remarks>Used on the processor's thread only. Created once the transaction has begun; disposed when it ends.</remarks>
 internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
 {
-    private readonly List<RecordKey> _handled = [];
+    private readonly List<RecordKey> _handled;
     private readonly AsyncServiceScope _scope;
     private ITransactionalHandler<TKey, TValue>? _handler;
     private string? _deadLetterTopic;
 
-    private OpenBatch(AsyncServiceScope scope, long startedAt, Activity? activity)
+    private OpenBatch(AsyncServiceScope scope, long startedAt, Activity? activity, List<RecordKey> handled)
     {
         _scope = scope;
+        _handled = handled;
+        _handled.Clear();
         StartedAt = startedAt;
         Activity = activity;
     }
@@ -43,11 +45,18 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
     public string? OnlyDeadLetterTopic => _handled.Count == 1 ? _deadLetterTopic : null;
 
     /// <summary>Opens the batch with its own scope: user code, run with no synchronization context.</summary>
-    public static OpenBatch<TKey, TValue> Open(IServiceScopeFactory scopes, long startedAt, Activity? activity)
+    /// <param name="scopes">Creates the batch's scope.</param>
+    /// <param name="startedAt">When the transaction began.</param>
+    /// <param name="activity">The batch's span.</param>
+    /// <param name="handled">
+    /// The list that holds the records handled, emptied here: the previous batch's, once it has ended, so that batches
+    /// do not grow a list of their own at every batch.
+    /// </param>
+    public static OpenBatch<TKey, TValue> Open(IServiceScopeFactory scopes, long startedAt, Activity? activity, List<RecordKey> handled)
     {
         using (ProcessorThread.WithoutContext()) // scoped services' factories
         {
-            return new OpenBatch<TKey, TValue>(scopes.CreateAsyncScope(), startedAt, activity);
+            return new OpenBatch<TKey, TValue>(scopes.CreateAsyncScope(), startedAt, activity, handled);
         }
     }
 

@@ -18,7 +18,7 @@ public class ProcessorPartsTests
     public async Task An_open_batch_commits_per_partition_the_offset_after_the_last_record_handled()
     {
         await using var services = new ServiceCollection().AddScoped<NoOpHandler>().BuildServiceProvider();
-        await using var batch = OpenBatch<string, string>.Open(services.GetRequiredService<IServiceScopeFactory>(), 0, null);
+        await using var batch = OpenBatch<string, string>.Open(services.GetRequiredService<IServiceScopeFactory>(), 0, null, []);
 
         batch.AddHandled(new RecordKey(P0, 5));
         batch.AddHandled(new RecordKey(P1, 9));
@@ -35,7 +35,7 @@ public class ProcessorPartsTests
     public async Task A_batch_holding_only_a_dead_lettered_record_names_its_dead_letter_topic()
     {
         await using var services = new ServiceCollection().AddScoped<NoOpHandler>().BuildServiceProvider();
-        await using var batch = OpenBatch<string, string>.Open(services.GetRequiredService<IServiceScopeFactory>(), 0, null);
+        await using var batch = OpenBatch<string, string>.Open(services.GetRequiredService<IServiceScopeFactory>(), 0, null, []);
 
         batch.NextOffsets().Should().BeEmpty("no record was handled, so no offset is sent");
         batch.DeadLettered(new RecordKey(P0, 3), "in.dlt");
