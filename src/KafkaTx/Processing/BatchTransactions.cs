@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Confluent.Kafka;
 using Microsoft.Extensions.DependencyInjection;
 using Outcome = KafkaTx.Processing.ProcessorTelemetry.BatchOutcome;
@@ -40,6 +41,7 @@ internal sealed class BatchTransactions<TKey, TValue>(
     /// <param name="drainToken">The transaction's own: a Produce waiting for room in a full queue stops when it is cancelled.</param>
     public async Task<OpenBatch<TKey, TValue>> BeginAsync(CancellationToken cancellationToken, CancellationToken drainToken)
     {
+        Debug.Assert(_batch is null && !rewinder.IsPending, "a batch begins only after the last one ended and the consumer was rewound");
         if (unit.State == TransactionState.Aborting)
         {
             await unit.AbortAsync(cancellationToken).ConfigureAwait(true); // resume an abort that timed out

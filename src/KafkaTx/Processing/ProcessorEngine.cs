@@ -15,6 +15,10 @@ namespace KafkaTx.Processing;
 /// <remarks>
 /// The loop decides what happens next (rewind, consume, handle, commit, stop); <see cref="BatchTransactions{TKey, TValue}"/>
 /// carries out the open batch's transaction (begin, send offsets, commit, abort) and what a failure of it means.
+/// The processor's state is three values, each owned by one type: its status (<see cref="ProcessorStatus"/>: Starting,
+/// Running, then Stopped, or Fenced or Faulted, a failure being also the loop's stop request), the open batch
+/// (<see cref="BatchTransactions{TKey, TValue}.Batch"/>, null between transactions) and whether a rewind is due
+/// (<see cref="Rewinder.IsPending"/>, never while a batch is open). The unit of work's state is read, never mirrored.
 /// Everything runs on the processor's own thread (<see cref="ProcessorThread"/>): the loop awaits with
 /// ConfigureAwait(true) to stay there; user code runs without its context. The rebalance callbacks run inside Consume,
 /// on that thread too (see <see cref="RebalanceHandler"/>).
