@@ -44,6 +44,39 @@ public class ProcessorPartsTests
     }
 
     [Fact]
+    public async Task A_batch_is_due_when_full_old_near_the_transaction_timeout_or_isolating_a_suspect()
+    {
+        var clock = new ManualClock();
+        var options = new TransactionalProcessorOptions { Topics = ["in"], GroupId = "group", MaxBatchSize = 3, MaxBatchDuration = TimeSpan.FromSeconds(10) };
+        var producer = new KafkaTransactionsOptions { TransactionTimeout = TimeSpan.FromSeconds(16) };
+        var schedule = new BatchSchedule(options, producer, clock, Telemetry());
+        var attempts = new RecordAttempts();
+        await using var services = new ServiceCollection().AddScoped<NoOpHandler>().BuildServiceProvider();
+        await using var batch = OpenBatch<string, string>.Open(services.GetRequiredService<IServiceScopeFactory>(), clock.GetTimestamp(), null, []);
+
+        batch.AddHandled(new RecordKey(P0, 1));
+        schedule.IsDue(batch, clock.GetTimestamp(), attempts).Should().BeFalse();
+        schedule.ConsumeTimeout(batch, clock.GetTimestamp()).Should().Be(BatchSchedule.IdlePoll);
+
+        attempts.Isolate([new RecordKey(P0, 1), new RecordKey(P0, 2)]);
+        schedule.IsDue(batch, clock.GetTimestamp(), attempts).Should().BeTrue("a suspect of a refused batch commits on its own");
+        attempts.Committed([new RecordKey(P0, 1), new RecordKey(P0, 2)]);
+
+        batch.AddHandled(new RecordKey(P0, 2));
+        batch.AddHandled(new RecordKey(P0, 3));
+        schedule.IsDue(batch, clock.GetTimestamp(), attempts).Should().BeTrue("MaxBatchSize records");
+
+        await using var young = OpenBatch<string, string>.Open(services.GetRequiredService<IServiceScopeFactory>(), clock.GetTimestamp(), null, []);
+        clock.Advance(TimeSpan.FromSeconds(8));
+        schedule.IsDue(young, clock.GetTimestamp(), attempts).Should().BeTrue("half the transaction timeout comes before MaxBatchDuration here");
+        schedule.Outlived(young).Should().BeFalse();
+        clock.Advance(TimeSpan.FromSeconds(8));
+        schedule.Outlived(young).Should().BeTrue();
+        schedule.ConsumeTimeout(young, clock.GetTimestamp()).Should().Be(TimeSpan.Zero);
+        schedule.ConsumeTimeout<string, string>(null, clock.GetTimestamp()).Should().Be(BatchSchedule.IdlePoll);
+    }
+
+    [Fact]
     public void Record_attempts_count_per_record_and_isolate_the_records_of_a_refused_batch_until_they_commit()
     {
         var attempts = new RecordAttempts();
