@@ -1,0 +1,123 @@
+using System.Diagnostics;
+using Confluent.Kafka;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace KafkaTx.Processing;
+
+/// <summary>
+/// The batch of the open transaction: its DI scope and the handler resolved from it, when it began, its span, and the
+/// records whose handlers completed in it. Those records are where the processor's committed offsets come from
+/// (<see cref="NextOffsets"/>): never the consumer's position, which may lie past a record consumed and not handled.
+/// </summary>
+/// <remarks>Used on the processor's thread only. Created once the transaction has begun; disposed when it ends.</remarks>
+internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
+{
+    private readonly List<RecordKey> _handled;
+    private readonly AsyncServiceScope _scope;
+    private ITransactionalHandler<TKey, TValue>? _handler;
+    private string? _deadLetterTopic;
+
+    private OpenBatch(AsyncServiceScope scope, long startedAt, Activity? activity, List<RecordKey> handled)
+    {
+        _scope = scope;
+        _handled = handled;
+        _handled.Clear();
+        StartedAt = startedAt;
+        Activity = activity;
+    }
+
+    /// <summary>When the transaction began (a <see cref="TimeProvider"/> timestamp).</summary>
+    public long StartedAt { get; }
+
+    /// <summary>The batch's span, or null when nobody listens.</summary>
+    public Activity? Activity { get; }
+
+    /// <summary>The records handled in this transaction (dead-lettered and skipped ones included), in order.</summary>
+    public IReadOnlyList<RecordKey> Handled => _handled;
+
+    /// <summary>How many records the transaction holds.</summary>
+    public int Count => _handled.Count;
+
+    /// <summary>
+    /// The dead-letter topic, when the batch holds nothing but one poison record written there: its failing commit is
+    /// then the dead-letter write failing, which retrying cannot cure.
+    /// </summary>
+    public string? OnlyDeadLetterTopic => _handled.Count == 1 ? _deadLetterTopic : null;
+
+    /// <summary>Opens the batch with its own scope: user code, run with no synchronization context.</summary>
+    /// <param name="scopes">Creates the batch's scope.</param>
+    /// <param name="startedAt">When the transaction began.</param>
+    /// <param name="activity">The batch's span.</param>
+    /// <param name="handled">
+    /// The list that holds the records handled, emptied here: the previous batch's, once it has ended, so that batches
+    /// do not grow a list of their own at every batch.
+    /// </param>
+    public static OpenBatch<TKey, TValue> Open(IServiceScopeFactory scopes, long startedAt, Activity? activity, List<RecordKey> handled)
+    {
+        using (ProcessorThread.WithoutContext()) // scoped services' factories
+        {
+            return new OpenBatch<TKey, TValue>(scopes.CreateAsyncScope(), startedAt, activity, handled);
+        }
+    }
+
+    /// <summary>Resolves the batch's handler from its scope: user code, run with no synchronization context.</summary>
+    public void ResolveHandler(Type handlerType)
+    {
+        using (ProcessorThread.WithoutContext()) // the handler's and its dependencies' constructors
+        {
+            _handler = (ITransactionalHandler<TKey, TValue>)_scope.ServiceProvider.GetRequiredService(handlerType);
+        }
+    }
+
+    /// <summary>
+    /// Calls the handler with no synchronization context, so that its continuations run on the thread pool rather than
+    /// queue behind the processor's, and a handler that blocks on a task cannot deadlock it.
+    /// </summary>
+    public ValueTask HandleAsync(ConsumeResult<TKey, TValue> record, ITransactionalUnitOfWork unit, CancellationToken cancellationToken)
+    {
+        using (ProcessorThread.WithoutContext())
+        {
+            return _handler!.HandleAsync(record, unit, cancellationToken);
+        }
+    }
+
+    /// <summary>The record's handler completed (or the poison record policy skipped it): its offset commits with the batch.</summary>
+    public void AddHandled(RecordKey key) => _handled.Add(key);
+
+    /// <summary>The poison record was written to the dead-letter topic in this transaction: its offset commits with it.</summary>
+    public void DeadLettered(RecordKey key, string deadLetterTopic)
+    {
+        _deadLetterTopic = deadLetterTopic;
+        _handled.Add(key);
+    }
+
+    /// <summary>
+    /// Per partition, the offset after the last record handled: the offsets this transaction commits. Where that
+    /// offset holds a transaction marker, the next read skips it.
+    /// </summary>
+    public List<TopicPartitionOffset> NextOffsets()
+    {
+        var next = new Dictionary<TopicPartition, long>();
+        foreach (var key in _handled)
+        {
+            if (!next.TryGetValue(key.TopicPartition, out var offset) || offset <= key.Offset)
+            {
+                next[key.TopicPartition] = key.Offset + 1;
+            }
+        }
+
+        return [.. next.Select(p => new TopicPartitionOffset(p.Key, p.Value))];
+    }
+
+    /// <summary>The partitions read in this transaction.</summary>
+    public IEnumerable<TopicPartition> Partitions() => _handled.Select(k => k.TopicPartition).Distinct();
+
+    /// <summary>Disposes the batch's scope: user code (scoped services' Dispose may block on their own tasks).</summary>
+    public ValueTask DisposeAsync()
+    {
+        using (ProcessorThread.WithoutContext())
+        {
+            return _scope.DisposeAsync();
+        }
+    }
+}

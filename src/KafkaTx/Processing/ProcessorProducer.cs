@@ -1,0 +1,72 @@
+using KafkaTx.Retry;
+using KafkaTx.UnitOfWork;
+
+namespace KafkaTx.Processing;
+
+/// <summary>
+/// The processor's calls on its unit of work that take more than one call: initializing it (retrying while the
+/// coordinator is away), settling a pending commit, beginning a transaction that a full queue may not hold up past
+/// the drain; and telling the unit's transaction failures from others.
+/// </summary>
+internal sealed class ProcessorProducer(ITransactionalUnitOfWork unit, TransactionalProcessorOptions options, TimeProvider time, ProcessorTelemetry telemetry)
+{
+    /// <summary>Initializes the producer; while the coordinator is unavailable, keeps trying until the host stops.</summary>
+    public async Task InitializeAsync(CancellationToken cancellationToken)
+    {
+        var attempt = 1;
+        while (true)
+        {
+            try
+            {
+                await unit.InitializeAsync(cancellationToken).ConfigureAwait(true);
+                return;
+            }
+            catch (KafkaTransactionException e) when (e.Kind == TransactionErrorKind.Retriable)
+            {
+                var delay = RetryBackoff.DelayBefore(options.Retry, ++attempt, Random.Shared.NextDouble());
+                telemetry.InitRetry(delay, e);
+                await Task.Delay(delay, time, cancellationToken).ConfigureAwait(true);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Settles a commit whose outcome is unknown: a new producer's InitTransactions returns only once the coordinator
+    /// has finished the pending transaction, markers included, so offsets read afterwards are final.
+    /// </summary>
+    public async Task SettlePendingAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await unit.InitializeAsync(cancellationToken).ConfigureAwait(true);
+        }
+        catch (KafkaTransactionException e) when (e.Kind == TransactionErrorKind.Retriable)
+        {
+            // The coordinator is away: the next transaction initializes the producer; the rewind may read offsets
+            // that are not final yet, which only a broker before 2.5 can show, and only while it is this slow.
+            telemetry.SettleDeferred(e);
+        }
+    }
+
+    /// <param name="drainToken">The transaction's own: a Produce waiting for room in a full queue stops when it is cancelled.</param>
+    public void BeginTransaction(CancellationToken drainToken)
+    {
+        if (unit is TransactionalUnitOfWork transactional)
+        {
+            transactional.BeginTransaction(drainToken);
+        }
+        else
+        {
+            unit.BeginTransaction();
+        }
+    }
+
+    /// <summary>
+    /// Whether a failure is the transaction's rather than a record's: abortable, retriable or of unknown outcome.
+    /// Those retry with backoff and never count as a record's attempt; a refusal of the record's own output
+    /// (<see cref="TransactionErrorKind.Rejected"/>) does count. Fenced and fatal failures stop the processor.
+    /// </summary>
+    public bool IsTransactionFailure(KafkaTransactionException e) =>
+        e.Kind is TransactionErrorKind.Abortable or TransactionErrorKind.Retriable or TransactionErrorKind.OutcomeUnknown
+        && (e.TransactionalId is null || e.TransactionalId == unit.TransactionalId); // not another unit the handler used
+}

@@ -1,0 +1,161 @@
+using Confluent.Kafka;
+
+namespace KafkaTx.Processing;
+
+/// <summary>
+/// Rewinds the consumer after an abort: every assigned partition goes back to its committed position before anything
+/// else is consumed. Without it, the records whose outputs were aborted would be skipped for good.
+/// </summary>
+/// <remarks>
+/// It knows where each partition's committed progress stands without asking the broker: the positions this processor
+/// committed itself since the partition was assigned to it. A rewind seeks there, and asks the group only for the
+/// partitions not committed since they were assigned. That saves a round trip per abort, and does not depend on how
+/// soon a broker shows transactional offsets (brokers before 2.5, without KIP-447, show them a little after the
+/// commit). Used on the processor's thread only (rebalance callbacks run there too).
+/// </remarks>
+internal sealed class Rewinder(ProcessorTelemetry telemetry)
+{
+    private static readonly TimeSpan CommittedOffsetsTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly Dictionary<TopicPartition, Offset> _committed = [];
+    private readonly Dictionary<TopicPartition, long> _firstConsumed = [];
+    private TopicPartition? _lastConsumedFrom;
+
+    /// <summary>
+    /// Whether a rewind is due: nothing may be consumed until it is done, and a record Consume returned after it
+    /// became due is dropped, since it may lie past records whose outputs were aborted.
+    /// </summary>
+    public bool IsPending { get; private set; }
+
+    /// <summary>An abort made the consumer's position run ahead of what is committed.</summary>
+    public void Require() => IsPending = true;
+
+    /// <summary>
+    /// A record was consumed: the first offset consumed from each partition since it was assigned is the rewind target
+    /// of a partition with no committed offset yet (seeking to the reset position would skip records, with Latest).
+    /// </summary>
+    public void Consumed(TopicPartition partition, long offset)
+    {
+        if (_lastConsumedFrom is { } last && last.Partition.Value == partition.Partition.Value && ReferenceEquals(last.Topic, partition.Topic))
+        {
+            return; // records mostly come in runs from one partition
+        }
+
+        _firstConsumed.TryAdd(partition, offset);
+        _lastConsumedFrom = partition;
+    }
+
+    /// <summary>A transaction that sent these positions committed.</summary>
+    public void Committed(IEnumerable<TopicPartitionOffset> positions)
+    {
+        foreach (var position in positions)
+        {
+            _committed[position.TopicPartition] = position.Offset;
+        }
+    }
+
+    /// <summary>A commit that covered these partitions has an unknown outcome: their committed positions must be asked for.</summary>
+    public void CommitOutcomeUnknown(IEnumerable<TopicPartition> partitions)
+    {
+        foreach (var partition in partitions)
+        {
+            _committed.Remove(partition);
+        }
+    }
+
+    /// <summary>What is known of these partitions no longer holds: they were (re)assigned, revoked or lost.</summary>
+    public void Forget(IEnumerable<TopicPartition> partitions)
+    {
+        foreach (var partition in partitions)
+        {
+            _committed.Remove(partition);
+            _firstConsumed.Remove(partition);
+        }
+
+        _lastConsumedFrom = null;
+    }
+
+    /// <summary>
+    /// Moves every assigned partition back to its committed position: the one this processor committed itself when it
+    /// has committed the partition since it was assigned, else the group's (fetched for those partitions only), else,
+    /// with nothing committed at all, the first offset this processor consumed there since the partition was assigned.
+    /// </summary>
+    /// <returns>False when the group's offsets could not be read; the loop then tries again.</returns>
+    public bool TryRewind(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        var assignment = consumer.Assignment;
+        if (assignment.Count == 0)
+        {
+            IsPending = false;
+            return true;
+        }
+
+        var (targets, unknown) = Split(assignment);
+        if (unknown.Count > 0)
+        {
+            List<TopicPartitionOffset> committed;
+            try
+            {
+                committed = consumer.Committed(unknown, CommittedOffsetsTimeout);
+            }
+            catch (KafkaException e)
+            {
+                telemetry.RewindFailed(e);
+                return false;
+            }
+
+            foreach (var position in committed)
+            {
+                if (position.Offset != Offset.Unset)
+                {
+                    targets.Add(position);
+                }
+                else if (_firstConsumed.TryGetValue(position.TopicPartition, out var first))
+                {
+                    // Nothing committed yet: back to the first record this processor read there. The reset policy's
+                    // position would skip the aborted records with Latest (the end has moved on since).
+                    targets.Add(new TopicPartitionOffset(position.TopicPartition, first));
+                }
+
+                // Nothing committed and nothing read: the consumer has not moved there, so it stays where it is.
+            }
+        }
+
+        foreach (var target in targets)
+        {
+            try
+            {
+                consumer.Seek(target);
+            }
+            catch (KafkaException e)
+            {
+                // Not fetching yet: it will start from the committed offset anyway.
+                telemetry.SeekSkipped(target.TopicPartition, e);
+            }
+        }
+
+        telemetry.Rewound(targets, unknown.Count);
+        IsPending = false;
+        return true;
+    }
+
+    /// <summary>Splits an assignment into the positions known here and the partitions whose position must be fetched.</summary>
+    private (List<TopicPartitionOffset> Known, List<TopicPartition> Unknown) Split(List<TopicPartition> assignment)
+    {
+        var known = new List<TopicPartitionOffset>();
+        var unknown = new List<TopicPartition>();
+        foreach (var partition in assignment)
+        {
+            if (_committed.TryGetValue(partition, out var offset))
+            {
+                known.Add(new TopicPartitionOffset(partition, offset));
+            }
+            else
+            {
+                unknown.Add(partition);
+            }
+        }
+
+        return (known, unknown);
+    }
+}
