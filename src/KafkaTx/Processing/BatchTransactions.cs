@@ -14,7 +14,7 @@ namespace KafkaTx.Processing;
 /// <remarks>Used on the processor's thread only; awaits with ConfigureAwait(true) to stay there.</remarks>
 internal sealed class BatchTransactions<TKey, TValue>(
     ITransactionalUnitOfWork unit,
-    ProcessorProducer producer,
+    ProcessorUnitOfWork unitCalls,
     IServiceScopeFactory scopes,
     Type handlerType,
     Func<IConsumerGroupMetadata> groupMetadata,
@@ -49,7 +49,7 @@ internal sealed class BatchTransactions<TKey, TValue>(
 
         if (unit.State == TransactionState.Uninitialized)
         {
-            await producer.InitializeAsync(cancellationToken).ConfigureAwait(true); // the unit replaced its producer
+            await unitCalls.InitializeAsync(cancellationToken).ConfigureAwait(true); // the unit replaced its producer
         }
 
         // Current in this flow only, so that the unit's transaction span is the batch's child.
@@ -58,13 +58,13 @@ internal sealed class BatchTransactions<TKey, TValue>(
         {
             try
             {
-                producer.BeginTransaction(drainToken);
+                unitCalls.BeginTransaction(drainToken);
             }
             catch (KafkaTransactionException) when (unit.State == TransactionState.Uninitialized)
             {
                 // The producer had hit a fatal error in the background and the unit replaced it: initialize and go on.
-                await producer.InitializeAsync(cancellationToken).ConfigureAwait(true);
-                producer.BeginTransaction(drainToken);
+                await unitCalls.InitializeAsync(cancellationToken).ConfigureAwait(true);
+                unitCalls.BeginTransaction(drainToken);
             }
         }
         catch
@@ -168,7 +168,7 @@ internal sealed class BatchTransactions<TKey, TValue>(
         {
             // The drain ran out while the commit was in flight: settle it now (a resumed commit, or a new producer's
             // InitTransactions), so that no transaction is left hanging for the partitions' next owner.
-            await producer.SettlePendingAsync(CancellationToken.None).ConfigureAwait(true);
+            await unitCalls.SettlePendingAsync(CancellationToken.None).ConfigureAwait(true);
             await EndAsync(Outcome.OutcomeUnknown).ConfigureAwait(true);
         }
 
@@ -202,7 +202,7 @@ internal sealed class BatchTransactions<TKey, TValue>(
             // Before the group is asked: the new producer's InitTransactions returns only once the coordinator has
             // finished the pending transaction, markers included, so the offsets the rewind reads are final even on
             // brokers without KIP-447's stable offset fetch.
-            await producer.SettlePendingAsync(cancellationToken).ConfigureAwait(true);
+            await unitCalls.SettlePendingAsync(cancellationToken).ConfigureAwait(true);
             await EndAsync(Outcome.OutcomeUnknown).ConfigureAwait(true);
             rewinder.Require();
             return;

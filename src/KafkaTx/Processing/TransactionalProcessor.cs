@@ -6,10 +6,10 @@ using Microsoft.Extensions.Options;
 
 namespace KafkaTx.Processing;
 
-/// <summary>The hosted service that runs a <see cref="ProcessorEngine{TKey, TValue}"/> while the host runs.</summary>
+/// <summary>The hosted service that runs a <see cref="ProcessorLoop{TKey, TValue}"/> while the host runs.</summary>
 internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, ITransactionalProcessor, IProcessorProgress
 {
-    private readonly ProcessorEngine<TKey, TValue> _engine;
+    private readonly ProcessorLoop<TKey, TValue> _loop;
     private readonly ILogger _logger;
     private readonly bool _stopApplicationOnFailure;
     private readonly ApplicationStopper _stopper;
@@ -28,7 +28,7 @@ internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, 
         _logger = logger;
         _stopApplicationOnFailure = settings.StopApplicationOnFailure;
         _stopper = services.GetService<ApplicationStopper>() ?? new ApplicationStopper(services.GetService<IHostApplicationLifetime>());
-        _engine = new ProcessorEngine<TKey, TValue>(
+        _loop = new ProcessorLoop<TKey, TValue>(
             name,
             settings,
             producerOptions.Get(name),
@@ -41,29 +41,29 @@ internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, 
             services.GetRequiredService<KafkaTx.Telemetry.KafkaTxInstrumentation>());
     }
 
-    public string Name => _engine.Name;
+    public string Name => _loop.Name;
 
-    public ProcessorState State => _engine.State;
+    public ProcessorState State => _loop.State;
 
-    public Exception? Failure => _engine.Failure;
+    public Exception? Failure => _loop.Failure;
 
-    public long CommittedTransactions => _engine.CommittedTransactions;
+    public long CommittedTransactions => _loop.CommittedTransactions;
 
-    public long CommittedRecords => _engine.CommittedRecords;
+    public long CommittedRecords => _loop.CommittedRecords;
 
-    /// <inheritdoc cref="ProcessorEngine{TKey, TValue}.UncommittedFor"/>
-    public TimeSpan UncommittedFor => _engine.UncommittedFor;
+    /// <inheritdoc cref="ProcessorLoop{TKey, TValue}.UncommittedFor"/>
+    public TimeSpan UncommittedFor => _loop.UncommittedFor;
 
-    /// <inheritdoc cref="ProcessorEngine{TKey, TValue}.StalledFor"/>
-    public TimeSpan StalledFor => _engine.StalledFor;
+    /// <inheritdoc cref="ProcessorLoop{TKey, TValue}.StalledFor"/>
+    public TimeSpan StalledFor => _loop.StalledFor;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         // The loop runs on a thread of its own (Consume blocks), so the host's start is not held up.
-        await _engine.RunAsync(stoppingToken).ConfigureAwait(false);
-        if (_stopApplicationOnFailure && _engine.State is ProcessorState.Fenced or ProcessorState.Faulted)
+        await _loop.RunAsync(stoppingToken).ConfigureAwait(false);
+        if (_stopApplicationOnFailure && _loop.State is ProcessorState.Fenced or ProcessorState.Faulted)
         {
-            _stopper.Stop(_logger, _engine.Name, _engine.TransactionalId, _engine.State, _engine.Failure);
+            _stopper.Stop(_logger, _loop.Name, _loop.TransactionalId, _loop.State, _loop.Failure);
         }
     }
 }

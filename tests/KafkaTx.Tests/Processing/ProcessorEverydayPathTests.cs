@@ -42,7 +42,7 @@ public class ProcessorEverydayPathTests
         await entered.Task.WaitAsync(TimeSpan.FromSeconds(10));
         var stopping = h.StopAsync();
         h.StopRequested.Should().BeTrue();
-        h.Engine.State.Should().Be(ProcessorState.Running, "the handler in flight is still running");
+        h.Loop.State.Should().Be(ProcessorState.Running, "the handler in flight is still running");
         release.SetResult();
         await stopping;
 
@@ -50,7 +50,7 @@ public class ProcessorEverydayPathTests
         h.CommittedOutput.Should().Equal(Values(0, 6));
         h.Broker.GroupOffset(P0).Should().Be(6, "the offset after the last handled record, v5");
         h.Script.Seen.Should().NotContain("v6", "a stopping processor takes no new record");
-        h.Engine.State.Should().Be(ProcessorState.Stopped);
+        h.Loop.State.Should().Be(ProcessorState.Stopped);
         h.Consumer.IsClosed.Should().BeTrue();
     }
 
@@ -84,7 +84,7 @@ public class ProcessorEverydayPathTests
         h.CommittedOutput.Should().BeEmpty("the batch whose handler was cancelled, its half-written v5 included, is aborted");
         h.Factory.Current.Aborted.Select(r => r.ValueText).Should().Contain("v5-first").And.NotContain("v5");
         h.Broker.GroupOffset(P0).Should().BeNull();
-        h.Engine.State.Should().Be(ProcessorState.Stopped);
+        h.Loop.State.Should().Be(ProcessorState.Stopped);
         h.Consumer.IsClosed.Should().BeTrue();
     }
 
@@ -215,7 +215,7 @@ public class ProcessorEverydayPathTests
         await h.StopAsync();
 
         h.Running!.IsCompletedSuccessfully.Should().BeTrue();
-        h.Engine.State.Should().Be(ProcessorState.Stopped);
+        h.Loop.State.Should().Be(ProcessorState.Stopped);
         h.CommittedOutput.Should().Equal(Values(0, 3));
         h.Broker.GroupOffset(P0).Should().Be(3);
         h.Consumer.IsClosed.Should().BeTrue();
@@ -274,7 +274,7 @@ public class ProcessorEverydayPathTests
         stopped.Elapsed.Should().BeLessThan(TimeSpan.FromSeconds(10), "the wait stops at the drain deadline, not after DeliveryTimeout");
         h.CommittedOutput.Should().BeEmpty("the batch whose handler could not finish is aborted");
         h.Broker.GroupOffset(P0).Should().BeNull();
-        h.Engine.State.Should().Be(ProcessorState.Stopped);
+        h.Loop.State.Should().Be(ProcessorState.Stopped);
     }
 
     [Fact]
@@ -334,7 +334,7 @@ public class ProcessorEverydayPathTests
 
         h.Unit.State.Should().BeOneOf(TransactionState.Ready, TransactionState.Uninitialized);
         h.Unit.State.Should().NotBe(TransactionState.Committing, "no commit is left pending for the partitions' next owner");
-        h.Engine.State.Should().Be(ProcessorState.Stopped);
+        h.Loop.State.Should().Be(ProcessorState.Stopped);
         h.Consumer.IsClosed.Should().BeTrue();
         committing.Task.IsCompleted.Should().BeTrue();
     }

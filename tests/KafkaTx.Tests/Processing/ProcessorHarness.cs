@@ -83,7 +83,7 @@ internal sealed class CopyHandler(HandlerScript script) : ITransactionalHandler<
     }
 }
 
-/// <summary>A processor engine over fakes: a fake broker feeding a fake consumer, and fake producers.</summary>
+/// <summary>A processor loop over fakes: a fake broker feeding a fake consumer, and fake producers.</summary>
 internal sealed class ProcessorHarness : IAsyncDisposable
 {
     public static readonly TopicPartition P0 = new("in", 0);
@@ -103,12 +103,12 @@ internal sealed class ProcessorHarness : IAsyncDisposable
         var time = clock ?? TimeProvider.System;
         Unit = new TransactionalUnitOfWork(string.Empty, producerOptions, Factory, NullLogger.Instance, Instrumentation, time);
         _services = new ServiceCollection().AddSingleton(Script).AddScoped<CopyHandler>().BuildServiceProvider();
-        Engine = new ProcessorEngine<string, string>("orders", Options, producerOptions, Unit, Factory, _services.GetRequiredService<IServiceScopeFactory>(), typeof(CopyHandler), NullLogger.Instance, time, Instrumentation);
+        Loop = new ProcessorLoop<string, string>("orders", Options, producerOptions, Unit, Factory, _services.GetRequiredService<IServiceScopeFactory>(), typeof(CopyHandler), NullLogger.Instance, time, Instrumentation);
     }
 
     public FakeBroker Broker { get; }
 
-    /// <summary>The unit's and the engine's metrics and traces.</summary>
+    /// <summary>The unit's and the loop's metrics and traces.</summary>
     public KafkaTxInstrumentation Instrumentation { get; } = new();
 
     public FakeClientFactory Factory { get; }
@@ -119,7 +119,7 @@ internal sealed class ProcessorHarness : IAsyncDisposable
 
     public TransactionalUnitOfWork Unit { get; }
 
-    public ProcessorEngine<string, string> Engine { get; }
+    public ProcessorLoop<string, string> Loop { get; }
 
     public Task? Running { get; private set; }
 
@@ -128,15 +128,15 @@ internal sealed class ProcessorHarness : IAsyncDisposable
 
     public FakeConsumer Consumer => Factory.Consumers.Single();
 
-    /// <summary>All records committed to "out", from every producer the engine used.</summary>
+    /// <summary>All records committed to "out", from every producer the loop used.</summary>
     public List<string?> CommittedOutput => [.. Factory.Producers.SelectMany(p => p.Committed).Where(r => r.Topic == "out").Select(r => r.ValueText)];
 
     public List<ProducedRecord> CommittedTo(string topic) => [.. Factory.Producers.SelectMany(p => p.Committed).Where(r => r.Topic == topic)];
 
     public async Task StartAsync(params TopicPartition[] assign)
     {
-        Running = Task.Run(() => Engine.RunAsync(_stop.Token));
-        await Until(() => Factory.Consumers.Count == 1 && Engine.State == ProcessorState.Running, "the processor starts");
+        Running = Task.Run(() => Loop.RunAsync(_stop.Token));
+        await Until(() => Factory.Consumers.Count == 1 && Loop.State == ProcessorState.Running, "the processor starts");
         Consumer.Rebalance("assign", assign.Length == 0 ? [P0] : assign);
     }
 

@@ -5,7 +5,7 @@ using static KafkaTx.Tests.Processing.ProcessorHarness;
 
 namespace KafkaTx.Tests.Processing;
 
-public class ProcessorEngineTests
+public class ProcessorLoopTests
 {
     /// <summary>Transactions that stay open until the test acts: no size or time limit is reached.</summary>
     private static void KeepOpen(TransactionalProcessorOptions options)
@@ -206,8 +206,8 @@ public class ProcessorEngineTests
         await h.StartAsync();
         await h.Running!.WaitAsync(TimeSpan.FromSeconds(10));
 
-        h.Engine.State.Should().Be(ProcessorState.Faulted);
-        h.Engine.Failure!.Message.Should().Contain("in [0] @1").And.Contain("Stop");
+        h.Loop.State.Should().Be(ProcessorState.Faulted);
+        h.Loop.Failure!.Message.Should().Contain("in [0] @1").And.Contain("Stop");
         h.CommittedOutput.Should().BeEmpty();
         h.Broker.GroupOffset(P0).Should().BeNull();
         h.Consumer.IsClosed.Should().BeTrue();
@@ -252,8 +252,8 @@ public class ProcessorEngineTests
         await h.StartAsync();
         await h.Running!.WaitAsync(TimeSpan.FromSeconds(10));
 
-        h.Engine.State.Should().Be(ProcessorState.Faulted);
-        h.Engine.Failure!.Message.Should().Contain("dead-letter topic 'in.DLT'").And.Contain("TopicAuthorizationFailed");
+        h.Loop.State.Should().Be(ProcessorState.Faulted);
+        h.Loop.Failure!.Message.Should().Contain("dead-letter topic 'in.DLT'").And.Contain("TopicAuthorizationFailed");
         h.Broker.GroupOffset(P0).Should().BeNull("nothing is committed past the poison record");
     }
 
@@ -311,7 +311,7 @@ public class ProcessorEngineTests
         h.CommittedOutput.Should().Equal(Values(3));
         h.Broker.EventsSnapshot().Should().ContainInOrder("commit", "closed");
         h.Consumer.IsClosed.Should().BeTrue();
-        h.Engine.State.Should().Be(ProcessorState.Stopped);
+        h.Loop.State.Should().Be(ProcessorState.Stopped);
     }
 
     [Fact]
@@ -362,8 +362,8 @@ public class ProcessorEngineTests
         await h.StartAsync();
         await h.Running!.WaitAsync(TimeSpan.FromSeconds(10));
 
-        h.Engine.State.Should().Be(ProcessorState.Fenced);
-        h.Engine.Failure.Should().BeOfType<KafkaTransactionException>().Which.Kind.Should().Be(TransactionErrorKind.Fenced);
+        h.Loop.State.Should().Be(ProcessorState.Fenced);
+        h.Loop.Failure.Should().BeOfType<KafkaTransactionException>().Which.Kind.Should().Be(TransactionErrorKind.Fenced);
         h.Script.Seen.Should().HaveCount(2, "nothing is handled after the fencing");
         h.Factory.Producers.Should().ContainSingle("a fenced producer is never replaced");
         h.CommittedOutput.Should().BeEmpty();
@@ -379,7 +379,7 @@ public class ProcessorEngineTests
         await h.StartAsync();
         await h.Running!.WaitAsync(TimeSpan.FromSeconds(10));
 
-        h.Engine.State.Should().Be(ProcessorState.Fenced);
+        h.Loop.State.Should().Be(ProcessorState.Fenced);
         h.Script.Seen.Should().BeEmpty();
         h.Consumer.IsClosed.Should().BeTrue();
     }
@@ -410,7 +410,7 @@ public class ProcessorEngineTests
         h.Factory.Producers[0].IsDisposed.Should().BeTrue();
         h.Factory.Producers[1].Calls.Should().StartWith("Init");
         h.CommittedOutput.Should().Equal(Values(4));
-        h.Engine.State.Should().Be(ProcessorState.Running);
+        h.Loop.State.Should().Be(ProcessorState.Running);
         h.Consumer.CommittedQueries.Should().ContainSingle("the failed commit's outcome is unknown, so the group is asked")
             .Which.Should().Equal(P0);
     }
@@ -458,7 +458,7 @@ public class ProcessorEngineTests
         events.Should().ContainInOrder("init", "init", "committed-query");
         events.IndexOf("committed-query").Should().BeGreaterThan(events.LastIndexOf("init"), "the group is asked only after the new producer settled the pending commit");
         h.CommittedOutput.Should().Equal(Values(4));
-        h.Engine.State.Should().Be(ProcessorState.Running);
+        h.Loop.State.Should().Be(ProcessorState.Running);
     }
 
     [Fact]
@@ -473,7 +473,7 @@ public class ProcessorEngineTests
         await h.StartAsync();
         await h.Running!.WaitAsync(TimeSpan.FromSeconds(10));
 
-        h.Engine.State.Should().Be(ProcessorState.Faulted);
+        h.Loop.State.Should().Be(ProcessorState.Faulted);
         h.Factory.Producers.Should().HaveCount(3);
         h.CommittedOutput.Should().BeEmpty();
     }
@@ -509,25 +509,25 @@ public class ProcessorEngineTests
         h.Broker.AppendMany("in", 0, 2);
         await h.StartAsync();
         await Until(() => h.Script.TimesSeen("v0") == 1 && h.Consumer.CommittedQueries.Count > 1, "the rewind keeps failing");
-        h.Engine.StalledFor.Should().Be(TimeSpan.Zero, "nothing has arrived since");
+        h.Loop.StalledFor.Should().Be(TimeSpan.Zero, "nothing has arrived since");
 
         h.Broker.Append("in", 0, "k2", "v2");
         await Until(
             () =>
             {
                 clock.Advance(TimeSpan.FromSeconds(1)); // lets the processor look again (at most once a second)
-                return h.Engine.StalledFor > TimeSpan.Zero;
+                return h.Loop.StalledFor > TimeSpan.Zero;
             },
             "the processor notices v2 waiting");
         clock.Advance(TimeSpan.FromSeconds(61));
-        h.Engine.StalledFor.Should().BeGreaterThanOrEqualTo(TimeSpan.FromSeconds(61));
+        h.Loop.StalledFor.Should().BeGreaterThanOrEqualTo(TimeSpan.FromSeconds(61));
 
         h.Consumer.FailCommittedQueries = false;
         await Until(
             () =>
             {
                 clock.Advance(TimeSpan.FromSeconds(1));
-                return h.Engine.StalledFor == TimeSpan.Zero && h.Broker.GroupOffset(ProcessorHarness.P0) == 3;
+                return h.Loop.StalledFor == TimeSpan.Zero && h.Broker.GroupOffset(ProcessorHarness.P0) == 3;
             },
             "the processor rewinds, consumes v0 to v2, and is no longer stalled");
     }
@@ -547,14 +547,14 @@ public class ProcessorEngineTests
         h.Broker.AppendMany("in", 0, 3);
 
         await h.StartAsync();
-        h.Engine.UncommittedFor.Should().Be(TimeSpan.Zero, "nothing is handled yet");
+        h.Loop.UncommittedFor.Should().Be(TimeSpan.Zero, "nothing is handled yet");
         await Until(() => h.Script.Seen.Count == 3, "three records are handled in one open transaction");
         clock.Advance(TimeSpan.FromSeconds(61));
 
-        h.Engine.UncommittedFor.Should().BeGreaterThanOrEqualTo(TimeSpan.FromSeconds(61));
+        h.Loop.UncommittedFor.Should().BeGreaterThanOrEqualTo(TimeSpan.FromSeconds(61));
 
         await h.StopAsync(); // commits the open transaction
-        h.Engine.UncommittedFor.Should().Be(TimeSpan.Zero);
+        h.Loop.UncommittedFor.Should().Be(TimeSpan.Zero);
     }
 
     [Fact]

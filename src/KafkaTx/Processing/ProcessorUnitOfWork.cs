@@ -8,7 +8,7 @@ namespace KafkaTx.Processing;
 /// coordinator is away), settling a pending commit, beginning a transaction that a full queue may not hold up past
 /// the drain; and telling the unit's transaction failures from others.
 /// </summary>
-internal sealed class ProcessorProducer(ITransactionalUnitOfWork unit, TransactionalProcessorOptions options, TimeProvider time, ProcessorTelemetry telemetry)
+internal sealed class ProcessorUnitOfWork(ITransactionalUnitOfWork unit, TransactionalProcessorOptions options, TimeProvider time, ProcessorTelemetry telemetry)
 {
     /// <summary>Initializes the producer; while the coordinator is unavailable, keeps trying until the host stops.</summary>
     public async Task InitializeAsync(CancellationToken cancellationToken)

@@ -23,7 +23,7 @@ namespace KafkaTx.Processing;
 /// ConfigureAwait(true) to stay there; user code runs without its context. The rebalance callbacks run inside Consume,
 /// on that thread too (see <see cref="RebalanceHandler"/>).
 /// </remarks>
-internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
+internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
 {
     private static readonly TimeSpan RewindRetryDelay = TimeSpan.FromMilliseconds(200);
 
@@ -35,7 +35,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
     private readonly ProcessorTelemetry _telemetry;
     private readonly ProcessorStatus _status;
     private readonly RecordDeserializer<TKey, TValue> _deserializer;
-    private readonly ProcessorProducer _producer;
+    private readonly ProcessorUnitOfWork _unitCalls;
     private readonly RecordAttempts _attempts = new();
     private readonly PoisonRecords _poison;
     private readonly BatchSchedule _schedule;
@@ -44,7 +44,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
     private readonly RebalanceHandler _rebalance;
     private IConsumer<byte[]?, byte[]?>? _consumer;
 
-    public ProcessorEngine(
+    public ProcessorLoop(
         string name,
         TransactionalProcessorOptions options,
         KafkaTransactionsOptions producerOptions,
@@ -63,13 +63,13 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
         _time = time;
         _telemetry = new ProcessorTelemetry(name, options.GroupId, unit.TransactionalId, instrumentation, logger, time);
         _status = new ProcessorStatus(unit, _telemetry);
-        _producer = new ProcessorProducer(unit, options, time, _telemetry);
+        _unitCalls = new ProcessorUnitOfWork(unit, options, time, _telemetry);
         _deserializer = new RecordDeserializer<TKey, TValue>(options.Deserializers);
         _poison = new PoisonRecords(options, unit, _telemetry);
         _schedule = new BatchSchedule(options, producerOptions, time, _telemetry);
         _rewinder = new Rewinder(_telemetry);
         _transactions = new BatchTransactions<TKey, TValue>(
-            unit, _producer, scopes, handlerType, () => _consumer!.ConsumerGroupMetadata, time, _status, _telemetry, _attempts, _poison, _schedule, _rewinder);
+            unit, _unitCalls, scopes, handlerType, () => _consumer!.ConsumerGroupMetadata, time, _status, _telemetry, _attempts, _poison, _schedule, _rewinder);
         _rebalance = new RebalanceHandler(_transactions, _rewinder, _attempts, _telemetry);
     }
 
@@ -112,7 +112,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
         using var lagRegistration = _telemetry.ObserveLag();
         try
         {
-            await _producer.InitializeAsync(stoppingToken).ConfigureAwait(true);
+            await _unitCalls.InitializeAsync(stoppingToken).ConfigureAwait(true);
             _consumer = _clientFactory.CreateConsumer(ProcessorConsumerConfig.Build(_options, _producerOptions), _rebalance.EventHandlers());
             _consumer.Subscribe(_options.Topics);
             _status.Running();
@@ -214,7 +214,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
             await _transactions.AbortAndRewindAsync($"the handler of {key} was cancelled when ShutdownTimeout ran out").ConfigureAwait(true);
             throw;
         }
-        catch (KafkaTransactionException e) when (_producer.IsTransactionFailure(e) && !_schedule.Outlived(_transactions.Batch))
+        catch (KafkaTransactionException e) when (_unitCalls.IsTransactionFailure(e) && !_schedule.Outlived(_transactions.Batch))
         {
             // The transaction failed under the handler (the coordinator moved, say): not the record's fault.
             ProcessorTelemetry.RecordFailed(recordActivity, e);
@@ -243,7 +243,7 @@ internal sealed class ProcessorEngine<TKey, TValue> : ITransactionalProcessor
         {
             stop = _poison.Apply(result, key, failure, batch);
         }
-        catch (KafkaTransactionException e) when (_producer.IsTransactionFailure(e))
+        catch (KafkaTransactionException e) when (_unitCalls.IsTransactionFailure(e))
         {
             await _transactions.RetryAsync(e, stoppingToken).ConfigureAwait(true);
             return;
