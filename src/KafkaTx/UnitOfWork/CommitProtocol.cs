@@ -32,17 +32,62 @@ internal sealed class CommitProtocol(UnitParts unit, TransactionOrchestrator orc
     /// <exception cref="OperationCanceledException">Cancelled before the commit was sent: the transaction stays open.</exception>
     public async Task<CommitResult> CommitAsync(CancellationToken cancellationToken)
     {
-        CommitResult result;
+        // One method, not a counting wrapper around another: an async layer costs an allocation per transaction.
         try
         {
-            result = await CommitOrRefuseAsync(cancellationToken).ConfigureAwait(false);
+            var commitStarted = unit.Time.GetTimestamp();
+            var state = unit.State;
+            if (state == TransactionState.InTransaction)
+            {
+                if (await AbortIfDoomedAsync().ConfigureAwait(false) is { } refused)
+                {
+                    return Counted(refused);
+                }
+
+                // Cancellation is honoured up to here: nothing has been sent, and the transaction stays open.
+                cancellationToken.ThrowIfCancellationRequested();
+                unit.Lifecycle.TransitionTo(TransactionState.Committing);
+            }
+            else if (state != TransactionState.Committing)
+            {
+                throw TransactionTransitions.Refusal(TransactionCall.Commit, state, unit.TransactionalId);
+            }
+
+            var records = unit.Transaction.Records;
+            try
+            {
+                await unit.Producer.CommitTransactionAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException e)
+            {
+                // Only the explicit CommitAsync gets here: Committing, with an unknown outcome the next call settles.
+                unit.Telemetry.CommitOutcomeUnknown(e);
+                unit.Telemetry.SpanEnded("outcome_unknown", error: e);
+                return Counted(new CommitResult(CommitOutcome.Unknown, Cancelled: e));
+            }
+            catch (KafkaException e)
+            {
+                unit.Telemetry.Error(e);
+                var failed = await FailedAsync(e).ConfigureAwait(false);
+                unit.Telemetry.SpanEnded(failed.Outcome == CommitOutcome.Unknown ? "outcome_unknown" : "aborted", error: failed.Failure);
+                return Counted(failed);
+            }
+
+            unit.Lifecycle.TransitionTo(TransactionState.Ready);
+            unit.Session.TransactionCompleted();
+            unit.Telemetry.Committed(records, unit.Time.GetElapsedTime(commitStarted));
+            return Counted(CommitResult.Committed);
         }
         catch (KafkaTransactionException)
         {
             Interlocked.Increment(ref _failedInARow);
             throw;
         }
+    }
 
+    /// <summary>Counts a result for <see cref="FailedInARow"/>: a commit resets it, a reported failure adds one.</summary>
+    private CommitResult Counted(CommitResult result)
+    {
         if (result.IsCommitted)
         {
             Volatile.Write(ref _failedInARow, 0);
@@ -53,52 +98,6 @@ internal sealed class CommitProtocol(UnitParts unit, TransactionOrchestrator orc
         }
 
         return result;
-    }
-
-    private async Task<CommitResult> CommitOrRefuseAsync(CancellationToken cancellationToken)
-    {
-        var commitStarted = unit.Time.GetTimestamp();
-        var state = unit.State;
-        if (state == TransactionState.InTransaction)
-        {
-            if (await AbortIfDoomedAsync().ConfigureAwait(false) is { } refused)
-            {
-                return refused;
-            }
-
-            // Cancellation is honoured up to here: nothing has been sent, and the transaction stays open.
-            cancellationToken.ThrowIfCancellationRequested();
-            unit.Lifecycle.TransitionTo(TransactionState.Committing);
-        }
-        else if (state != TransactionState.Committing)
-        {
-            throw TransactionTransitions.Refusal(TransactionCall.Commit, state, unit.TransactionalId);
-        }
-
-        var records = unit.Transaction.Records;
-        try
-        {
-            await unit.Producer.CommitTransactionAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException e)
-        {
-            // Only the explicit CommitAsync gets here: Committing, with an unknown outcome the next call settles.
-            unit.Telemetry.CommitOutcomeUnknown(e);
-            unit.Telemetry.SpanEnded("outcome_unknown", error: e);
-            return new CommitResult(CommitOutcome.Unknown, Cancelled: e);
-        }
-        catch (KafkaException e)
-        {
-            unit.Telemetry.Error(e);
-            var failed = await FailedAsync(e).ConfigureAwait(false);
-            unit.Telemetry.SpanEnded(failed.Outcome == CommitOutcome.Unknown ? "outcome_unknown" : "aborted", error: failed.Failure);
-            return failed;
-        }
-
-        unit.Lifecycle.TransitionTo(TransactionState.Ready);
-        unit.Session.TransactionCompleted();
-        unit.Telemetry.Committed(records, unit.Time.GetElapsedTime(commitStarted));
-        return CommitResult.Committed;
     }
 
     /// <summary>Aborts, instead of committing, a transaction that cannot commit; returns what the caller is told, or null.</summary>

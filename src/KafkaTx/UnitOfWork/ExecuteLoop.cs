@@ -7,57 +7,85 @@ namespace KafkaTx.UnitOfWork;
 
 /// <summary>
 /// ExecuteAsync's attempts: prepare, begin, run the work, commit; after a failure, abort and, when the failure is
-/// abortable and attempts are left, run the work again after a backoff. The caller holds the gate.
+/// abortable and attempts are left, run the work again after a backoff. The attempts run holding the unit's gate.
 /// </summary>
-internal sealed class ExecuteLoop(UnitParts unit, TransactionOrchestrator orchestrator)
+/// <remarks>The gate is taken here, in the same method as the attempts: an async layer more costs an allocation per transaction.</remarks>
+internal sealed class ExecuteLoop(UnitParts unit, TransactionOrchestrator orchestrator, SemaphoreSlim gate, CallGuards guards)
 {
     public async Task<TResult> RunAsync<TResult>(ITransactionScope scope, Func<ITransactionScope, CancellationToken, ValueTask<TResult>> work, CancellationToken cancellationToken)
     {
-        var maxAttempts = unit.Options.Retry.MaxAttempts;
-        for (var attempt = 1; ; attempt++)
+        ArgumentNullException.ThrowIfNull(work);
+        guards.ThrowIfTerminal(TransactionCall.Execute);
+        guards.ThrowIfDisposing(TransactionCall.Execute);
+        await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
         {
-            unit.Transaction.StartAttempt(attempt);
-            cancellationToken.ThrowIfCancellationRequested();
-            await orchestrator.PrepareForTransactionAsync(cancellationToken).ConfigureAwait(false);
-            TResult result;
-            try
-            {
-                orchestrator.Begin(cancellationToken);
-                result = await RunWorkAsync(scope, work, cancellationToken).ConfigureAwait(false);
+            // A caller queued while Dispose began is refused here, before its transaction.
+            guards.Enter(TransactionCall.Execute);
+        }
+        catch
+        {
+            gate.Release();
+            throw;
+        }
 
-                // The last moment cancellation aborts: from here on the commit is sent and runs to its outcome.
+        unit.Lifecycle.Own(TransactionOwner.Execute);
+        try
+        {
+            var maxAttempts = unit.Options.Retry.MaxAttempts;
+            for (var attempt = 1; ; attempt++)
+            {
+                unit.Transaction.StartAttempt(attempt);
                 cancellationToken.ThrowIfCancellationRequested();
-
-                // Disposed while the work ran (Dispose gave up waiting for it): the producer is no longer this call's.
-                if (TransactionTransitions.TerminalRefusal(nameof(ITransactionalUnitOfWork.ExecuteAsync), unit.State, unit.TransactionalId) is { } refusal)
+                await orchestrator.PrepareForTransactionAsync(cancellationToken).ConfigureAwait(false);
+                TResult result;
+                try
                 {
-                    throw refusal;
+                    orchestrator.Begin(cancellationToken);
+                    result = await RunWorkAsync(scope, work, cancellationToken).ConfigureAwait(false);
+
+                    // The last moment cancellation aborts: from here on the commit is sent and runs to its outcome.
+                    cancellationToken.ThrowIfCancellationRequested();
+
+                    // Disposed while the work ran (Dispose gave up waiting for it): the producer is no longer this call's.
+                    if (TransactionTransitions.TerminalRefusal(nameof(ITransactionalUnitOfWork.ExecuteAsync), unit.State, unit.TransactionalId) is { } refusal)
+                    {
+                        throw refusal;
+                    }
+                }
+                catch (Exception failure)
+                {
+                    var kind = await AbortAfterWorkFailureAsync(failure, cancellationToken).ConfigureAwait(false);
+                    if (CanRunAgain(kind, attempt, maxAttempts, cancellationToken))
+                    {
+                        await DelayBeforeRetryAsync(kind, attempt + 1, maxAttempts, failure, cancellationToken).ConfigureAwait(false);
+                        continue;
+                    }
+
+                    ExceptionDispatchInfo.Capture(failure).Throw();
+                    throw; // unreachable: Throw() always throws
+                }
+
+                try
+                {
+                    var committed = await orchestrator.CommitAsync(CancellationToken.None).ConfigureAwait(false);
+                    committed.ThrowIfNotCommitted();
+                    return result;
+                }
+                catch (KafkaTransactionException e) when (CanRunAgain(e.Kind, attempt, maxAttempts, cancellationToken))
+                {
+                    // The commit failed and the transaction was aborted: run the work again.
+                    await DelayBeforeRetryAsync(e.Kind, attempt + 1, maxAttempts, e, cancellationToken).ConfigureAwait(false);
                 }
             }
-            catch (Exception failure)
-            {
-                var kind = await AbortAfterWorkFailureAsync(failure, cancellationToken).ConfigureAwait(false);
-                if (CanRunAgain(kind, attempt, maxAttempts, cancellationToken))
-                {
-                    await DelayBeforeRetryAsync(kind, attempt + 1, maxAttempts, failure, cancellationToken).ConfigureAwait(false);
-                    continue;
-                }
-
-                ExceptionDispatchInfo.Capture(failure).Throw();
-                throw; // unreachable: Throw() always throws
-            }
-
-            try
-            {
-                var committed = await orchestrator.CommitAsync(CancellationToken.None).ConfigureAwait(false);
-                committed.ThrowIfNotCommitted();
-                return result;
-            }
-            catch (KafkaTransactionException e) when (CanRunAgain(e.Kind, attempt, maxAttempts, cancellationToken))
-            {
-                // The commit failed and the transaction was aborted: run the work again.
-                await DelayBeforeRetryAsync(e.Kind, attempt + 1, maxAttempts, e, cancellationToken).ConfigureAwait(false);
-            }
+        }
+        finally
+        {
+            unit.Transaction.EndAttempts();
+            unit.Lifecycle.Disown();
+            unit.Transaction.ForgetCancellation();
+            guards.Exit();
+            gate.Release();
         }
     }
 

@@ -53,7 +53,7 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
         _orchestrator = new TransactionOrchestrator(_unit);
         _guards = new CallGuards(_unit);
         _explicit = new ExplicitTransaction(_unit, _orchestrator, _gate, _guards);
-        _execute = new ExecuteLoop(_unit, _orchestrator);
+        _execute = new ExecuteLoop(_unit, _orchestrator, _gate, _guards);
         _disposal = new UnitDisposal(_unit, _orchestrator, _gate);
     }
 
@@ -208,37 +208,8 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
         };
     }
 
-    public async Task<TResult> ExecuteAsync<TResult>(Func<ITransactionScope, CancellationToken, ValueTask<TResult>> work, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(work);
-        _guards.ThrowIfTerminal(TransactionCall.Execute);
-        _guards.ThrowIfDisposing(TransactionCall.Execute);
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            // A caller queued while Dispose began is refused here, before its transaction.
-            _guards.Enter(TransactionCall.Execute);
-        }
-        catch
-        {
-            _gate.Release();
-            throw;
-        }
-
-        _unit.Lifecycle.Own(TransactionOwner.Execute);
-        try
-        {
-            return await _execute.RunAsync(this, work, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            _unit.Transaction.EndAttempts();
-            _unit.Lifecycle.Disown();
-            _unit.Transaction.ForgetCancellation();
-            _guards.Exit();
-            _gate.Release();
-        }
-    }
+    public Task<TResult> ExecuteAsync<TResult>(Func<ITransactionScope, CancellationToken, ValueTask<TResult>> work, CancellationToken cancellationToken = default) =>
+        _execute.RunAsync(this, work, cancellationToken);
 
     public async Task ResetAsync(CancellationToken cancellationToken = default)
     {
