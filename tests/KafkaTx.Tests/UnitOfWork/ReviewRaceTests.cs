@@ -1,0 +1,67 @@
+using Confluent.Kafka;
+using KafkaTx.Tests.Fakes;
+
+namespace KafkaTx.Tests.UnitOfWork;
+
+/// <summary>Review of issue 16: a Produce of the open transaction on another thread turns the unit Faulted while the owner's commit is in flight.</summary>
+public class ReviewRaceTests
+{
+    private static readonly Message<string, string> Record = new() { Key = "k", Value = "v" };
+
+    [Fact]
+    public async Task A_fatal_produce_racing_a_commit_that_succeeds_does_not_throw_a_bug_exception_from_CommitAsync()
+    {
+        var (unit, producer) = await TestUnits.CreateReady(o => o.MaxProducerReplacements = 0);
+        using var commitStarted = new ManualResetEventSlim();
+        using var produceFailed = new ManualResetEventSlim();
+        using var produceInside = new ManualResetEventSlim();
+        var produceEntered = 0;
+        producer.OnBlockingCall = (call, _) =>
+        {
+            if (call == "Commit")
+            {
+                commitStarted.Set();
+                produceFailed.Wait(TimeSpan.FromSeconds(10)).Should().BeTrue();
+            }
+        };
+
+        unit.BeginTransaction();
+        unit.Produce("t", Record);
+
+        // The second writer of the transaction passed the state check (InTransaction) and is inside the client's
+        // Produce when the owner starts committing; its record then fails fatally.
+        producer.QueueFull = () =>
+        {
+            if (Interlocked.Exchange(ref produceEntered, 1) == 0)
+            {
+                produceInside.Set();
+                commitStarted.Wait(TimeSpan.FromSeconds(10)).Should().BeTrue();
+            }
+
+            return false;
+        };
+        producer.ProduceFailures.Enqueue(new ProduceException<byte[]?, byte[]?>(new Error(ErrorCode.InvalidTxnState, "fatal", true), new DeliveryResult<byte[]?, byte[]?>()));
+        var writer = Task.Run(() =>
+        {
+            try
+            {
+                unit.Produce("t", Record);
+            }
+            catch (KafkaTransactionException)
+            {
+            }
+            finally
+            {
+                produceFailed.Set();
+            }
+        });
+
+        produceInside.Wait(TimeSpan.FromSeconds(10)).Should().BeTrue();
+        var commit = () => unit.CommitAsync();
+
+        // Before issue 16 the commit returned (the unit moved Faulted -> Ready silently); now the lifecycle refuses
+        // the move and CommitAsync throws "this is a bug in KafkaTx" although the commit took effect.
+        await commit.Should().NotThrowAsync();
+        await writer;
+    }
+}
