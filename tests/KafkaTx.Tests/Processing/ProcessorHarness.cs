@@ -92,7 +92,7 @@ internal sealed class ProcessorHarness : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly ServiceProvider _services;
 
-    public ProcessorHarness(Action<TransactionalProcessorOptions>? configure = null, Action<KafkaTransactionsOptions>? producer = null, Action<FakeProducer>? setupProducer = null, TimeProvider? clock = null, FakeBroker? broker = null)
+    public ProcessorHarness(Action<TransactionalProcessorOptions>? configure = null, Action<KafkaTransactionsOptions>? producer = null, Action<FakeProducer>? setupProducer = null, TimeProvider? clock = null, FakeBroker? broker = null, Func<IServiceScopeFactory, IServiceScopeFactory>? wrapScopes = null)
     {
         Broker = broker ?? new FakeBroker();
         Factory = new FakeClientFactory { Broker = Broker, Setup = setupProducer };
@@ -103,7 +103,7 @@ internal sealed class ProcessorHarness : IAsyncDisposable
         var time = clock ?? TimeProvider.System;
         Unit = new TransactionalUnitOfWork(string.Empty, producerOptions, Factory, NullLogger.Instance, Instrumentation, time);
         _services = new ServiceCollection().AddSingleton(Script).AddScoped<CopyHandler>().BuildServiceProvider();
-        Loop = new ProcessorLoop<string, string>("orders", Options, producerOptions, Unit, Factory, _services.GetRequiredService<IServiceScopeFactory>(), typeof(CopyHandler), NullLogger.Instance, time, Instrumentation);
+        Loop = new ProcessorLoop<string, string>("orders", Options, producerOptions, Unit, Factory, (wrapScopes ?? (f => f))(_services.GetRequiredService<IServiceScopeFactory>()), typeof(CopyHandler), NullLogger.Instance, time, Instrumentation);
     }
 
     public FakeBroker Broker { get; }
