@@ -73,7 +73,19 @@ internal sealed class BatchTransactions<TKey, TValue>(
             throw;
         }
 
-        _batch = OpenBatch<TKey, TValue>.Open(scopes, time.GetTimestamp(), activity, _handled);
+        try
+        {
+            _batch = OpenBatch<TKey, TValue>.Open(scopes, time.GetTimestamp(), activity, _handled);
+        }
+        catch
+        {
+            // No scope (the application's provider is being disposed, say): the transaction just begun holds
+            // nothing; end it here, since without a batch the stop has nothing to end.
+            await AbortQuietlyAsync().ConfigureAwait(true);
+            ProcessorTelemetry.EndBatch(activity, 0, Outcome.NotStarted);
+            throw;
+        }
+
         _batch.ResolveHandler(handlerType); // should it throw, the batch is open all the same: the stop ends it
         return _batch;
     }

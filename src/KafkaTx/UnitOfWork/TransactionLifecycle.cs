@@ -10,7 +10,8 @@ namespace KafkaTx.UnitOfWork;
 /// </summary>
 /// <remarks>
 /// The state is changed only by the holder of the gate, except for the terminal states, which any thread may enter
-/// (a disposal that gave up waiting for the call in flight, say): a move out of Fenced or Disposed is ignored.
+/// (a disposal that gave up waiting for the call in flight, say): a move out of Fenced or Disposed is ignored, and
+/// out of Faulted only Uninitialized (a reset) or Fenced is taken.
 /// </remarks>
 internal sealed class TransactionLifecycle(ILogger logger, string transactionalId)
 {
@@ -44,6 +45,13 @@ internal sealed class TransactionLifecycle(ILogger logger, string transactionalI
             if (current is TransactionState.Fenced or TransactionState.Disposed)
             {
                 return; // terminal states are never left
+            }
+
+            if (current is TransactionState.Faulted && next is not (TransactionState.Uninitialized or TransactionState.Fenced))
+            {
+                // Another thread's fatal error (a Produce racing the commit, say) ended the unit under the call that
+                // moves now: the unit stays Faulted, and only a reset (or a replacement's Uninitialized) leaves it.
+                return;
             }
 
             if (!TransactionTransitions.CanMove(current, next))

@@ -4,8 +4,8 @@ using static KafkaTx.Tests.Processing.ProcessorHarness;
 
 namespace KafkaTx.Tests.Processing;
 
-/// <summary>Review of issue 16: the batch's DI scope cannot be created (the root provider is being disposed, say).</summary>
-public class ReviewScopeTests
+/// <summary>The batch's DI scope cannot be created (the root provider is being disposed, say).</summary>
+public class BatchScopeFailureTests
 {
     private sealed class ThrowingScopes : IServiceScopeFactory
     {
@@ -28,8 +28,9 @@ public class ReviewScopeTests
         await Until(() => h.Loop.State == ProcessorState.Faulted, "the processor fails");
         await h.Running!.WaitAsync(TimeSpan.FromSeconds(10));
 
-        // Before issue 16 the processor's shutdown ended the transaction it had begun (committed, empty); now the
-        // batch was never recorded, so the shutdown skips it and the unit is left InTransaction.
-        h.Unit.State.Should().NotBe(TransactionState.InTransaction);
+        // The transaction begun for the batch is ended, not left open for transaction.timeout.ms.
+        h.Unit.State.Should().Be(TransactionState.Ready);
+        h.Loop.Failure.Should().BeOfType<ObjectDisposedException>();
+        h.Broker.GroupOffset(P0).Should().BeNull("no record was handled, so no offset was committed");
     }
 }

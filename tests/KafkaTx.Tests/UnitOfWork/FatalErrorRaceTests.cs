@@ -3,13 +3,13 @@ using KafkaTx.Tests.Fakes;
 
 namespace KafkaTx.Tests.UnitOfWork;
 
-/// <summary>Review of issue 16: a Produce of the open transaction on another thread turns the unit Faulted while the owner's commit is in flight.</summary>
-public class ReviewRaceTests
+/// <summary>A Produce of the open transaction on another thread turns the unit Faulted while the owner's commit is in flight.</summary>
+public class FatalErrorRaceTests
 {
     private static readonly Message<string, string> Record = new() { Key = "k", Value = "v" };
 
     [Fact]
-    public async Task A_fatal_produce_racing_a_commit_that_succeeds_does_not_throw_a_bug_exception_from_CommitAsync()
+    public async Task A_fatal_produce_racing_a_commit_that_succeeds_reports_the_commit_and_leaves_the_unit_faulted()
     {
         var (unit, producer) = await TestUnits.CreateReady(o => o.MaxProducerReplacements = 0);
         using var commitStarted = new ManualResetEventSlim();
@@ -46,9 +46,11 @@ public class ReviewRaceTests
             try
             {
                 unit.Produce("t", Record);
+                return (KafkaTransactionException?)null;
             }
-            catch (KafkaTransactionException)
+            catch (KafkaTransactionException e)
             {
+                return e;
             }
             finally
             {
@@ -59,9 +61,9 @@ public class ReviewRaceTests
         produceInside.Wait(TimeSpan.FromSeconds(10)).Should().BeTrue();
         var commit = () => unit.CommitAsync();
 
-        // Before issue 16 the commit returned (the unit moved Faulted -> Ready silently); now the lifecycle refuses
-        // the move and CommitAsync throws "this is a bug in KafkaTx" although the commit took effect.
+        // The commit took effect: CommitAsync says so, and no "may not move from Faulted" escapes the state machine.
         await commit.Should().NotThrowAsync();
-        await writer;
+        (await writer).Should().NotBeNull().And.Match<KafkaTransactionException>(e => e.Kind == TransactionErrorKind.Fatal);
+        unit.State.Should().Be(TransactionState.Faulted, "the other writer's fatal error outlives the commit: the producer is gone");
     }
 }
