@@ -66,6 +66,7 @@ internal sealed class TransactionalUnitOfWorkPool : ITransactionalUnitOfWorkPool
         ThrowIfUnusable(nameof(InitializeAsync));
         lock (_lock)
         {
+            ObjectDisposedException.ThrowIf(_disposed == 1, this);
             while (_created < Size)
             {
                 _idle.Enqueue(CreateNextSlot());
@@ -130,16 +131,24 @@ internal sealed class TransactionalUnitOfWorkPool : ITransactionalUnitOfWorkPool
 
     public async ValueTask DisposeAsync()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        TransactionalUnitOfWork[] slots;
+        lock (_lock)
         {
-            return;
+            // Under the lock that creates slots: a caller past its own disposed check creates its slot before this
+            // snapshot (and it is disposed here) or finds the pool disposed in Lease; no slot escapes disposal.
+            if (Interlocked.Exchange(ref _disposed, 1) == 1)
+            {
+                return;
+            }
+
+            slots = [.. _slots.Take(_created).Select(s => s!)];
         }
 
         // Callers waiting for a slot wake up, find the pool disposed and give their permit back.
         _permits.Release(Size);
 
         // Each slot waits (bounded) for its call in flight; they wait side by side, not one after another.
-        await Task.WhenAll(CreatedSlots.Select(unit => unit.DisposeAsync().AsTask())).ConfigureAwait(false);
+        await Task.WhenAll(slots.Select(unit => unit.DisposeAsync().AsTask())).ConfigureAwait(false);
     }
 
     /// <summary>The least recently used idle slot, or a new one when every slot created so far is leased.</summary>
@@ -147,6 +156,7 @@ internal sealed class TransactionalUnitOfWorkPool : ITransactionalUnitOfWorkPool
     {
         lock (_lock)
         {
+            ObjectDisposedException.ThrowIf(_disposed == 1, this); // disposed since the caller's own check
             if (_idle.TryDequeue(out var unit))
             {
                 return unit;

@@ -220,4 +220,42 @@ public class PoolResilienceTests
         factory.Producers.Should().ContainSingle().Which.Committed.Should().ContainSingle();
         factory.Producers[0].Overlaps.Should().BeEmpty();
     }
+
+    [Fact]
+    public async Task Disposing_the_pool_while_callers_race_for_new_slots_leaves_no_slot_undisposed()
+    {
+        // The window is between a caller's disposed check and its slot's creation: many rounds of callers racing a
+        // disposal make it likely to be hit, and every slot ever created must end Disposed (its producer closed).
+        for (var round = 0; round < 50; round++)
+        {
+            var (provider, _, pool) = Build(8);
+            await using var _ = provider;
+            using var start = new ManualResetEventSlim();
+            var callers = Enumerable.Range(0, 16).Select(_ => Task.Run(async () =>
+            {
+                start.Wait(Deadline);
+                try
+                {
+                    await pool.ExecuteAsync(WriteOne);
+                }
+                catch (ObjectDisposedException)
+                {
+                    // refused: the pool was disposed first
+                }
+            })).ToArray();
+            var disposal = Task.Run(async () =>
+            {
+                start.Wait(Deadline);
+                await pool.DisposeAsync();
+            });
+
+            start.Set();
+            await Task.WhenAll(callers).WaitAsync(Deadline);
+            await disposal.WaitAsync(Deadline);
+
+            var slots = ((TransactionalUnitOfWorkPool)pool).CreatedSlots;
+            slots.Where(slot => slot.State != TransactionState.Disposed).Select(slot => $"{slot.TransactionalId}: {slot.State}")
+                .Should().BeEmpty($"round {round}: a slot created while the pool was disposed must be disposed too");
+        }
+    }
 }
