@@ -3,6 +3,7 @@
 //   dotnet run -c Release --project benchmarks/KafkaTx.Throughput -- --records-per-transaction 10,100,1000 --rounds 3
 //   dotnet run -c Release --project benchmarks/KafkaTx.Throughput -- --bootstrap-servers localhost:9092 --commit-interval 100ms
 //   dotnet run -c Release --project benchmarks/KafkaTx.Throughput -- pool --pool-sizes 1,2,4,8
+//   dotnet run -c Release --project benchmarks/KafkaTx.Throughput -- parallel --rounds 1   (issue 17: concurrent handling)
 //
 // See README.md for every option and docs/performance.md for the figures.
 using System.Globalization;
@@ -31,6 +32,11 @@ Console.WriteLine($"KafkaTx DeliveryTracking: {settings.DeliveryTracking}; linge
 if (settings.Command == "pool")
 {
     return await PoolRun.RunAsync(backend, settings, environment, cancel.Token);
+}
+
+if (settings.Command == "parallel")
+{
+    return await ParallelRun.RunAsync(backend, settings, environment, cancel.Token);
 }
 
 ThroughputMode[] modes = [new RawTransactionalLoop(), new UnitOfWorkLoop(latencies, settings.DeliveryTracking), new ProcessorCopy(latencies, settings.DeliveryTracking), new HandWrittenCopyLoop(), new IdempotentProducer()];

@@ -44,6 +44,21 @@ internal sealed class ThroughputSettings
 
     public string? ChartPath { get; private init; }
 
+    /// <summary>parallel: the processor's MaxConcurrency in the concurrent cases (the baseline is 1).</summary>
+    public int MaxConcurrency { get; private init; } = 100;
+
+    /// <summary>parallel: distinct keys of the workload, one key-order case each; the first is also the baseline's and the other orders'.</summary>
+    public int[] Keys { get; private init; } = [10_000, 100];
+
+    /// <summary>parallel: the handler awaits a uniform 0 to this many milliseconds per record.</summary>
+    public int MaxDelayMs { get; private init; } = 5;
+
+    /// <summary>parallel: records of the no-I/O comparison (the plain copy handler).</summary>
+    public int CopyRecords { get; private init; } = 300_000;
+
+    /// <summary>parallel: the processor's MaxBatchSize; null for its default.</summary>
+    public int? MaxBatchSize { get; private init; }
+
     /// <summary>Records per run: enough for a few seconds on each backend, bounded so the in-memory one fits in memory.</summary>
     public int RecordsPerRun => Records ?? Backend switch
     {
@@ -90,6 +105,11 @@ internal sealed class ThroughputSettings
                 var other => throw new ArgumentException($"--delivery-tracking {other}: use every, first or none."),
             },
             ChartPath = Value("--chart"),
+            MaxConcurrency = Ints("--max-concurrency")?[0] ?? 100,
+            Keys = Ints("--keys") ?? [10_000, 100],
+            MaxDelayMs = Ints("--max-delay-ms")?[0] ?? 5,
+            CopyRecords = Ints("--copy-records")?[0] ?? 300_000,
+            MaxBatchSize = Ints("--max-batch-size")?[0],
         };
         return settings;
     }

@@ -6,7 +6,12 @@
 //           input: exit code 0 only with no duplicate, no loss, order kept.
 //           dotnet run --project tests/KafkaTx.Reliability -c Release -- crash [--records 100000] [--partitions 4]
 //             [--kills 5] [--no-zombie] [--seed N] [--max-batch-size 100] [--handler copy|await|split]
-//             [--handler-delay 00:00:00.001] [--bootstrap-servers HOST:PORT]
+//             [--handler-delay 00:00:00.001] [--random-delay] [--max-concurrency 1] [--order key|partition|unordered]
+//             [--keys 1] [--bootstrap-servers HOST:PORT]
+//           --max-concurrency and --order go to the copier's processor; --keys N writes N keys per input partition
+//           (input sequence s of partition p has key p{p}-k{s % N}), and the verifier then checks each key's order
+//           instead of each partition's (none with --order unordered); --random-delay makes each handler call await
+//           a uniform random time from 0 to --handler-delay.
 //   stop    seed an input topic, copy it while stopping the copier gracefully (in memory: the host's StopAsync; with
 //           --bootstrap-servers: SIGTERM to the child process) each time a handler is awaiting a call with its
 //           cancellation token, restarting it after each stop, then check the output record by record: exit code 0
@@ -14,7 +19,8 @@
 //           await and ended cleanly.
 //           dotnet run --project tests/KafkaTx.Reliability -c Release -- stop [--records 20000] [--partitions 4]
 //             [--stops 10] [--handler split|await] [--handler-delay 00:00:00.001] [--stop-call 00:00:00.100]
-//             [--seed N] [--max-batch-size 100] [--bootstrap-servers HOST:PORT]
+//             [--seed N] [--max-batch-size 100] [--random-delay] [--max-concurrency 1] [--order key|partition|unordered]
+//             [--keys 1] [--bootstrap-servers HOST:PORT]
 //   soak    copy for a long time on the in-memory Kafka with a fault every few seconds; report duplicates, losses
 //           and memory every 10 s, which must stay flat.
 //           dotnet run --project tests/KafkaTx.Reliability -c Release -- soak [--duration 00:10:00] [--fault-every 00:00:05]
@@ -23,6 +29,7 @@
 //           input by line ("arm-stop N" arms the handler's next call, see CopyTarget.ArmStop) and exits when it closes.
 //           dotnet KafkaTx.Reliability.dll copy --bootstrap-servers HOST:PORT --input T --output T --group G --transactional-id ID
 //             [--max-batch-size 100] [--handler copy|await|split] [--handler-delay 00:00:00.001] [--stop-call 00:00:00.100]
+//             [--random-delay] [--max-concurrency 1] [--order key|partition|unordered]
 using System.Globalization;
 using KafkaTx;
 using KafkaTx.Reliability;
@@ -68,6 +75,8 @@ static async Task<int> CrashAsync(Arguments arguments)
         MaxBatchSize = arguments.Int("--max-batch-size", 100),
         Handler = HandlerShapes.Parse(arguments.Optional("--handler") ?? "copy"),
         HandlerDelay = arguments.Duration("--handler-delay", TimeSpan.FromMilliseconds(1)),
+        RandomDelay = arguments.Flag("--random-delay"),
+        Concurrency = CopyConcurrency.Parse(arguments),
     };
     await using var backend = Backend(arguments);
     var report = await new CrashHarness(backend, options, Console.Out).RunAsync();
@@ -87,6 +96,8 @@ static async Task<int> StopAsync(Arguments arguments)
         Handler = HandlerShapes.Parse(arguments.Optional("--handler") ?? "split"),
         HandlerDelay = arguments.Duration("--handler-delay", TimeSpan.FromMilliseconds(1)),
         StopCall = arguments.Duration("--stop-call", TimeSpan.FromMilliseconds(100)),
+        RandomDelay = arguments.Flag("--random-delay"),
+        Concurrency = CopyConcurrency.Parse(arguments),
     };
     await using var backend = Backend(arguments);
     var report = await new StopHarness(backend, options, Console.Out).RunAsync();
@@ -123,6 +134,9 @@ static async Task<int> CopyAsync(Arguments arguments)
         Handler = HandlerShapes.Parse(arguments.Optional("--handler") ?? "copy"),
         HandlerDelay = arguments.Duration("--handler-delay", TimeSpan.FromMilliseconds(1)),
         StopCall = arguments.Duration("--stop-call", TimeSpan.FromMilliseconds(100)),
+        RandomDelay = arguments.Flag("--random-delay"),
+        MaxConcurrency = arguments.Int("--max-concurrency", 1),
+        Order = ProcessingOrders.Parse(arguments.Optional("--order") ?? "key"),
     };
     var target = new CopyTarget(settings) { Announcements = Console.Out };
     if (arguments.Flag("--exit-with-parent"))

@@ -28,6 +28,28 @@ public sealed class TransactionalProcessorOptions
     public TimeSpan MaxBatchDuration { get; set; } = TimeSpan.FromMilliseconds(100);
 
     /// <summary>
+    /// How many records are handled at once. Default 1: one record at a time, in the order of each partition. Above 1,
+    /// records are dispatched to concurrent handler calls as <see cref="Order"/> allows, and a transaction commits only
+    /// once every handler call of its batch has completed (the commit barrier), so exactly once holds as with 1. From 1
+    /// to 1,000. See docs/parallel-processing.md.
+    /// </summary>
+    public int MaxConcurrency { get; set; } = 1;
+
+    /// <summary>
+    /// What order concurrent handling keeps when <see cref="MaxConcurrency"/> is above 1. Default
+    /// <see cref="ProcessingOrder.Key"/>: records with the same key are handled one after another, in offset order;
+    /// records with different keys concurrently.
+    /// </summary>
+    public ProcessingOrder Order { get; set; } = ProcessingOrder.Key;
+
+    /// <summary>
+    /// The most records consumed ahead of the handlers (waiting for their key's or partition's turn, or for a free
+    /// handler) when <see cref="MaxConcurrency"/> is above 1: consumption pauses at this bound, so memory stays flat
+    /// whatever the lag. Default 1,000; at least <see cref="MaxConcurrency"/>.
+    /// </summary>
+    public int MaxBufferedRecords { get; set; } = 1_000;
+
+    /// <summary>
     /// Per record: how many times it is handled before it is poison (MaxAttempts), and the backoff between attempts.
     /// Default 3 attempts, 100 ms doubling to 5 s, with jitter.
     /// </summary>

@@ -39,6 +39,21 @@ internal sealed class TransactionalProcessorOptionsValidator(IOptionsMonitor<Kaf
             failures.Add($"{label}: MaxBatchSize is {options.MaxBatchSize}; it must be at least 1.");
         }
 
+        if (options.MaxConcurrency is < 1 or > 1_000)
+        {
+            failures.Add($"{label}: MaxConcurrency is {options.MaxConcurrency}; it must be from 1 (one record at a time) to 1,000.");
+        }
+
+        if (!Enum.IsDefined(options.Order))
+        {
+            failures.Add($"{label}: Order is {(int)options.Order}, not a ProcessingOrder; use Key, Partition or Unordered.");
+        }
+
+        if (options.MaxBufferedRecords < options.MaxConcurrency)
+        {
+            failures.Add($"{label}: MaxBufferedRecords is {options.MaxBufferedRecords}, below MaxConcurrency ({options.MaxConcurrency}); the handlers could never all be busy. Raise it to at least {options.MaxConcurrency}.");
+        }
+
         var transactionTimeout = producers.Get(name ?? string.Empty).TransactionTimeout;
         if (options.MaxBatchDuration <= TimeSpan.Zero || options.MaxBatchDuration >= transactionTimeout / 2)
         {

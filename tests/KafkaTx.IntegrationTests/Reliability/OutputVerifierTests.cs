@@ -77,9 +77,71 @@ public sealed class OutputVerifierTests
         redone.HalfDone(outputRecords).Should().Be(0);
     }
 
-    private static OutputVerifier Observe(params string?[] values)
+    /// <summary>
+    /// Key order (issue 17): with 2 keys per partition, input 0:s has key p0-k(s % 2). Records of different keys may
+    /// overtake each other; records of one key may not.
+    /// </summary>
+    [Fact]
+    public void In_key_order_records_of_different_keys_may_overtake_each_other_but_not_records_of_one_key()
     {
-        var verifier = new OutputVerifier();
+        var inputRecords = new Dictionary<int, long> { [0] = 4 };
+
+        var overtaken = ObserveWith(new OutputVerifier(keys: 2, outputsPerRecord: 1, checksOrder: true), "0:1", "0:3", "0:0", "0:2");
+        var reordered = ObserveWith(new OutputVerifier(keys: 2, outputsPerRecord: 1, checksOrder: true), "0:0", "0:3", "0:1", "0:2");
+
+        overtaken.KeysOutOfOrder.Should().Be(0, "key 1 (0:1, 0:3) and key 0 (0:0, 0:2) are each in order");
+        overtaken.PartitionsOutOfOrder.Should().Be(0, "partition order is not what key order checks");
+        overtaken.Losses(inputRecords).Should().Be(0);
+        overtaken.Duplicates.Should().Be(0);
+        reordered.KeysOutOfOrder.Should().Be(1, "0:1 came after 0:3, a later record of its key");
+        reordered.StreamsOutOfOrder.Should().Be(1);
+        reordered.Losses(inputRecords).Should().Be(0);
+    }
+
+    [Fact]
+    public void In_key_order_a_record_missing_or_seen_twice_is_a_loss_or_a_duplicate_of_its_key()
+    {
+        var inputRecords = new Dictionary<int, long> { [0] = 5, [1] = 2 };
+
+        var verifier = ObserveWith(new OutputVerifier(keys: 3, outputsPerRecord: 1, checksOrder: true), "0:0", "0:1", "0:2", "0:4", "0:4", "1:1");
+
+        verifier.Duplicates.Should().Be(1, "0:4 twice");
+        verifier.Losses(inputRecords).Should().Be(2, "0:3 (key 0, after 0:0) and 1:0 never came");
+        verifier.KeysOutOfOrder.Should().Be(0);
+    }
+
+    [Fact]
+    public void In_key_order_a_split_handler_s_halves_are_checked_per_key()
+    {
+        // Input 0:0..0:3 with 2 keys, split: input s is written as 0:2s then 0:2s+1.
+        var outputRecords = new Dictionary<int, long> { [0] = 8 };
+
+        var complete = ObserveWith(new OutputVerifier(keys: 2, outputsPerRecord: 2, checksOrder: true), "0:2", "0:3", "0:0", "0:1", "0:6", "0:7", "0:4", "0:5");
+        var halfDone = ObserveWith(new OutputVerifier(keys: 2, outputsPerRecord: 2, checksOrder: true), "0:2", "0:3", "0:0", "0:1", "0:6", "0:4", "0:5");
+
+        complete.Losses(outputRecords).Should().Be(0);
+        complete.KeysOutOfOrder.Should().Be(0);
+        complete.HalfDone(outputRecords).Should().Be(0);
+        halfDone.Losses(outputRecords).Should().Be(1, "input 3's second half, 0:7");
+        halfDone.HalfDone(outputRecords).Should().Be(1);
+    }
+
+    [Fact]
+    public void Unordered_a_record_after_a_later_one_is_no_defect_but_duplicates_and_losses_still_are()
+    {
+        var verifier = ObserveWith(new OutputVerifier(keys: 1, outputsPerRecord: 1, checksOrder: false), "0:2", "0:0", "0:0", "1:1", "1:0");
+
+        verifier.OutOfOrder.Should().Be(2, "0:0 and 1:0 came after later records; counted");
+        verifier.StreamsOutOfOrder.Should().Be(0, "but unordered, that is no defect");
+        verifier.PartitionsOutOfOrder.Should().Be(0);
+        verifier.Duplicates.Should().Be(1);
+        verifier.Losses(TwoPartitionsOfThree).Should().Be(2, "0:1 and 1:2");
+    }
+
+    private static OutputVerifier Observe(params string?[] values) => ObserveWith(new OutputVerifier(), values);
+
+    private static OutputVerifier ObserveWith(OutputVerifier verifier, params string?[] values)
+    {
         foreach (var value in values)
         {
             verifier.Observe(value);

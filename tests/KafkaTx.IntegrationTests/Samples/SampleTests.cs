@@ -32,6 +32,24 @@ public sealed class SampleTests
         exitCode.Should().Be(0, output);
     }
 
+    /// <summary>
+    /// Issue 17's sample: the same slow-service handler sequential and at MaxConcurrency 32 in key order, each output
+    /// checked from read_committed. Outcomes only: the rates are printed, not asserted (speed belongs to benchmarks).
+    /// </summary>
+    [Fact]
+    public async Task ParallelProcessing_is_exactly_once_and_in_order_per_customer_sequential_and_parallel_on_its_embedded_default()
+    {
+        var (exitCode, output) = await RunSampleAsync("ParallelProcessing", "--payments", "300");
+
+        output.Should().Contain("Backend: embedded in-memory Kafka");
+        output.Should().MatchRegex(@"Sequential \(MaxConcurrency 1\): +300 payments in [0-9.]+ s");
+        output.Should().MatchRegex(@"Parallel \(MaxConcurrency 32, key order\): +300 payments in [0-9.]+ s");
+        output.Should().Contain("sequential read_committed: 300 of 300 payments; duplicates: 0; out of order per customer: 0.");
+        output.Should().Contain("parallel   read_committed: 300 of 300 payments; duplicates: 0; out of order per customer: 0.");
+        output.Should().Contain("Verdict: exactly once and in order per customer, sequential and parallel.");
+        exitCode.Should().Be(0, output);
+    }
+
     /// <summary>Runs a sample's built dll as a user runs it; with no arguments, on its embedded default.</summary>
     internal static async Task<(int ExitCode, string Output)> RunSampleAsync(string name, params string[] args)
     {

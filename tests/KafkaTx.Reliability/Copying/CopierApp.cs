@@ -16,6 +16,36 @@ internal sealed record CopierSettings(string BootstrapServers, string Input, str
 
     /// <summary>How long the armed call goes on after a graceful stop began (see <see cref="CopyTarget.ArmStop"/>).</summary>
     public TimeSpan StopCall { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Whether each call awaits a uniform random time from 0 to <see cref="HandlerDelay"/> instead of exactly it.</summary>
+    public bool RandomDelay { get; init; }
+
+    /// <summary>The processor's MaxConcurrency: handler calls at once. Default 1, the processor's own default.</summary>
+    public int MaxConcurrency { get; init; } = 1;
+
+    /// <summary>The processor's Order when <see cref="MaxConcurrency"/> is above 1. Default Key, the processor's own default.</summary>
+    public ProcessingOrder Order { get; init; } = ProcessingOrder.Key;
+}
+
+/// <summary>Names of the processing orders on the command line.</summary>
+internal static class ProcessingOrders
+{
+    /// <summary>The order a command-line name stands for: key, partition or unordered.</summary>
+    public static ProcessingOrder Parse(string name) => name switch
+    {
+        "key" => ProcessingOrder.Key,
+        "partition" => ProcessingOrder.Partition,
+        "unordered" => ProcessingOrder.Unordered,
+        _ => throw new ArgumentException($"--order {name}: expected key, partition or unordered."),
+    };
+
+    /// <summary>The command-line name of an order.</summary>
+    public static string Name(this ProcessingOrder order) => order switch
+    {
+        ProcessingOrder.Partition => "partition",
+        ProcessingOrder.Unordered => "unordered",
+        _ => "key",
+    };
 }
 
 /// <summary>The copier application: KafkaTx's processor copying the input topic to the output topic.</summary>
@@ -42,6 +72,9 @@ internal static class CopierApp
             p.Topics.Add(settings.Input);
             p.GroupId = settings.Group;
             p.MaxBatchSize = settings.MaxBatchSize;
+            p.MaxConcurrency = settings.MaxConcurrency;
+            p.Order = settings.Order;
+            p.MaxBufferedRecords = Math.Max(p.MaxBufferedRecords, settings.MaxConcurrency);
         });
         var host = builder.Build();
         host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.Register(target.StopBegan);

@@ -52,9 +52,11 @@ internal static class HandlerShapes
     public static int OutputsPerRecord(this HandlerShape shape) => shape == HandlerShape.Split ? 2 : 1;
 
     /// <summary>How the shape reads in a report.</summary>
-    public static string Describe(this HandlerShape shape, TimeSpan delay)
+    public static string Describe(this HandlerShape shape, TimeSpan delay, bool randomDelay = false)
     {
-        var call = string.Create(CultureInfo.InvariantCulture, $"await {delay.TotalMilliseconds:0.###} ms with the token");
+        var call = randomDelay
+            ? string.Create(CultureInfo.InvariantCulture, $"await 0 to {delay.TotalMilliseconds:0.###} ms (uniform) with the token")
+            : string.Create(CultureInfo.InvariantCulture, $"await {delay.TotalMilliseconds:0.###} ms with the token");
         return shape switch
         {
             HandlerShape.Await => $"await ({call}, then produce)",
@@ -104,6 +106,7 @@ internal sealed class CopyTarget
         Topic = settings.Output;
         Shape = settings.Handler;
         Delay = settings.HandlerDelay;
+        RandomDelay = settings.RandomDelay;
         StopCall = settings.StopCall;
     }
 
@@ -113,6 +116,9 @@ internal sealed class CopyTarget
 
     /// <summary>How long the handler's call takes (Await and Split).</summary>
     public TimeSpan Delay { get; }
+
+    /// <summary>Whether each call awaits a uniform random time from 0 to <see cref="Delay"/>: handlers that overtake each other when run concurrently.</summary>
+    public bool RandomDelay { get; }
 
     /// <summary>How long the armed call goes on after the stop began, when the token does not cancel it first.</summary>
     public TimeSpan StopCall { get; }
@@ -176,7 +182,7 @@ internal sealed class CopyTarget
         var armAt = Interlocked.Read(ref _armAt);
         if (Handled < armAt || Interlocked.CompareExchange(ref _armAt, long.MaxValue, armAt) != armAt)
         {
-            await Task.Delay(Delay, cancellationToken);
+            await Task.Delay(RandomDelay ? Delay * Random.Shared.NextDouble() : Delay, cancellationToken);
             return;
         }
 

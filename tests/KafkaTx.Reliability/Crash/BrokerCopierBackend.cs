@@ -41,7 +41,7 @@ internal sealed class BrokerCopierBackend(string bootstrapServers, Action<string
         }
     }
 
-    public void Seed(string topic, int partitions, long first, int count)
+    public void Seed(string topic, int partitions, long first, int count, int keys = 1)
     {
         using var producer = new ProducerBuilder<string, string>(new ProducerConfig { BootstrapServers = bootstrapServers, EnableIdempotence = true, LingerMs = 20 }).Build();
         for (var p = 0; p < partitions; p++)
@@ -53,7 +53,7 @@ internal sealed class BrokerCopierBackend(string bootstrapServers, Action<string
                 {
                     try
                     {
-                        producer.Produce(partition, new Message<string, string> { Key = OutputVerifier.Key(p), Value = OutputVerifier.Value(p, sequence) });
+                        producer.Produce(partition, new Message<string, string> { Key = OutputVerifier.Key(p, sequence, keys), Value = OutputVerifier.Value(p, sequence) });
                         break;
                     }
                     catch (ProduceException<string, string> e) when (e.Error.Code == ErrorCode.Local_QueueFull)

@@ -24,6 +24,12 @@ internal abstract class CopyReport
     /// <summary>The handler's shape, as the report prints it.</summary>
     public string Handler { get; init; } = string.Empty;
 
+    /// <summary>The copier's concurrency and the input's keys, as the report prints them; null for today's sequential run (no line).</summary>
+    public string? Concurrency { get; init; }
+
+    /// <summary>What order the verifier checked: per partition (today's), per key, or none.</summary>
+    public CheckedOrder OrderChecked { get; init; } = CheckedOrder.Partition;
+
     /// <summary>From each restart to the new incarnation's first commit.</summary>
     public List<TimeSpan> RestartToCommit { get; } = [];
 
@@ -38,6 +44,12 @@ internal abstract class CopyReport
 
     public int PartitionsOutOfOrder { get; set; }
 
+    /// <summary>Keys with a record after a later one of the same key, where order is checked per key (several keys per partition).</summary>
+    public int KeysOutOfOrder { get; set; }
+
+    /// <summary>Records read after a later one of their partition or key: a defect where order is checked, information where not (unordered).</summary>
+    public long RecordsOutOfOrder { get; set; }
+
     public int PartitionsFullyCommitted { get; set; }
 
     public TimeSpan Elapsed { get; set; }
@@ -45,7 +57,7 @@ internal abstract class CopyReport
     public long ExpectedOutputRecords => Records * OutputsPerRecord;
 
     public virtual bool ExactlyOnce =>
-        Duplicates == 0 && Losses == 0 && PartitionsOutOfOrder == 0 && OutputRecords == ExpectedOutputRecords && PartitionsFullyCommitted == Partitions;
+        Duplicates == 0 && Losses == 0 && PartitionsOutOfOrder == 0 && KeysOutOfOrder == 0 && OutputRecords == ExpectedOutputRecords && PartitionsFullyCommitted == Partitions;
 
     /// <summary>Whether the output line gives the expected count beside the count read.</summary>
     protected virtual bool PrintsExpectedOutput => false;
@@ -64,6 +76,8 @@ internal abstract class CopyReport
         Losses = verdict.Losses;
         HalfDone = verdict.HalfDone;
         PartitionsOutOfOrder = verdict.PartitionsOutOfOrder;
+        KeysOutOfOrder = verdict.KeysOutOfOrder;
+        RecordsOutOfOrder = verdict.RecordsOutOfOrder;
         PartitionsFullyCommitted = verdict.PartitionsFullyCommitted;
         Elapsed = elapsed;
     }
@@ -76,9 +90,14 @@ internal abstract class CopyReport
         writer.WriteLine($"seed:                    {Seed}");
         writer.WriteLine(string.Create(c, $"input:                   {Records:N0} records in {Partitions} partitions"));
         writer.WriteLine($"handler:                 {Handler}");
+        if (Concurrency is not null)
+        {
+            writer.WriteLine($"concurrency:             {Concurrency}");
+        }
+
         PrintFaults(writer);
         var expected = PrintsExpectedOutput ? string.Create(c, $" of {ExpectedOutputRecords:N0}") : string.Empty;
-        writer.WriteLine(string.Create(c, $"output (read_committed): {OutputRecords:N0} records{expected}; duplicates {Duplicates}; losses {Losses}; partitions out of order {PartitionsOutOfOrder}"));
+        writer.WriteLine(string.Create(c, $"output (read_committed): {OutputRecords:N0} records{expected}; duplicates {Duplicates}; losses {Losses}; {OrderFigure()}"));
         if (PrintsHalfDone && OutputsPerRecord == 2)
         {
             writer.WriteLine($"half-done records:       {HalfDone} (first output committed, second never; counted in the losses)");
@@ -88,6 +107,14 @@ internal abstract class CopyReport
         writer.WriteLine(string.Create(c, $"total time:              {Elapsed.TotalSeconds:F1} s"));
         writer.WriteLine(ExactlyOnce ? ExactlyOnceVerdict : "Verdict: NOT exactly once.");
     }
+
+    /// <summary>What the output line says of order: per partition as ever, per key with several keys per partition, or nothing checked.</summary>
+    private string OrderFigure() => OrderChecked switch
+    {
+        CheckedOrder.Key => $"keys out of order {KeysOutOfOrder}",
+        CheckedOrder.None => $"order not checked (unordered; {RecordsOutOfOrder} records after a later one of their partition)",
+        _ => $"partitions out of order {PartitionsOutOfOrder}",
+    };
 
     /// <summary>The run's own lines, between the handler line and the output line.</summary>
     protected abstract void PrintFaults(TextWriter writer);
@@ -100,4 +127,17 @@ internal abstract class CopyReport
         var list = times.ToList();
         return list.Count == 0 ? "-" : string.Join(", ", list.Select(t => t.TotalSeconds.ToString("F2", CultureInfo.InvariantCulture) + " s"));
     }
+}
+
+/// <summary>What order a run's verifier checks.</summary>
+internal enum CheckedOrder
+{
+    /// <summary>Each input partition's records in offset order (one key per partition).</summary>
+    Partition,
+
+    /// <summary>Each key's records in offset order (several keys per partition).</summary>
+    Key,
+
+    /// <summary>No order (unordered): duplicates and losses only.</summary>
+    None,
 }

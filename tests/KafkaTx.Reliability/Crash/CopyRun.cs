@@ -20,8 +20,9 @@ internal sealed class CopyRun
     private DateTime _lastDoneCheck;
     private bool _done;
 
-    public CopyRun(ICopierBackend backend, string kind, int records, int partitions, int chunks, TextWriter log)
+    public CopyRun(ICopierBackend backend, string kind, int records, int partitions, int chunks, TextWriter log, CopyConcurrency? concurrency = null)
     {
+        Concurrency = concurrency ?? CopyConcurrency.Sequential;
         _backend = backend;
         _log = log;
         var run = Guid.NewGuid().ToString("N")[..8];
@@ -36,6 +37,9 @@ internal sealed class CopyRun
     }
 
     public string Input { get; }
+
+    /// <summary>How concurrently the copiers handle records, and how the input is keyed.</summary>
+    public CopyConcurrency Concurrency { get; }
 
     public string Output { get; }
 
@@ -58,10 +62,10 @@ internal sealed class CopyRun
 
     /// <summary>The copier settings of this run's instance: every incarnation has the same transactional.id.</summary>
     public CopierSettings Settings(int maxBatchSize) =>
-        new(_backend is BrokerCopierBackend broker ? broker.BootstrapServers : "in-memory", Input, Output, Group, TransactionalId, maxBatchSize);
+        Concurrency.Apply(new(_backend is BrokerCopierBackend broker ? broker.BootstrapServers : "in-memory", Input, Output, Group, TransactionalId, maxBatchSize));
 
     /// <summary>A report of this run, describing the backend, the seed, the input and the handler.</summary>
-    public TReport Report<TReport>(int seed, HandlerShape handler, TimeSpan handlerDelay)
+    public TReport Report<TReport>(int seed, HandlerShape handler, TimeSpan handlerDelay, bool randomDelay = false)
         where TReport : CopyReport, new() =>
         new()
         {
@@ -70,7 +74,9 @@ internal sealed class CopyRun
             Records = Records,
             Partitions = Partitions,
             OutputsPerRecord = handler.OutputsPerRecord(),
-            Handler = handler.Describe(handlerDelay),
+            Handler = handler.Describe(handlerDelay, randomDelay),
+            Concurrency = Concurrency == CopyConcurrency.Sequential ? null : Concurrency.Describe(),
+            OrderChecked = Concurrency.OrderChecked,
         };
 
     public Task CreateTopicsAsync() => _backend.CreateTopicsAsync(Partitions, Input, Output);
@@ -116,7 +122,7 @@ internal sealed class CopyRun
     /// <summary>Reads the output with read_committed and checks it, record by record, against the input.</summary>
     public CopyVerdict Verify(int outputsPerRecord)
     {
-        var verifier = new OutputVerifier();
+        var verifier = new OutputVerifier(Concurrency.Keys, outputsPerRecord, Concurrency.ChecksOrder);
         _backend.ReadNewOutput(Output, verifier);
         var progress = _backend.Progress(Input, Group);
         var outputCounts = progress.ToDictionary(p => p.Key, p => p.Value.End * outputsPerRecord);
@@ -126,7 +132,11 @@ internal sealed class CopyRun
             verifier.Losses(outputCounts),
             outputsPerRecord == 2 ? verifier.HalfDone(outputCounts) : 0,
             verifier.PartitionsOutOfOrder,
-            progress.Count(p => p.Value.Committed == p.Value.End));
+            progress.Count(p => p.Value.Committed == p.Value.End))
+        {
+            KeysOutOfOrder = verifier.KeysOutOfOrder,
+            RecordsOutOfOrder = verifier.OutOfOrder,
+        };
     }
 
     /// <summary>Polls <paramref name="condition"/> until it holds (true) or the deadline passes (false).</summary>
@@ -150,7 +160,7 @@ internal sealed class CopyRun
     {
         if (count > 0)
         {
-            _backend.Seed(Input, Partitions, _seeded, (int)count);
+            _backend.Seed(Input, Partitions, _seeded, (int)count, Concurrency.Keys);
             _seeded += count;
         }
     }
@@ -173,6 +183,13 @@ internal sealed class CopyRun
 /// <param name="Duplicates">Records read more than once, and malformed ones.</param>
 /// <param name="Losses">Expected output records never read.</param>
 /// <param name="HalfDone">With two output records per input record: input records whose first half was committed and whose second never was.</param>
-/// <param name="PartitionsOutOfOrder">Input partitions with a record after a later one.</param>
+/// <param name="PartitionsOutOfOrder">Input partitions with a record after a later one (order checked per partition).</param>
 /// <param name="PartitionsFullyCommitted">Input partitions whose committed offset is their end offset.</param>
-internal sealed record CopyVerdict(long OutputRecords, long Duplicates, long Losses, long HalfDone, int PartitionsOutOfOrder, int PartitionsFullyCommitted);
+internal sealed record CopyVerdict(long OutputRecords, long Duplicates, long Losses, long HalfDone, int PartitionsOutOfOrder, int PartitionsFullyCommitted)
+{
+    /// <summary>Keys with a record after a later one of the same key (order checked per key).</summary>
+    public int KeysOutOfOrder { get; init; }
+
+    /// <summary>Records read after a later one of their partition or key, a defect or not (unordered).</summary>
+    public long RecordsOutOfOrder { get; init; }
+}

@@ -25,6 +25,12 @@ internal sealed record CrashOptions
     /// <summary>How long the handler's call takes, awaited with its token (Await and Split).</summary>
     public TimeSpan HandlerDelay { get; init; } = TimeSpan.FromMilliseconds(1);
 
+    /// <summary>Whether each call awaits a uniform random time from 0 to <see cref="HandlerDelay"/> (handlers overtake each other when concurrent).</summary>
+    public bool RandomDelay { get; init; }
+
+    /// <summary>The copier's MaxConcurrency and Order, and the input's keys per partition. Default: today's sequential copy.</summary>
+    public CopyConcurrency Concurrency { get; init; } = CopyConcurrency.Sequential;
+
     public TimeSpan Deadline { get; init; } = TimeSpan.FromMinutes(10);
 }
 
@@ -39,10 +45,10 @@ internal sealed class CrashHarness(ICopierBackend backend, CrashOptions options,
     public async Task<CrashReport> RunAsync()
     {
         var chunks = options.Kills + (options.PausedZombie ? 1 : 0) + 1;
-        var run = new CopyRun(backend, "crash", options.Records, options.Partitions, chunks, log);
-        var settings = run.Settings(options.MaxBatchSize) with { Handler = options.Handler, HandlerDelay = options.HandlerDelay };
+        var run = new CopyRun(backend, "crash", options.Records, options.Partitions, chunks, log, options.Concurrency);
+        var settings = run.Settings(options.MaxBatchSize) with { Handler = options.Handler, HandlerDelay = options.HandlerDelay, RandomDelay = options.RandomDelay };
         var random = new Random(options.Seed);
-        var report = run.Report<CrashReport>(options.Seed, options.Handler, options.HandlerDelay);
+        var report = run.Report<CrashReport>(options.Seed, options.Handler, options.HandlerDelay, options.RandomDelay);
         var chunkRecords = run.ChunkRecords;
 
         var clock = Stopwatch.StartNew();

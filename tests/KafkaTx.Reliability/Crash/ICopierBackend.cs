@@ -11,8 +11,11 @@ internal interface ICopierBackend : IAsyncDisposable
     /// <summary>Creates the topics (if the backend needs it) with this many partitions.</summary>
     Task CreateTopicsAsync(int partitions, params string[] topics);
 
-    /// <summary>Writes sequences [first, first + count) to every input partition, outside any transaction.</summary>
-    void Seed(string topic, int partitions, long first, int count);
+    /// <summary>
+    /// Writes sequences [first, first + count) to every input partition, outside any transaction, keyed with
+    /// <paramref name="keys"/> keys per partition (see <see cref="OutputVerifier.Key(int, long, int)"/>).
+    /// </summary>
+    void Seed(string topic, int partitions, long first, int count, int keys = 1);
 
     /// <summary>Starts an incarnation of the copier instance.</summary>
     Task<ICopier> StartCopierAsync(CopierSettings settings);

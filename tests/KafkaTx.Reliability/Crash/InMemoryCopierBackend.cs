@@ -37,15 +37,16 @@ internal sealed class InMemoryCopierBackend : ICopierBackend
         return Task.CompletedTask;
     }
 
-    public void Seed(string topic, int partitions, long first, int count)
+    public void Seed(string topic, int partitions, long first, int count, int keys = 1)
     {
         using var producer = Cluster.CreateProducer(new ProducerConfig());
         for (var p = 0; p < partitions; p++)
         {
             var partition = new TopicPartition(topic, p);
-            var key = Encoding.UTF8.GetBytes(OutputVerifier.Key(p));
+            var partitionKey = Encoding.UTF8.GetBytes(OutputVerifier.Key(p));
             for (var sequence = first; sequence < first + count; sequence++)
             {
+                var key = keys == 1 ? partitionKey : Encoding.UTF8.GetBytes(OutputVerifier.Key(p, sequence, keys));
                 producer.Produce(partition, new Message<byte[]?, byte[]?> { Key = key, Value = Encoding.UTF8.GetBytes(OutputVerifier.Value(p, sequence)) });
             }
         }

@@ -59,6 +59,9 @@ internal sealed partial class ProcessCopier : ICopier
             "--handler", settings.Handler.Name(),
             "--handler-delay", settings.HandlerDelay.ToString("c", CultureInfo.InvariantCulture),
             "--stop-call", settings.StopCall.ToString("c", CultureInfo.InvariantCulture),
+            .. (settings.RandomDelay ? new[] { "--random-delay" } : Array.Empty<string>()),
+            "--max-concurrency", settings.MaxConcurrency.ToString(CultureInfo.InvariantCulture),
+            "--order", settings.Order.Name(),
             "--exit-with-parent",
         ])
         {

@@ -25,6 +25,12 @@ internal sealed record StopOptions
     /// <summary>How long the handler's call takes for every record.</summary>
     public TimeSpan HandlerDelay { get; init; } = TimeSpan.FromMilliseconds(1);
 
+    /// <summary>Whether each call awaits a uniform random time from 0 to <see cref="HandlerDelay"/> (handlers overtake each other when concurrent).</summary>
+    public bool RandomDelay { get; init; }
+
+    /// <summary>The copier's MaxConcurrency and Order, and the input's keys per partition. Default: today's sequential copy.</summary>
+    public CopyConcurrency Concurrency { get; init; } = CopyConcurrency.Sequential;
+
     /// <summary>How long the call in flight at a stop goes on after the stop began, unless the handler's token cancels it first.</summary>
     public TimeSpan StopCall { get; init; } = TimeSpan.FromMilliseconds(100);
 
@@ -57,10 +63,10 @@ internal sealed class StopHarness(ICopierBackend backend, StopOptions options, T
             throw new ArgumentException("A graceful-stop run needs a handler that awaits with its token: --handler await or split.");
         }
 
-        var run = new CopyRun(backend, "stop", options.Records, options.Partitions, options.Stops + 1, log);
-        var settings = run.Settings(options.MaxBatchSize) with { Handler = options.Handler, HandlerDelay = options.HandlerDelay, StopCall = options.StopCall };
+        var run = new CopyRun(backend, "stop", options.Records, options.Partitions, options.Stops + 1, log, options.Concurrency);
+        var settings = run.Settings(options.MaxBatchSize) with { Handler = options.Handler, HandlerDelay = options.HandlerDelay, RandomDelay = options.RandomDelay, StopCall = options.StopCall };
         var random = new Random(options.Seed);
-        var report = run.Report<StopReport>(options.Seed, options.Handler, options.HandlerDelay);
+        var report = run.Report<StopReport>(options.Seed, options.Handler, options.HandlerDelay, options.RandomDelay);
 
         var firstArmable = options.MaxBatchSize + 1L;
         var armable = (run.ChunkRecords - firstArmable) * 0.8;
