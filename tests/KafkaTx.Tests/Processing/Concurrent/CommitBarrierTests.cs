@@ -101,6 +101,28 @@ public class CommitBarrierTests
     }
 
     [Fact]
+    public async Task A_loss_cancels_the_calls_in_flight_aborts_and_the_partition_is_read_again_when_it_comes_back()
+    {
+        await using var h = new ProcessorHarness(Parallel(ProcessingOrder.Key));
+        h.Script.Await = (value, token) => value == "a0" && h.Script.TimesSeen("a0") == 1 ? Task.Delay(Timeout.Infinite, token) : Task.CompletedTask;
+        h.Broker.Append("in", 0, "k1", "a0");
+        h.Broker.Append("in", 0, "k2", "b0");
+
+        await h.StartAsync();
+        await Until(() => h.Script.TimesSeen("b0") == 1, "b0 is handled while a0 waits");
+        h.Consumer.Rebalance("lost", P0);
+        await Until(() => h.Script.Cancelled.Count == 1, "a0's call is cancelled");
+        h.Consumer.Rebalance("assign", P0);
+        await Until(() => h.Broker.GroupOffset(P0) == 2 || h.Script.TimesSeen("b0") == 2, "the partition is read again");
+        await h.StopAsync();
+
+        h.Script.Cancelled.Should().Equal("a0");
+        h.Broker.EventsSnapshot().Should().ContainInOrder("lost", "abort");
+        h.CommittedOutput.Should().BeEquivalentTo("a0", "b0");
+        h.Broker.GroupOffset(P0).Should().Be(2);
+    }
+
+    [Fact]
     public async Task A_graceful_stop_lets_the_calls_in_flight_finish_and_commits_exactly_the_handled_records()
     {
         await using var h = new ProcessorHarness(Parallel(ProcessingOrder.Key));
