@@ -101,9 +101,10 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     }
 
     /// <summary>
-    /// Starts the record's handler call on the thread pool: deserialized here, on the processor's thread; the handler
-    /// of a free slot, resolved from that slot's scope; the batch's token (the drain's, cancelled too when the batch
-    /// aborts or overruns); the record's span current in the call.
+    /// Starts the record's handler call: deserialized here, on the processor's thread; the handler of a free slot,
+    /// resolved from that slot's scope; the batch's token (the drain's, cancelled too when the batch aborts or
+    /// overruns); the record's span current in the call. The call runs here, without the processor's context, up to
+    /// its first await that does not complete at once (as with MaxConcurrency 1), then on the thread pool.
     /// </summary>
     public void Start(OpenBatch<TKey, TValue> batch, BufferedRecord record, CancellationToken drainToken)
     {
@@ -132,15 +133,32 @@ internal sealed class HandlerDispatch<TKey, TValue>(
 
         _batchCancellation ??= CancellationTokenSource.CreateLinkedTokenSource(drainToken);
         var token = _batchCancellation.Token;
-        InFlight.Started(record);
         var previous = Activity.Current;
-        var activity = telemetry.StartRecord(record.Raw, batch.Activity);
-        using (ProcessorThread.WithoutContext())
+        var activity = telemetry.StartRecord(record.Raw, batch.Activity); // current in the call
+        ValueTask call;
+        try
         {
-            _ = Task.Run(() => CallAsync(handler, typed, record, slot, activity, token), CancellationToken.None);
+            using (ProcessorThread.WithoutContext())
+            {
+                call = handler.HandleAsync(typed, unit, token);
+            }
+        }
+        catch (Exception e)
+        {
+            call = ValueTask.FromException(e);
         }
 
+        if (call.IsCompleted)
+        {
+            // Done without awaiting anything (a handler that only transforms): no thread hop, no queue.
+            Activity.Current = previous;
+            Ended(batch, new Completion(record, slot, Outcome(call, activity), false), token);
+            return;
+        }
+
+        InFlight.Started(record);
         Activity.Current = previous;
+        _ = ObserveAsync(call, record, slot, activity, token);
     }
 
     /// <summary>Collects the completions reported so far: handled records join the batch, their lanes move on.</summary>
@@ -148,21 +166,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     {
         while (InFlight.TryCollect(out var completion))
         {
-            _freeSlots.Push(completion.Slot);
-            buffer.Release(completion.Record.Lane);
-            if (completion.Error is null)
-            {
-                batch?.AddHandled(completion.Record.Key);
-                telemetry.RecordHandled();
-            }
-            else if (completion.Cancelled)
-            {
-                Incomplete = true;
-            }
-            else
-            {
-                _failures.Add((completion.Record, completion.Error));
-            }
+            Ended(batch, completion, default);
         }
     }
 
@@ -210,12 +214,48 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         _batchCancellation = null;
     }
 
-    private async Task CallAsync(ITransactionalHandler<TKey, TValue> handler, ConsumeResult<TKey, TValue> record, BufferedRecord buffered, int slot, Activity? activity, CancellationToken token)
+    private static Exception? Outcome(ValueTask call, Activity? activity)
+    {
+        try
+        {
+            call.GetAwaiter().GetResult();
+            activity?.Stop();
+            return null;
+        }
+        catch (Exception e)
+        {
+            ProcessorTelemetry.RecordFailed(activity, e);
+            return e;
+        }
+    }
+
+    /// <summary>A call ended: its slot and lane are free; its record joins the batch, or counts as failed or cancelled.</summary>
+    private void Ended(OpenBatch<TKey, TValue>? batch, Completion completion, CancellationToken token)
+    {
+        _freeSlots.Push(completion.Slot);
+        buffer.Release(completion.Record.Lane);
+        if (completion.Error is null)
+        {
+            batch?.AddHandled(completion.Record.Key);
+            telemetry.RecordHandled();
+        }
+        else if (completion.Cancelled || token.IsCancellationRequested)
+        {
+            Incomplete = true;
+        }
+        else
+        {
+            _failures.Add((completion.Record, completion.Error));
+        }
+    }
+
+    /// <summary>Awaits a call that did not complete at once: its continuation runs on the thread pool, and only reports.</summary>
+    private async Task ObserveAsync(ValueTask call, BufferedRecord buffered, int slot, Activity? activity, CancellationToken token)
     {
         Exception? error = null;
         try
         {
-            await handler.HandleAsync(record, unit, token).ConfigureAwait(false);
+            await call.ConfigureAwait(false);
             activity?.Stop();
         }
         catch (Exception e)

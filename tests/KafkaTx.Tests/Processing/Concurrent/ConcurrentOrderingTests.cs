@@ -110,7 +110,7 @@ public class ConcurrentOrderingTests
     }
 
     [Fact]
-    public async Task Consumption_stops_at_MaxBufferedRecords_and_resumes_as_records_are_handled()
+    public async Task Consumption_pauses_at_MaxBufferedRecords_and_resumes_as_records_are_handled()
     {
         await using var h = new ProcessorHarness(o =>
         {
@@ -125,6 +125,7 @@ public class ConcurrentOrderingTests
         await Until(() => h.Consumer.Position(P0).Value == 3, "v0 is in flight and two records are buffered behind it");
         await Task.Delay(200); // no event marks a Consume that does not happen: give the loop time to (wrongly) go on
         h.Consumer.Position(P0).Value.Should().Be(3, "the buffer is full: nothing more is consumed");
+        h.Consumer.Pauses.Should().BeGreaterThan(0, "the partition is paused while Consume goes on being called");
 
         v0.SetResult();
         await Until(() => h.Script.TimesSeen("v9") == 1, "the rest is consumed and handled");
