@@ -12,7 +12,13 @@ namespace KafkaTx;
 /// <remarks>
 /// A handler may run more than once for the same record (after an abort the partition is rewound and its records
 /// are processed again), so it must not have side effects outside the transaction. One handler instance is resolved
-/// from a DI scope per transaction.
+/// from a DI scope per transaction. With <see cref="TransactionalProcessorOptions.MaxConcurrency"/> above 1, handler
+/// calls run concurrently: each starts on the processor's thread (without its synchronization context, as with 1) and
+/// goes on on the thread pool from its first await that does not complete at once, so offload CPU-heavy work with
+/// Task.Run if it should run in parallel. Each concurrent call gets a handler instance of its own, resolved
+/// from a DI scope of its own (one per handler slot, reused by that slot's calls during the transaction, disposed when
+/// the transaction ends): a scoped service such as a DbContext is never used by two calls at once. Singletons the
+/// handler uses must be thread-safe; writing through the <see cref="ITransactionScope"/> is.
 /// </remarks>
 public interface ITransactionalHandler<TKey, TValue>
 {

@@ -14,11 +14,15 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
 {
     private readonly List<RecordKey> _handled;
     private readonly AsyncServiceScope _scope;
+    private readonly IServiceScopeFactory _scopes;
     private ITransactionalHandler<TKey, TValue>? _handler;
+    private ITransactionalHandler<TKey, TValue>?[]? _slotHandlers; // concurrent handling: a handler per slot beyond the first
+    private List<AsyncServiceScope>? _slotScopes;
     private string? _deadLetterTopic;
 
-    private OpenBatch(AsyncServiceScope scope, long startedAt, Activity? activity, List<RecordKey> handled)
+    private OpenBatch(IServiceScopeFactory scopes, AsyncServiceScope scope, long startedAt, Activity? activity, List<RecordKey> handled)
     {
+        _scopes = scopes;
         _scope = scope;
         _handled = handled;
         _handled.Clear();
@@ -56,7 +60,7 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
     {
         using (ProcessorThread.WithoutContext()) // scoped services' factories
         {
-            return new OpenBatch<TKey, TValue>(scopes.CreateAsyncScope(), startedAt, activity, handled);
+            return new OpenBatch<TKey, TValue>(scopes, scopes.CreateAsyncScope(), startedAt, activity, handled);
         }
     }
 
@@ -67,6 +71,34 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
         {
             _handler = (ITransactionalHandler<TKey, TValue>)_scope.ServiceProvider.GetRequiredService(handlerType);
         }
+    }
+
+    /// <summary>
+    /// The handler of a concurrent handler slot: slot 0's is the batch's own; every other slot resolves its own from
+    /// a scope of its own, on first use in the batch, so that two handler calls running at once never share a scoped
+    /// service (a DbContext is not thread-safe). The scopes end with the batch.
+    /// </summary>
+    public ITransactionalHandler<TKey, TValue> HandlerForSlot(int slot, int slots, Type handlerType)
+    {
+        if (slot == 0)
+        {
+            return _handler!;
+        }
+
+        _slotHandlers ??= new ITransactionalHandler<TKey, TValue>?[slots];
+        if (_slotHandlers[slot] is { } handler)
+        {
+            return handler;
+        }
+
+        using (ProcessorThread.WithoutContext()) // scoped services' factories, the handler's constructor
+        {
+            var scope = _scopes.CreateAsyncScope();
+            (_slotScopes ??= []).Add(scope);
+            handler = (ITransactionalHandler<TKey, TValue>)scope.ServiceProvider.GetRequiredService(handlerType);
+        }
+
+        return _slotHandlers[slot] = handler;
     }
 
     /// <summary>
@@ -115,9 +147,32 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
     /// <summary>Disposes the batch's scope: user code (scoped services' Dispose may block on their own tasks).</summary>
     public ValueTask DisposeAsync()
     {
+        if (_slotScopes is not null)
+        {
+            return DisposeAllAsync();
+        }
+
         using (ProcessorThread.WithoutContext())
         {
             return _scope.DisposeAsync();
+        }
+    }
+
+    private async ValueTask DisposeAllAsync()
+    {
+        foreach (var scope in _slotScopes!)
+        {
+            await DisposeWithoutContext(scope).ConfigureAwait(true); // back on the processor's thread
+        }
+
+        await DisposeWithoutContext(_scope).ConfigureAwait(true);
+    }
+
+    private static ValueTask DisposeWithoutContext(AsyncServiceScope scope)
+    {
+        using (ProcessorThread.WithoutContext())
+        {
+            return scope.DisposeAsync();
         }
     }
 }

@@ -1,4 +1,5 @@
 using Confluent.Kafka;
+using KafkaTx.Processing.Concurrent;
 using KafkaTx.Telemetry;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -42,6 +43,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
     private readonly Rewinder _rewinder;
     private readonly BatchTransactions<TKey, TValue> _transactions;
     private readonly RebalanceHandler _rebalance;
+    private readonly ConcurrentLoop<TKey, TValue>? _concurrent; // MaxConcurrency above 1 only: otherwise none of it exists
     private IConsumer<byte[]?, byte[]?>? _consumer;
 
     public ProcessorLoop(
@@ -70,7 +72,8 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         _rewinder = new Rewinder(_telemetry);
         _transactions = new BatchTransactions<TKey, TValue>(
             unit, _unitCalls, scopes, handlerType, () => _consumer!.ConsumerGroupMetadata, time, _status, _telemetry, _attempts, _poison, _schedule, _rewinder);
-        _rebalance = new RebalanceHandler(_transactions, _rewinder, _attempts, _telemetry);
+        _concurrent = options.MaxConcurrency > 1 ? CreateConcurrentLoop(unit, handlerType) : null;
+        _rebalance = new RebalanceHandler((IOpenBatchControl?)_concurrent ?? _transactions, _rewinder, _attempts, _telemetry);
     }
 
     public string Name => _telemetry.Name;
@@ -110,6 +113,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         using var drain = new StopDrain(_options.ShutdownTimeout, _time, stoppingToken);
         _status.Starting();
         using var lagRegistration = _telemetry.ObserveLag();
+        using var concurrencyRegistration = _telemetry.ObserveConcurrencyGauges();
         try
         {
             await _unitCalls.InitializeAsync(stoppingToken).ConfigureAwait(true);
@@ -142,6 +146,12 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
     private async Task StepAsync(CancellationToken stoppingToken, CancellationToken drainToken)
     {
         var consumer = _consumer!;
+        if (_concurrent is not null)
+        {
+            await _concurrent.StepAsync(consumer, stoppingToken, drainToken).ConfigureAwait(true);
+            return;
+        }
+
         var now = _time.GetTimestamp(); // one clock read a step: the lag, the poll timeout, the commit check (a record late at most)
         _telemetry.RefreshLag(consumer, now);
         if (_rewinder.IsPending && !_rewinder.TryRewind(consumer))
@@ -265,6 +275,11 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
             return;
         }
 
+        if (_concurrent is not null)
+        {
+            await _concurrent.FinishAsync(drainToken).ConfigureAwait(true);
+        }
+
         await _transactions.FinishOnShutdownAsync(drainToken).ConfigureAwait(true);
         try
         {
@@ -284,5 +299,15 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
 
         _status.StoppedIfRunning();
         _telemetry.Stopped(State);
+    }
+
+    private ConcurrentLoop<TKey, TValue> CreateConcurrentLoop(ITransactionalUnitOfWork unit, Type handlerType)
+    {
+        var buffer = new LaneQueues();
+        var dispatch = new HandlerDispatch<TKey, TValue>(_options, unit, _unitCalls, _attempts, _poison, handlerType, _deserializer, buffer, _telemetry);
+        var barrier = new CommitBarrier<TKey, TValue>(_producerOptions, _transactions, dispatch, buffer, _telemetry, _time);
+        var failure = new BatchFailure<TKey, TValue>(_options, unit, _unitCalls, _transactions, _status, _attempts, _schedule, _telemetry, dispatch, buffer);
+        _telemetry.ObserveConcurrency(() => dispatch.InFlight.Count, () => buffer.Count, () => buffer.HighWaterMark);
+        return new ConcurrentLoop<TKey, TValue>(_options, _producerOptions, _transactions, _status, _attempts, _schedule, _rewinder, _telemetry, dispatch, barrier, failure, buffer, _time);
     }
 }

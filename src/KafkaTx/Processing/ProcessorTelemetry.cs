@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Globalization;
 using Confluent.Kafka;
 using KafkaTx.Telemetry;
@@ -25,6 +26,7 @@ internal sealed class ProcessorTelemetry
     private long _uncommittedSince = NoTimestamp; // when the first record not committed yet was taken
     private long _committedTransactions;
     private long _committedRecords;
+    private (GaugeSources Gauge, Func<long> Read)[]? _concurrency;
 
     public ProcessorTelemetry(string name, string? groupId, string transactionalId, KafkaTxInstrumentation instrumentation, ILogger logger, TimeProvider time)
     {
@@ -61,6 +63,18 @@ internal sealed class ProcessorTelemetry
 
     /// <summary>Registers the lag gauge's source for as long as the processor runs.</summary>
     public IDisposable ObserveLag() => _instrumentation.AddLagSource(_lag.Observe);
+
+    /// <summary>The concurrent handling's gauges (in flight, buffered, deepest lane), fed for as long as the processor runs.</summary>
+    public void ObserveConcurrency(Func<long> inFlight, Func<long> buffered, Func<long> laneHighWater) =>
+        _concurrency = [(_instrumentation.ProcessorInFlight, inFlight), (_instrumentation.ProcessorBuffered, buffered), (_instrumentation.ProcessorLaneHighWater, laneHighWater)];
+
+    /// <summary>Registers the concurrent handling's gauges, when there is concurrent handling.</summary>
+    public IDisposable? ObserveConcurrencyGauges() => _concurrency is { } gauges
+        ? new Registrations([.. gauges.Select(g => g.Gauge.Add(() => new Measurement<long>(g.Read(), _tags)))])
+        : null;
+
+    /// <summary>A concurrent batch's barrier ended after this long (every handler call of the batch completed).</summary>
+    public void BarrierWaited(TimeSpan waited) => _instrumentation.ProcessorBarrierWait.Record(waited.TotalSeconds, _tags);
 
     public void RefreshLag(IConsumer<byte[]?, byte[]?> consumer, long now) => _lag.Refresh(consumer, now);
 
@@ -272,5 +286,16 @@ internal sealed class ProcessorTelemetry
         }
 
         return activity;
+    }
+
+    private sealed class Registrations(IDisposable[] registrations) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var registration in registrations)
+            {
+                registration.Dispose();
+            }
+        }
     }
 }

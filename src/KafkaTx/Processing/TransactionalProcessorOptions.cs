@@ -70,7 +70,11 @@ public sealed class TransactionalProcessorOptions
     /// <summary>Where to start in a partition without a committed offset. Default Earliest.</summary>
     public AutoOffsetReset AutoOffsetReset { get; set; } = AutoOffsetReset.Earliest;
 
-    /// <summary>On shutdown, how long the open transaction may take to commit before it is aborted. Default 10 s.</summary>
+    /// <summary>
+    /// On shutdown, how long the open transaction may take to commit before it is aborted. Default 10 s. With
+    /// <see cref="MaxConcurrency"/> above 1, also how long a revoke waits for the handler calls in flight before it
+    /// cancels them and aborts their batch (the partitions then move without it).
+    /// </summary>
     public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>

@@ -62,6 +62,10 @@ internal sealed class KafkaTxInstrumentation : IDisposable
         ProcessorRecordsSkipped = _meter.CreateCounter<long>("kafkatx.processor.records.skipped", "{record}", "Poison records committed past without output (Skip policy).");
         ProcessorRewinds = _meter.CreateCounter<long>("kafkatx.processor.rewinds", "{rewind}", "Rewinds of the consumer to the committed positions after an abort.");
         _meter.CreateObservableGauge("kafkatx.processor.consumer.lag", ObserveConsumerLag, "{record}", "Records between a processor's position and the partition's high watermark, per assigned partition.");
+        _meter.CreateObservableGauge("kafkatx.processor.records.in_flight", ProcessorInFlight.Observe, "{record}", "Handler calls running at once (MaxConcurrency above 1).");
+        _meter.CreateObservableGauge("kafkatx.processor.records.buffered", ProcessorBuffered.Observe, "{record}", "Records consumed and waiting for a handler (MaxConcurrency above 1).");
+        _meter.CreateObservableGauge("kafkatx.processor.lane.depth.high_water", ProcessorLaneHighWater.Observe, "{record}", "The most records one ordering lane (a key, a partition) has held waiting since the processor started (MaxConcurrency above 1).");
+        ProcessorBarrierWait = _meter.CreateHistogram("kafkatx.processor.barrier.wait.duration", "s", "Per commit, time from the batch's barrier to its last handler call's end (MaxConcurrency above 1).", tags: null, SecondsBuckets);
     }
 
     /// <summary>
@@ -126,6 +130,18 @@ internal sealed class KafkaTxInstrumentation : IDisposable
     public Counter<long> ProcessorRecordsSkipped { get; }
 
     public Counter<long> ProcessorRewinds { get; }
+
+    /// <summary>Concurrent processors' handler calls running.</summary>
+    public GaugeSources ProcessorInFlight { get; } = new();
+
+    /// <summary>Concurrent processors' buffered records.</summary>
+    public GaugeSources ProcessorBuffered { get; } = new();
+
+    /// <summary>Concurrent processors' deepest lane since start.</summary>
+    public GaugeSources ProcessorLaneHighWater { get; } = new();
+
+    /// <summary>Concurrent processors' wait at the commit barrier.</summary>
+    public Histogram<double> ProcessorBarrierWait { get; }
 
     public ActivitySource ActivitySource { get; }
 

@@ -12,6 +12,7 @@ internal sealed class FakeConsumer(FakeBroker broker, ConsumerEventHandlers hand
     private readonly Queue<(string Kind, List<TopicPartition> Partitions)> _rebalances = new();
     private readonly List<TopicPartition> _assignment = [];
     private readonly Dictionary<TopicPartition, long> _positions = [];
+    private readonly HashSet<TopicPartition> _paused = [];
     private int _next;
 
     public IReadOnlyList<string> Subscribed { get; private set; } = [];
@@ -200,6 +201,7 @@ internal sealed class FakeConsumer(FakeBroker broker, ConsumerEventHandlers hand
             foreach (var tp in partitions)
             {
                 _positions.Remove(tp);
+                _paused.Remove(tp); // as librdkafka: a partition assigned again starts unpaused
             }
         }
     }
@@ -211,6 +213,11 @@ internal sealed class FakeConsumer(FakeBroker broker, ConsumerEventHandlers hand
             for (var i = 0; i < _assignment.Count; i++)
             {
                 var tp = _assignment[(_next + i) % _assignment.Count];
+                if (_paused.Contains(tp))
+                {
+                    continue;
+                }
+
                 var record = broker.RecordAtOrAfter(tp, _positions[tp]);
                 if (record is null)
                 {
@@ -259,9 +266,26 @@ internal sealed class FakeConsumer(FakeBroker broker, ConsumerEventHandlers hand
 
     public void Commit(ConsumeResult<byte[]?, byte[]?> result) => throw new NotSupportedException("a processor never commits outside a transaction");
 
-    public void Pause(IEnumerable<TopicPartition> partitions) => throw new NotSupportedException();
+    /// <summary>How many times Pause was called with at least one partition.</summary>
+    public int Pauses { get; private set; }
 
-    public void Resume(IEnumerable<TopicPartition> partitions) => throw new NotSupportedException();
+    public void Pause(IEnumerable<TopicPartition> partitions)
+    {
+        lock (_lock)
+        {
+            var list = partitions.ToList();
+            _paused.UnionWith(list);
+            Pauses += list.Count > 0 ? 1 : 0;
+        }
+    }
+
+    public void Resume(IEnumerable<TopicPartition> partitions)
+    {
+        lock (_lock)
+        {
+            _paused.ExceptWith(partitions);
+        }
+    }
 
     public List<TopicPartitionOffset> OffsetsForTimes(IEnumerable<TopicPartitionTimestamp> timestampsToSearch, TimeSpan timeout) => throw new NotSupportedException();
 

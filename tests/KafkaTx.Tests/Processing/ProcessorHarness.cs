@@ -15,6 +15,9 @@ internal sealed class HandlerScript
 {
     public ConcurrentQueue<string> Seen { get; } = new();
 
+    /// <summary>Each record handled, with the handler instance that handled it.</summary>
+    public ConcurrentQueue<(string Value, object Handler)> HandledBy { get; } = new();
+
     /// <summary>Decides whether handling a record (by value) throws; called with how often that value was seen.</summary>
     public Func<string, int, bool> Fail { get; set; } = (_, _) => false;
 
@@ -45,6 +48,7 @@ internal sealed class CopyHandler(HandlerScript script) : ITransactionalHandler<
     {
         var value = record.Message.Value;
         script.Seen.Enqueue(value);
+        script.HandledBy.Enqueue((value, this));
         script.OnHandle?.Invoke(value);
         script.SawSynchronizationContext |= SynchronizationContext.Current is not null;
         if (script.Fail(value, script.TimesSeen(value)))

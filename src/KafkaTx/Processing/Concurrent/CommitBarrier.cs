@@ -1,0 +1,63 @@
+namespace KafkaTx.Processing.Concurrent;
+
+/// <summary>
+/// The commit barrier of a batch handled concurrently. Before its offsets are sent, every record the batch dispatched
+/// must be handled, and every partition's handled records must be contiguous from the batch's first: a record
+/// dispatched past one still waiting in its lane (another key's, in key order) would otherwise commit its output while
+/// the offsets stop below the waiting one, and be handled again after a restart. So the barrier dispatches those
+/// holes (and nothing else new), waits for the calls in flight, and only then lets the batch commit.
+/// </summary>
+/// <remarks>Runs on the processor's thread (or while it is blocked in a rebalance callback waiting for it).</remarks>
+internal sealed class CommitBarrier<TKey, TValue>(
+    KafkaTransactionsOptions producer,
+    BatchTransactions<TKey, TValue> transactions,
+    HandlerDispatch<TKey, TValue> dispatch,
+    LaneQueues buffer,
+    ProcessorTelemetry telemetry,
+    TimeProvider time)
+{
+    /// <summary>
+    /// The commit barrier: dispatches the holes (buffered records below a dispatched record of their partition), waits
+    /// for every call in flight, for at most <paramref name="bound"/>, after which the calls are cancelled.
+    /// </summary>
+    /// <returns>Whether every record the batch dispatched is handled, and none is missing below them.</returns>
+    public async Task<bool> WaitAsync(TimeSpan bound, bool chargeOverrun, CancellationToken drainToken)
+    {
+        var started = time.GetTimestamp();
+        var batch = transactions.Batch;
+        while (true)
+        {
+            dispatch.Collect(batch);
+            while (batch is not null && !dispatch.Broken && dispatch.HasFreeSlot && buffer.TryTake(dispatch.IsHole, out var hole))
+            {
+                dispatch.Dispatch(batch, hole, drainToken);
+            }
+
+            if (dispatch.Broken && dispatch.InFlight.Count == 0)
+            {
+                return false;
+            }
+
+            if (dispatch.InFlight.Count == 0)
+            {
+                telemetry.BarrierWaited(time.GetElapsedTime(started));
+                return true;
+            }
+
+            var remaining = bound == TimeSpan.MaxValue ? BatchSchedule.IdlePoll : bound - time.GetElapsedTime(started);
+            if (remaining <= TimeSpan.Zero || dispatch.Broken)
+            {
+                if (remaining <= TimeSpan.Zero && chargeOverrun)
+                {
+                    dispatch.Overran(producer.TransactionTimeout);
+                }
+
+                dispatch.CancelCalls(); // overran, or the batch aborts anyway: no use letting the others finish
+                await dispatch.WaitForAllAsync(batch).ConfigureAwait(true);
+                return false;
+            }
+
+            await dispatch.InFlight.WaitAsync(remaining < BatchSchedule.IdlePoll ? remaining : BatchSchedule.IdlePoll).ConfigureAwait(true);
+        }
+    }
+}

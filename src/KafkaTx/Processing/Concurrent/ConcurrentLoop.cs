@@ -1,0 +1,268 @@
+using Confluent.Kafka;
+
+namespace KafkaTx.Processing.Concurrent;
+
+/// <summary>
+/// The loop's steps when <see cref="TransactionalProcessorOptions.MaxConcurrency"/> is above 1. Records are consumed
+/// into per-lane queues (<see cref="LaneQueues"/>, bounded by MaxBufferedRecords: at the bound nothing is consumed
+/// until a handler call completes), dispatched to at most MaxConcurrency concurrent handler calls
+/// (<see cref="HandlerDispatch{TKey, TValue}"/>), and committed behind a barrier: when the batch is due, nothing new is
+/// dispatched, the records below a dispatched record of the same partition are (so that every partition's handled
+/// records are contiguous), the calls in flight finish, and only then are the offsets sent and the transaction
+/// committed. Records buffered past the barrier wait for the next batch. A failure aborts the whole batch, rewinds
+/// every partition and drops the buffer (the rewind reads it again); only the records that failed are charged.
+/// </summary>
+/// <remarks>Runs on the processor's thread (awaits with ConfigureAwait(true)); rebalance callbacks call it there too.</remarks>
+internal sealed class ConcurrentLoop<TKey, TValue>(
+    TransactionalProcessorOptions options,
+    KafkaTransactionsOptions producer,
+    BatchTransactions<TKey, TValue> transactions,
+    ProcessorStatus status,
+    RecordAttempts attempts,
+    BatchSchedule schedule,
+    Rewinder rewinder,
+    ProcessorTelemetry telemetry,
+    HandlerDispatch<TKey, TValue> dispatch,
+    CommitBarrier<TKey, TValue> barrier,
+    BatchFailure<TKey, TValue> failure,
+    LaneQueues buffer,
+    TimeProvider time) : IOpenBatchControl
+{
+    private static readonly TimeSpan RewindRetryDelay = TimeSpan.FromMilliseconds(200);
+    private static readonly TimeSpan BusyPoll = TimeSpan.FromMilliseconds(10); // how soon new records are looked for while handlers run
+
+    private bool _paused; // the assignment was paused because the buffer was full
+
+    private bool Broken => dispatch.Broken;
+
+    bool IOpenBatchControl.IsOpen => transactions.Batch is not null || dispatch.InFlight.Count > 0 || buffer.Count > 0;
+
+    bool IOpenBatchControl.IsRunning => status.State is ProcessorState.Running;
+
+    /// <summary>One step: collect completions, fail or commit the batch when due, dispatch, consume one record.</summary>
+    public async Task StepAsync(IConsumer<byte[]?, byte[]?> consumer, CancellationToken stoppingToken, CancellationToken drainToken)
+    {
+        var now = time.GetTimestamp();
+        telemetry.RefreshLag(consumer, now);
+        dispatch.Collect(transactions.Batch);
+        if (Broken)
+        {
+            await failure.FailAsync(backoff: true, stoppingToken).ConfigureAwait(true);
+            return;
+        }
+
+        if (rewinder.IsPending)
+        {
+            DropBuffer();
+            if (!rewinder.TryRewind(consumer))
+            {
+                await Task.Delay(RewindRetryDelay, time, stoppingToken).ConfigureAwait(true);
+                return;
+            }
+        }
+
+        if (transactions.Batch is { } batch && IsDue(batch, now))
+        {
+            await CommitAtBarrierAsync(batch, drainToken).ConfigureAwait(true);
+            return;
+        }
+
+        await DispatchAsync(stoppingToken, drainToken).ConfigureAwait(true);
+        if (Broken || status.HasFailed || (transactions.Batch is { } open && IsDue(open, now)))
+        {
+            return;
+        }
+
+        if (buffer.Count >= options.MaxBufferedRecords)
+        {
+            // Full: the assigned partitions are paused until a handler call completes, so memory stays flat whatever
+            // the lag; Consume is still called, so that rebalances are served and max.poll.interval.ms is not exceeded.
+            Pause(consumer);
+            await dispatch.InFlight.WaitAsync(schedule.ConsumeTimeout(transactions.Batch, now)).ConfigureAwait(true);
+        }
+        else if (_paused && buffer.Count <= options.MaxBufferedRecords / 2)
+        {
+            // Half empty, not at the first free place: librdkafka drops a paused partition's prefetched records, so
+            // pausing and resuming at every record would cost a fetch round trip each.
+            Resume(consumer);
+        }
+
+        await ConsumeAsync(consumer, now, stoppingToken).ConfigureAwait(true);
+    }
+
+    /// <summary>
+    /// Ends the open batch as the processor stops: nothing new is dispatched (the holes below dispatched records
+    /// excepted), the calls in flight finish (their token is cancelled only when ShutdownTimeout runs out); then the
+    /// batch is complete and <see cref="BatchTransactions{TKey, TValue}.FinishOnShutdownAsync"/> commits it, or it is aborted.
+    /// </summary>
+    public async Task FinishAsync(CancellationToken drainToken)
+    {
+        if (status.HasFailed)
+        {
+            dispatch.CancelCalls();
+        }
+
+        if (transactions.Batch is not null || dispatch.InFlight.Count > 0)
+        {
+            var complete = !status.HasFailed && await barrier.WaitAsync(TimeSpan.MaxValue, chargeOverrun: false, drainToken).ConfigureAwait(true);
+            if (!complete || Broken)
+            {
+                dispatch.CancelCalls();
+                await dispatch.WaitForAllAsync(transactions.Batch).ConfigureAwait(true);
+                await transactions.AbortAndRewindAsync("the processor stopped before every handler call of the batch completed").ConfigureAwait(true);
+            }
+        }
+
+        dispatch.BatchEnded();
+        DropBuffer();
+    }
+
+    /// <summary>A revoke: the calls in flight finish (bounded by ShutdownTimeout), then the batch commits, or aborts.</summary>
+    async Task IOpenBatchControl.CommitAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (transactions.Batch is not null)
+            {
+                if (await barrier.WaitAsync(options.ShutdownTimeout, chargeOverrun: false, CancellationToken.None).ConfigureAwait(true))
+                {
+                    await transactions.CommitAsync(cancellationToken).ConfigureAwait(true);
+                    dispatch.BatchEnded();
+                }
+                else
+                {
+                    await failure.FailAsync(backoff: false, cancellationToken).ConfigureAwait(true);
+                }
+            }
+        }
+        finally
+        {
+            // The buffered records of the partitions kept are read again from what just committed.
+            DropBuffer();
+            rewinder.Require();
+        }
+    }
+
+    /// <summary>A loss (or a failed commit on revoke): cancel the calls, wait for them, abort, rewind.</summary>
+    async Task IOpenBatchControl.AbortAndRewindAsync(string reason)
+    {
+        dispatch.CancelCalls();
+        await dispatch.WaitForAllAsync(transactions.Batch).ConfigureAwait(true);
+        await transactions.AbortAndRewindAsync(reason).ConfigureAwait(true);
+        dispatch.BatchEnded();
+        DropBuffer();
+    }
+
+    private async Task ConsumeAsync(IConsumer<byte[]?, byte[]?> consumer, long now, CancellationToken stoppingToken)
+    {
+        var busy = dispatch.InFlight.Count > 0 || buffer.Count > 0;
+        ConsumeResult<byte[]?, byte[]?>? result;
+        try
+        {
+            result = consumer.Consume(busy ? TimeSpan.Zero : schedule.ConsumeTimeout(transactions.Batch, now));
+        }
+        catch (ConsumeException e) when (!e.Error.IsFatal)
+        {
+            telemetry.ConsumerError(e.Error); // as in the sequential loop: librdkafka recovers on its own
+            await Task.Delay(BatchSchedule.IdlePoll, time, stoppingToken).ConfigureAwait(true);
+            return;
+        }
+
+        if (result is not null)
+        {
+            rewinder.Consumed(result.TopicPartition, result.Offset.Value);
+        }
+
+        // As in the sequential loop: a stop takes nothing new, and a record read after a callback aborted is read again.
+        if (status.HasFailed || stoppingToken.IsCancellationRequested || rewinder.IsPending)
+        {
+            return;
+        }
+
+        if (result is { IsPartitionEOF: false })
+        {
+            buffer.Add(new BufferedRecord(result, LaneId.Of(options.Order, result)));
+        }
+        else if (dispatch.InFlight.Count > 0)
+        {
+            var timeout = schedule.ConsumeTimeout(transactions.Batch, now);
+            await dispatch.InFlight.WaitAsync(timeout < BusyPoll ? timeout : BusyPoll).ConfigureAwait(true);
+        }
+    }
+
+    private void Pause(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        // Every step while full: a partition assigned meanwhile starts unpaused.
+        try
+        {
+            consumer.Pause(consumer.Assignment);
+            _paused = true;
+        }
+        catch (KafkaException e)
+        {
+            telemetry.ConsumerError(e.Error); // a partition moving right now: the next step pauses again
+        }
+    }
+
+    private void Resume(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        try
+        {
+            consumer.Resume(consumer.Assignment);
+            _paused = false;
+        }
+        catch (KafkaException e)
+        {
+            telemetry.ConsumerError(e.Error); // the next step resumes again
+        }
+    }
+
+    private async Task DispatchAsync(CancellationToken stoppingToken, CancellationToken drainToken)
+    {
+        while (dispatch.HasFreeSlot && !stoppingToken.IsCancellationRequested && !Broken && !status.HasFailed && !IsFull())
+        {
+            if (!buffer.TryTake(null, out var record))
+            {
+                return;
+            }
+
+            var batch = transactions.Batch ?? await transactions.BeginAsync(stoppingToken, drainToken).ConfigureAwait(true);
+            dispatch.Dispatch(batch, record, drainToken);
+        }
+    }
+
+    private bool IsFull() =>
+        dispatch.Dispatched >= options.MaxBatchSize || (dispatch.LastDispatched is { } last && attempts.IsIsolating(last));
+
+    private bool IsDue(OpenBatch<TKey, TValue> batch, long now)
+    {
+        var age = time.GetElapsedTime(batch.StartedAt, now);
+        if (IsFull() || age >= options.MaxBatchDuration)
+        {
+            return true;
+        }
+
+        if (age >= producer.TransactionTimeout / 2)
+        {
+            telemetry.CommittingEarly(age);
+            return true;
+        }
+
+        return false;
+    }
+
+    private async Task CommitAtBarrierAsync(OpenBatch<TKey, TValue> batch, CancellationToken drainToken)
+    {
+        // A handler still running when the transaction would time out is cancelled, and its record charged.
+        var bound = producer.TransactionTimeout - time.GetElapsedTime(batch.StartedAt);
+        if (!await barrier.WaitAsync(bound, chargeOverrun: true, drainToken).ConfigureAwait(true))
+        {
+            return; // broken: the next step aborts the batch
+        }
+
+        await transactions.CommitAsync(drainToken).ConfigureAwait(true);
+        dispatch.BatchEnded();
+    }
+
+    private void DropBuffer() => buffer.Clear(dispatch.InFlight.Records.Select(r => r.Lane));
+}

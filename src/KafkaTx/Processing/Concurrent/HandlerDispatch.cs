@@ -1,0 +1,269 @@
+using System.Diagnostics;
+using Confluent.Kafka;
+
+namespace KafkaTx.Processing.Concurrent;
+
+/// <summary>
+/// The open batch's concurrent handler calls: starts them (each in a handler slot of its own, on the thread pool, with
+/// the batch's token), collects their completions on the processor's thread, and remembers what the batch dispatched
+/// (how many, and per partition the highest offset: the commit barrier fills the holes below it) and what failed.
+/// </summary>
+/// <remarks>Used on the processor's thread (or while it is blocked in a rebalance callback waiting for this work).</remarks>
+internal sealed class HandlerDispatch<TKey, TValue>(
+    TransactionalProcessorOptions options,
+    ITransactionalUnitOfWork unit,
+    ProcessorUnitOfWork unitCalls,
+    RecordAttempts attempts,
+    PoisonRecords poison,
+    Type handlerType,
+    RecordDeserializer<TKey, TValue> deserializer,
+    LaneQueues buffer,
+    ProcessorTelemetry telemetry)
+{
+    private readonly Stack<int> _freeSlots = new(Enumerable.Range(0, options.MaxConcurrency).Reverse());
+    private readonly Dictionary<TopicPartition, long> _highestDispatched = [];
+    private readonly List<(BufferedRecord Record, Exception Error)> _failures = [];
+    private CancellationTokenSource? _batchCancellation;
+
+    public InFlight InFlight { get; } = new();
+
+    /// <summary>Records dispatched in the open batch (handled, in flight, failed, or dead-lettered).</summary>
+    public int Dispatched { get; private set; }
+
+    /// <summary>The last record dispatched in the open batch.</summary>
+    public RecordKey? LastDispatched { get; private set; }
+
+    /// <summary>Records whose handler threw in the open batch (not counting calls cancelled by the batch).</summary>
+    public IReadOnlyList<(BufferedRecord Record, Exception Error)> Failures => _failures;
+
+    /// <summary>A handler call ended cancelled: its record is not handled, so the batch must abort (nobody is at fault).</summary>
+    public bool Incomplete { get; private set; }
+
+    /// <summary>Whether the batch can no longer commit: a record failed or a call was cancelled.</summary>
+    public bool Broken => _failures.Count > 0 || Incomplete || TransactionFailure is not null || PoisonStop is not null;
+
+    /// <summary>Writing a poison record to the dead-letter topic failed for the transaction's sake (not the record's).</summary>
+    public KafkaTransactionException? TransactionFailure { get; private set; }
+
+    /// <summary>A poison record met the Stop policy: the failure the processor stops with.</summary>
+    public Exception? PoisonStop { get; private set; }
+
+    /// <summary>Whether there is a free handler slot.</summary>
+    public bool HasFreeSlot => _freeSlots.Count > 0;
+
+    /// <summary>A record the barrier must still dispatch: it lies below a record of its partition already dispatched.</summary>
+    public bool IsHole(BufferedRecord record) =>
+        _highestDispatched.TryGetValue(record.Key.TopicPartition, out var highest) && record.Key.Offset < highest;
+
+    /// <summary>
+    /// Dispatches the record in the open batch: a poison record (MaxAttempts failures) meets its policy here, on the
+    /// processor's thread; any other starts its handler call.
+    /// </summary>
+    public void Dispatch(OpenBatch<TKey, TValue> batch, BufferedRecord record, CancellationToken drainToken)
+    {
+        Dispatching(record.Key);
+        telemetry.RecordTaken();
+        var failure = attempts.Of(record.Key);
+        if (!poison.IsPoison(failure))
+        {
+            Start(batch, record, drainToken);
+            return;
+        }
+
+        try
+        {
+            PoisonStop = poison.Apply(record.Raw, record.Key, failure!, batch);
+        }
+        catch (KafkaTransactionException e) when (unitCalls.IsTransactionFailure(e))
+        {
+            TransactionFailure = e;
+        }
+
+        buffer.Release(record.Lane);
+    }
+
+    /// <summary>Counts the record as the batch's (before it is handled or dead-lettered).</summary>
+    private void Dispatching(RecordKey key)
+    {
+        Dispatched++;
+        LastDispatched = key;
+        if (!_highestDispatched.TryGetValue(key.TopicPartition, out var highest) || highest < key.Offset)
+        {
+            _highestDispatched[key.TopicPartition] = key.Offset;
+        }
+    }
+
+    /// <summary>A record failed before any handler call (its deserializer threw).</summary>
+    public void Failed(BufferedRecord record, Exception error)
+    {
+        _failures.Add((record, error));
+        buffer.Release(record.Lane);
+    }
+
+    /// <summary>
+    /// Starts the record's handler call: deserialized here, on the processor's thread; the handler of a free slot,
+    /// resolved from that slot's scope; the batch's token (the drain's, cancelled too when the batch aborts or
+    /// overruns); the record's span current in the call. The call runs here, without the processor's context, up to
+    /// its first await that does not complete at once (as with MaxConcurrency 1), then on the thread pool.
+    /// </summary>
+    public void Start(OpenBatch<TKey, TValue> batch, BufferedRecord record, CancellationToken drainToken)
+    {
+        ConsumeResult<TKey, TValue> typed;
+        try
+        {
+            typed = deserializer.Deserialize(record.Raw);
+        }
+        catch (Exception e)
+        {
+            Failed(record, e);
+            return;
+        }
+
+        var slot = _freeSlots.Pop();
+        ITransactionalHandler<TKey, TValue> handler;
+        try
+        {
+            handler = batch.HandlerForSlot(slot, options.MaxConcurrency, handlerType);
+        }
+        catch
+        {
+            _freeSlots.Push(slot);
+            throw; // the handler cannot be built: as when the batch's own cannot, the processor stops
+        }
+
+        _batchCancellation ??= CancellationTokenSource.CreateLinkedTokenSource(drainToken);
+        var token = _batchCancellation.Token;
+        var previous = Activity.Current;
+        var activity = telemetry.StartRecord(record.Raw, batch.Activity); // current in the call
+        ValueTask call;
+        try
+        {
+            using (ProcessorThread.WithoutContext())
+            {
+                call = handler.HandleAsync(typed, unit, token);
+            }
+        }
+        catch (Exception e)
+        {
+            call = ValueTask.FromException(e);
+        }
+
+        if (call.IsCompleted)
+        {
+            // Done without awaiting anything (a handler that only transforms): no thread hop, no queue.
+            Activity.Current = previous;
+            Ended(batch, new Completion(record, slot, Outcome(call, activity), false), token);
+            return;
+        }
+
+        InFlight.Started(record);
+        Activity.Current = previous;
+        _ = ObserveAsync(call, record, slot, activity, token);
+    }
+
+    /// <summary>Collects the completions reported so far: handled records join the batch, their lanes move on.</summary>
+    public void Collect(OpenBatch<TKey, TValue>? batch)
+    {
+        while (InFlight.TryCollect(out var completion))
+        {
+            Ended(batch, completion, default);
+        }
+    }
+
+    /// <summary>The calls in flight ran past the transaction's timeout: their records are charged (their cancellation is theirs).</summary>
+    public void Overran(TimeSpan transactionTimeout)
+    {
+        foreach (var record in InFlight.Records)
+        {
+            _failures.Add((record, new TimeoutException($"The handler of {record.Key} was still running when the transaction neared its timeout ({transactionTimeout.TotalMilliseconds} ms); it was cancelled.")));
+        }
+    }
+
+    /// <summary>Cancels the batch's handler calls: it aborts, or they overran their bound.</summary>
+    public void CancelCalls()
+    {
+        using (ProcessorThread.WithoutContext()) // the handlers' cancellation callbacks run in Cancel
+        {
+            _batchCancellation?.Cancel();
+        }
+    }
+
+    /// <summary>Waits for every handler call, however long (they have been cancelled, or the caller bounds nothing).</summary>
+    public async Task WaitForAllAsync(OpenBatch<TKey, TValue>? batch)
+    {
+        Collect(batch);
+        while (InFlight.Count > 0)
+        {
+            await InFlight.WaitAsync(BatchSchedule.IdlePoll).ConfigureAwait(true);
+            Collect(batch);
+        }
+    }
+
+    /// <summary>The batch ended (committed or aborted): the next one starts afresh.</summary>
+    public void BatchEnded()
+    {
+        Debug.Assert(InFlight.Count == 0, "a batch ends only once its handler calls have");
+        Dispatched = 0;
+        LastDispatched = null;
+        _highestDispatched.Clear();
+        _failures.Clear();
+        Incomplete = false;
+        TransactionFailure = null;
+        PoisonStop = null;
+        _batchCancellation?.Dispose();
+        _batchCancellation = null;
+    }
+
+    private static Exception? Outcome(ValueTask call, Activity? activity)
+    {
+        try
+        {
+            call.GetAwaiter().GetResult();
+            activity?.Stop();
+            return null;
+        }
+        catch (Exception e)
+        {
+            ProcessorTelemetry.RecordFailed(activity, e);
+            return e;
+        }
+    }
+
+    /// <summary>A call ended: its slot and lane are free; its record joins the batch, or counts as failed or cancelled.</summary>
+    private void Ended(OpenBatch<TKey, TValue>? batch, Completion completion, CancellationToken token)
+    {
+        _freeSlots.Push(completion.Slot);
+        buffer.Release(completion.Record.Lane);
+        if (completion.Error is null)
+        {
+            batch?.AddHandled(completion.Record.Key);
+            telemetry.RecordHandled();
+        }
+        else if (completion.Cancelled || token.IsCancellationRequested)
+        {
+            Incomplete = true;
+        }
+        else
+        {
+            _failures.Add((completion.Record, completion.Error));
+        }
+    }
+
+    /// <summary>Awaits a call that did not complete at once: its continuation runs on the thread pool, and only reports.</summary>
+    private async Task ObserveAsync(ValueTask call, BufferedRecord buffered, int slot, Activity? activity, CancellationToken token)
+    {
+        Exception? error = null;
+        try
+        {
+            await call.ConfigureAwait(false);
+            activity?.Stop();
+        }
+        catch (Exception e)
+        {
+            error = e;
+            ProcessorTelemetry.RecordFailed(activity, e);
+        }
+
+        InFlight.Completed(new Completion(buffered, slot, error, error is not null && token.IsCancellationRequested));
+    }
+}

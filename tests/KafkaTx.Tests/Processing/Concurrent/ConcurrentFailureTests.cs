@@ -1,0 +1,58 @@
+using static KafkaTx.Tests.Processing.Concurrent.ConcurrentOrderingTests;
+using static KafkaTx.Tests.Processing.ProcessorHarness;
+
+namespace KafkaTx.Tests.Processing.Concurrent;
+
+/// <summary>MaxConcurrency above 1: who is charged when a batch fails, and a call that overruns its transaction.</summary>
+public class ConcurrentFailureTests
+{
+    [Fact]
+    public async Task Calls_cancelled_because_another_record_failed_are_never_charged_so_only_the_failing_record_is_dead_lettered()
+    {
+        await using var h = new ProcessorHarness(o =>
+        {
+            Parallel(ProcessingOrder.Key)(o);
+            o.MaxBatchSize = 2;
+            o.Retry.MaxAttempts = 2;
+        });
+
+        // a0's first two calls wait for their token: each time, b0's failure aborts the batch and cancels a0's call.
+        h.Script.Await = (value, token) => value == "a0" && h.Script.TimesSeen("a0") <= 2 ? Task.Delay(Timeout.Infinite, token) : Task.CompletedTask;
+        h.Script.Fail = (value, _) => value == "b0";
+        h.Broker.Append("in", 0, "k1", "a0");
+        h.Broker.Append("in", 0, "k2", "b0");
+
+        await h.StartAsync();
+        await Until(() => h.Broker.GroupOffset(P0) == 2, "the batch commits once b0 is dead-lettered");
+
+        h.Script.Cancelled.Should().Equal("a0", "a0");
+        h.CommittedTo("in.DLT").Select(r => r.ValueText).Should().Equal(["b0"], "a0 was cancelled twice with MaxAttempts 2, never charged");
+        h.CommittedOutput.Should().Equal("a0");
+    }
+
+    [Fact]
+    public async Task A_call_still_running_when_the_transaction_nears_its_timeout_is_cancelled_charged_and_its_batch_aborted()
+    {
+        await using var h = new ProcessorHarness(
+            o =>
+            {
+                Parallel(ProcessingOrder.Key)(o);
+                o.MaxBatchDuration = TimeSpan.FromMilliseconds(100);
+                o.Retry.MaxAttempts = 1; // one charge makes it poison: the dead-letter topic shows the charge
+            },
+            producer: p => p.TransactionTimeout = TimeSpan.FromSeconds(1));
+
+        // a0's call never ends on its own: only the overrun's cancellation ends it.
+        h.Script.Await = (value, token) => value == "a0" && h.Script.TimesSeen("a0") == 1 ? Task.Delay(Timeout.Infinite, token) : Task.CompletedTask;
+        h.Broker.Append("in", 0, "k1", "a0");
+        h.Broker.Append("in", 0, "k2", "b0");
+
+        await h.StartAsync();
+        await Until(() => h.Broker.GroupOffset(P0) == 2, "the retry commits", 20);
+
+        h.Script.Cancelled.Should().Equal("a0");
+        h.Broker.EventsSnapshot().Should().ContainInOrder("abort", "commit");
+        h.CommittedTo("in.DLT").Select(r => r.ValueText).Should().Equal(["a0"], "the call that overran was charged: with MaxAttempts 1 it is poison");
+        h.CommittedOutput.Should().Equal("b0");
+    }
+}
