@@ -28,7 +28,7 @@ public class KafkaTransactionsHealthCheckTests
     }
 
     /// <summary>An application with a processor over fakes and the KafkaTx health check; its failures do not stop the test host.</summary>
-    private static IHost ProcessorHost(FakeClientFactory factory, HandlerScript script, TimeProvider? clock = null, Action<KafkaTransactionsHealthCheckOptions>? health = null)
+    private static IHost ProcessorHost(FakeClientFactory factory, HandlerScript script, TimeProvider? clock = null, Action<KafkaTransactionsHealthCheckOptions>? health = null, Action<TransactionalProcessorOptions>? processor = null)
     {
         var builder = Host.CreateApplicationBuilder();
         if (clock is not null)
@@ -49,6 +49,7 @@ public class KafkaTransactionsHealthCheckTests
             {
                 o.Topics.Add("incoming-orders");
                 o.GroupId = "order-processors";
+                processor?.Invoke(o);
             })
             .AddHealthChecks(health);
         return builder.Build();
@@ -217,6 +218,43 @@ public class KafkaTransactionsHealthCheckTests
         holding.Status.Should().Be(HealthStatus.Healthy, "the record has only just been taken");
         hung.Status.Should().Be(HealthStatus.Degraded);
         hung.Data["processor_uncommitted_for_seconds"].Should().Be(31.0);
+        hung.Description.Should().Contain("waited 31 s for a commit");
+    }
+
+    [Fact]
+    public async Task A_concurrent_processor_with_one_call_hung_is_degraded_though_its_other_calls_completed()
+    {
+        var clock = new ManualClock();
+        var hang = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var broker = new FakeBroker();
+        broker.AppendMany("incoming-orders", 0, 3);
+        var factory = new FakeClientFactory { Broker = broker };
+        var done = 0;
+        var script = new HandlerScript
+        {
+            // The first record's call awaits what never comes (until the test ends it); the others complete.
+            Await = async (value, token) =>
+            {
+                if (Interlocked.Increment(ref done) == 1)
+                {
+                    await hang.Task.WaitAsync(token);
+                }
+            },
+        };
+        using var host = ProcessorHost(factory, script, clock, h => h.DegradedAfterUncommittedFor = TimeSpan.FromSeconds(30), o => o.MaxConcurrency = 4);
+
+        await host.StartAsync();
+        await ProcessorHarness.Until(() => factory.Consumers.Count == 1, "the processor runs");
+        factory.Consumers[0].Rebalance("assign", new TopicPartition("incoming-orders", 0));
+        await ProcessorHarness.Until(() => script.Seen.Count == 3, "every record's call started, one of them hung");
+        var holding = await CheckAsync(host.Services);
+        clock.Advance(TimeSpan.FromSeconds(31));
+        var hung = await CheckAsync(host.Services);
+        hang.SetResult();
+        await host.StopAsync();
+
+        holding.Status.Should().Be(HealthStatus.Healthy, "the records have only just been taken");
+        hung.Status.Should().Be(HealthStatus.Degraded, "a call hung past the threshold holds its whole batch's commit");
         hung.Description.Should().Contain("waited 31 s for a commit");
     }
 }
