@@ -80,17 +80,7 @@ public class CommitBarrierTests
     [Fact]
     public async Task A_revoke_cancels_a_call_that_overruns_ShutdownTimeout_and_aborts_its_batch()
     {
-        await using var h = new ProcessorHarness(o =>
-        {
-            Parallel(ProcessingOrder.Key)(o);
-            o.ShutdownTimeout = TimeSpan.FromMilliseconds(200);
-        });
-        HoldAt(h.Script, new() { ["a0"] = Gate() }); // never released: only its token ends it
-        h.Broker.Append("in", 0, "k1", "a0");
-        h.Broker.Append("in", 0, "k2", "b0");
-
-        await h.StartAsync();
-        await Until(() => h.Script.TimesSeen("b0") == 1, "b0 is handled while a0 waits");
+        await using var h = await StartWithOneCallOverrunningAsync();
         h.Consumer.Rebalance("revoke", P0);
         await Until(() => h.Broker.EventsSnapshot().Contains("revoke-end"), "the revoke ends");
 
@@ -147,22 +137,28 @@ public class CommitBarrierTests
     [Fact]
     public async Task A_graceful_stop_cancels_calls_still_running_when_ShutdownTimeout_runs_out_and_aborts()
     {
-        await using var h = new ProcessorHarness(o =>
-        {
-            Parallel(ProcessingOrder.Key)(o);
-            o.ShutdownTimeout = TimeSpan.FromMilliseconds(200);
-        });
-        HoldAt(h.Script, new() { ["a0"] = Gate() }); // never released: only its token ends it
-        h.Broker.Append("in", 0, "k1", "a0");
-        h.Broker.Append("in", 0, "k2", "b0");
-
-        await h.StartAsync();
-        await Until(() => h.Script.TimesSeen("b0") == 1, "b0 is handled while a0 waits");
+        await using var h = await StartWithOneCallOverrunningAsync();
         await h.StopAsync();
 
         h.Script.Cancelled.Should().Equal("a0");
         h.CommittedOutput.Should().BeEmpty("the batch lost a0's handler: b0's output must not commit alone past it");
         h.Broker.GroupOffset(P0).Should().BeNull();
         h.Broker.EventsSnapshot().Should().Contain("abort").And.NotContain("commit");
+    }
+
+    /// <summary>A processor whose call for a0 never ends (only its token ends it) while b0, another key, is handled.</summary>
+    private static async Task<ProcessorHarness> StartWithOneCallOverrunningAsync()
+    {
+        var h = new ProcessorHarness(o =>
+        {
+            Parallel(ProcessingOrder.Key)(o);
+            o.ShutdownTimeout = TimeSpan.FromMilliseconds(200);
+        });
+        HoldAt(h.Script, new() { ["a0"] = Gate() });
+        h.Broker.Append("in", 0, "k1", "a0");
+        h.Broker.Append("in", 0, "k2", "b0");
+        await h.StartAsync();
+        await Until(() => h.Script.TimesSeen("b0") == 1, "b0 is handled while a0 waits");
+        return h;
     }
 }
