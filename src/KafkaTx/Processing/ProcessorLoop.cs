@@ -304,7 +304,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
     private ConcurrentLoop<TKey, TValue> CreateConcurrentLoop(ITransactionalUnitOfWork unit, Type handlerType)
     {
         var buffer = new LaneQueues();
-        var dispatch = new HandlerDispatch<TKey, TValue>(_options, unit, _unitCalls, _attempts, _poison, handlerType, _deserializer, buffer, _telemetry);
+        var dispatch = new HandlerDispatch<TKey, TValue>(_options, unit, _unitCalls, _attempts, _poison, handlerType, _deserializer, buffer, _telemetry, _time);
         var barrier = new CommitBarrier<TKey, TValue>(_producerOptions, _transactions, dispatch, buffer, _telemetry, _time);
         var failure = new BatchFailure<TKey, TValue>(_options, unit, _unitCalls, _transactions, _status, _attempts, _schedule, _telemetry, dispatch, buffer);
         _telemetry.ObserveConcurrency(() => dispatch.InFlight.Count, () => buffer.Count, () => buffer.HighWaterMark);

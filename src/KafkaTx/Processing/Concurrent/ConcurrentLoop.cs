@@ -122,9 +122,10 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
     {
         try
         {
-            if (transactions.Batch is not null)
+            if (transactions.Batch is { } batch)
             {
-                if (await barrier.WaitAsync(options.ShutdownTimeout, chargeOverrun: false, CancellationToken.None).ConfigureAwait(true))
+                var bound = BoundOf(batch) < options.ShutdownTimeout ? BoundOf(batch) : options.ShutdownTimeout;
+                if (await barrier.WaitAsync(bound, chargeOverrun: false, CancellationToken.None).ConfigureAwait(true))
                 {
                     await transactions.CommitAsync(cancellationToken).ConfigureAwait(true);
                     dispatch.BatchEnded();
@@ -232,7 +233,7 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
     }
 
     private bool IsFull() =>
-        dispatch.Dispatched >= options.MaxBatchSize || (dispatch.LastDispatched is { } last && attempts.IsIsolating(last));
+        dispatch.Dispatched >= Math.Min(options.MaxBatchSize, dispatch.BatchCap) || (dispatch.LastDispatched is { } last && attempts.IsIsolating(last));
 
     private bool IsDue(OpenBatch<TKey, TValue> batch, long now)
     {
@@ -253,9 +254,8 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
 
     private async Task CommitAtBarrierAsync(OpenBatch<TKey, TValue> batch, CancellationToken drainToken)
     {
-        // A handler still running when the transaction would time out is cancelled, and its record charged.
-        var bound = producer.TransactionTimeout - time.GetElapsedTime(batch.StartedAt);
-        if (!await barrier.WaitAsync(bound, chargeOverrun: true, drainToken).ConfigureAwait(true))
+        // A handler still running when the transaction nears its timeout is cancelled (and charged if it ran long).
+        if (!await barrier.WaitAsync(BoundOf(batch), chargeOverrun: true, drainToken).ConfigureAwait(true))
         {
             return; // broken: the next step aborts the batch
         }
@@ -263,6 +263,13 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
         await transactions.CommitAsync(drainToken).ConfigureAwait(true);
         dispatch.BatchEnded();
     }
+
+    /// <summary>
+    /// How long the barrier may still wait for the batch's calls: until a fifth of the transaction's timeout is left,
+    /// so that offsets and the commit reach the coordinator before it aborts the transaction on its own.
+    /// </summary>
+    private TimeSpan BoundOf(OpenBatch<TKey, TValue> batch) =>
+        producer.TransactionTimeout - (producer.TransactionTimeout / 5) - time.GetElapsedTime(batch.StartedAt);
 
     private void DropBuffer() => buffer.Clear(dispatch.InFlight.Records.Select(r => r.Lane));
 }

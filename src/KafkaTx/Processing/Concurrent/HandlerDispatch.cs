@@ -18,12 +18,14 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     Type handlerType,
     RecordDeserializer<TKey, TValue> deserializer,
     LaneQueues buffer,
-    ProcessorTelemetry telemetry)
+    ProcessorTelemetry telemetry,
+    TimeProvider time)
 {
     private readonly Stack<int> _freeSlots = new(Enumerable.Range(0, options.MaxConcurrency).Reverse());
     private readonly Dictionary<TopicPartition, long> _highestDispatched = [];
     private readonly List<(BufferedRecord Record, Exception Error)> _failures = [];
     private CancellationTokenSource? _batchCancellation;
+    private bool _overranUncharged; // this batch overran with no call at fault: it ends with BatchCap kept low
 
     public InFlight InFlight { get; } = new();
 
@@ -156,7 +158,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
             return;
         }
 
-        InFlight.Started(record);
+        InFlight.Started(record, time.GetTimestamp());
         Activity.Current = previous;
         _ = ObserveAsync(call, record, slot, activity, token);
     }
@@ -173,11 +175,32 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     /// <summary>The calls in flight ran past the transaction's timeout: their records are charged (their cancellation is theirs).</summary>
     public void Overran(TimeSpan transactionTimeout)
     {
+        // Only a call that ran half the transaction's timeout on its own is at fault. A call that started late (a record
+        // waiting behind a slow one of its key, say) is not: the batch was too long, so the next ones are shorter.
+        var charged = false;
+        var now = time.GetTimestamp();
         foreach (var record in InFlight.Records)
         {
-            _failures.Add((record, new TimeoutException($"The handler of {record.Key} was still running when the transaction neared its timeout ({transactionTimeout.TotalMilliseconds} ms); it was cancelled.")));
+            if (time.GetElapsedTime(InFlight.StartedAt(record), now) >= transactionTimeout / 2)
+            {
+                charged = true;
+                _failures.Add((record, new TimeoutException($"The handler of {record.Key} was still running when the transaction neared its timeout ({transactionTimeout.TotalMilliseconds} ms); it was cancelled.")));
+            }
+        }
+
+        if (!charged)
+        {
+            BatchCap = Math.Max(1, Dispatched / 2);
+            _overranUncharged = true;
         }
     }
+
+    /// <summary>
+    /// The most records a batch dispatches after batches overran their transaction's bound with no call at fault:
+    /// halved at each such overrun, doubled back at each batch that ends without one, so that one call alone, when it
+    /// overruns, runs long enough to be charged.
+    /// </summary>
+    public int BatchCap { get; private set; } = int.MaxValue;
 
     /// <summary>Cancels the batch's handler calls: it aborts, or they overran their bound.</summary>
     public void CancelCalls()
@@ -203,6 +226,12 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     public void BatchEnded()
     {
         Debug.Assert(InFlight.Count == 0, "a batch ends only once its handler calls have");
+        if (!_overranUncharged)
+        {
+            BatchCap = BatchCap >= int.MaxValue / 2 ? int.MaxValue : BatchCap * 2;
+        }
+
+        _overranUncharged = false;
         Dispatched = 0;
         LastDispatched = null;
         _highestDispatched.Clear();

@@ -19,19 +19,22 @@ internal sealed class InFlight
     private readonly ConcurrentQueue<Completion> _completed = new();
     private readonly Lock _lock = new();
     private TaskCompletionSource? _waiter; // the processor's wait for the next completion, if it waits
-    private readonly HashSet<BufferedRecord> _records = [];
+    private readonly Dictionary<BufferedRecord, long> _records = []; // record -> when its call started
     private int _running;
 
     /// <summary>Handler calls started and not collected yet (read from any thread, for the gauge).</summary>
     public int Count => Volatile.Read(ref _running);
 
     /// <summary>The records of the calls running.</summary>
-    public IReadOnlyCollection<BufferedRecord> Records => _records;
+    public IReadOnlyCollection<BufferedRecord> Records => _records.Keys;
+
+    /// <summary>When the call handling <paramref name="record"/> started (a TimeProvider timestamp; processor thread).</summary>
+    public long StartedAt(BufferedRecord record) => _records[record];
 
     /// <summary>A handler call starts (processor thread).</summary>
-    public void Started(BufferedRecord record)
+    public void Started(BufferedRecord record, long startedAt)
     {
-        _records.Add(record);
+        _records.Add(record, startedAt);
         Interlocked.Increment(ref _running);
     }
 

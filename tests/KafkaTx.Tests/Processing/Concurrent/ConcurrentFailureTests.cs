@@ -55,4 +55,35 @@ public class ConcurrentFailureTests
         h.CommittedTo("in.DLT").Select(r => r.ValueText).Should().Equal(["a0"], "the call that overran was charged: with MaxAttempts 1 it is poison");
         h.CommittedOutput.Should().Equal("b0");
     }
+
+    [Fact]
+    public async Task A_record_that_started_late_behind_a_slow_call_of_its_key_is_not_charged_when_the_batch_overruns()
+    {
+        await using var h = new ProcessorHarness(
+            o =>
+            {
+                Parallel(ProcessingOrder.Key)(o);
+                o.MaxBatchDuration = TimeSpan.FromMilliseconds(100);
+                o.Retry.MaxAttempts = 1; // one charge makes it poison
+            },
+            producer: p => p.TransactionTimeout = TimeSpan.FromSeconds(2));
+
+        // a0 is slow (1.2 s) but ends before the 2 s bound; a1 (same key, a hole below b0) starts only then, and is
+        // still running at the bound though it has run less than half the timeout: the batch was too long, not a1.
+        h.Script.Await = (value, token) => value switch
+        {
+            "a0" => Task.Delay(1200, token),
+            "a1" => Task.Delay(1500, token),
+            _ => Task.CompletedTask,
+        };
+        h.Broker.Append("in", 0, "k1", "a0");
+        h.Broker.Append("in", 0, "k1", "a1");
+        h.Broker.Append("in", 0, "k2", "b0");
+
+        await h.StartAsync();
+        await Until(() => h.Broker.GroupOffset(P0) == 3, "everything commits", 30);
+
+        h.CommittedTo("in.DLT").Select(r => r.ValueText).Should().BeEmpty("a1 was in flight at the bound only because it waited behind a0");
+        h.CommittedOutput.Should().BeEquivalentTo(["a0", "a1", "b0"], "the batches after the overrun are shorter, and each record commits once");
+    }
 }
