@@ -160,12 +160,34 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
 
     private async ValueTask DisposeAllAsync()
     {
+        // Every scope is disposed even when one throws (user code: a scoped service's Dispose); the first failure is
+        // rethrown once all are done, as a single scope's would be.
+        Exception? first = null;
         foreach (var scope in _slotScopes!)
         {
-            await DisposeWithoutContext(scope).ConfigureAwait(true); // back on the processor's thread
+            try
+            {
+                await DisposeWithoutContext(scope).ConfigureAwait(true); // back on the processor's thread
+            }
+            catch (Exception e)
+            {
+                first ??= e;
+            }
         }
 
-        await DisposeWithoutContext(_scope).ConfigureAwait(true);
+        try
+        {
+            await DisposeWithoutContext(_scope).ConfigureAwait(true);
+        }
+        catch (Exception e)
+        {
+            first ??= e;
+        }
+
+        if (first is not null)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
+        }
     }
 
     private static ValueTask DisposeWithoutContext(AsyncServiceScope scope)

@@ -96,7 +96,7 @@ internal sealed class ProcessorHarness : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly ServiceProvider _services;
 
-    public ProcessorHarness(Action<TransactionalProcessorOptions>? configure = null, Action<KafkaTransactionsOptions>? producer = null, Action<FakeProducer>? setupProducer = null, TimeProvider? clock = null, FakeBroker? broker = null, Func<IServiceScopeFactory, IServiceScopeFactory>? wrapScopes = null)
+    public ProcessorHarness(Action<TransactionalProcessorOptions>? configure = null, Action<KafkaTransactionsOptions>? producer = null, Action<FakeProducer>? setupProducer = null, TimeProvider? clock = null, FakeBroker? broker = null, Func<IServiceScopeFactory, IServiceScopeFactory>? wrapScopes = null, Action<IServiceCollection>? services = null)
     {
         Broker = broker ?? new FakeBroker();
         Factory = new FakeClientFactory { Broker = Broker, Setup = setupProducer };
@@ -106,7 +106,9 @@ internal sealed class ProcessorHarness : IAsyncDisposable
         configure?.Invoke(Options);
         var time = clock ?? TimeProvider.System;
         Unit = new TransactionalUnitOfWork(string.Empty, producerOptions, Factory, NullLogger.Instance, Instrumentation, time);
-        _services = new ServiceCollection().AddSingleton(Script).AddScoped<CopyHandler>().BuildServiceProvider();
+        var collection = new ServiceCollection().AddSingleton(Script).AddScoped<CopyHandler>();
+        services?.Invoke(collection);
+        _services = collection.BuildServiceProvider();
         Loop = new ProcessorLoop<string, string>("orders", Options, producerOptions, Unit, Factory, (wrapScopes ?? (f => f))(_services.GetRequiredService<IServiceScopeFactory>()), typeof(CopyHandler), NullLogger.Instance, time, Instrumentation);
     }
 

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using KafkaTx.Tests.Fakes;
 using static KafkaTx.Tests.Processing.Concurrent.ConcurrentOrderingTests;
 using static KafkaTx.Tests.Processing.ProcessorHarness;
@@ -51,5 +52,57 @@ public class ConcurrentTelemetryAndScopeTests
 
         await h.StopAsync();
         metrics.Observe("kafkatx.processor.records.buffered").Should().BeEmpty("a stopped processor reports nothing");
+    }
+
+    /// <summary>A scoped service that counts its disposals; the second one created throws from Dispose.</summary>
+    private sealed class DisposalProbe(DisposalCounter counter) : IDisposable
+    {
+        private readonly bool _throws = Interlocked.Increment(ref counter.Created) == 2; // a call slot's own scope, disposed before the batch's
+
+        public void Dispose()
+        {
+            Interlocked.Increment(ref counter.Disposed);
+            if (_throws)
+            {
+                throw new InvalidOperationException("a scoped service failed to dispose");
+            }
+        }
+    }
+
+    private sealed class DisposalCounter
+    {
+        public int Created;
+        public int Disposed;
+    }
+
+    [Fact]
+    public async Task Every_call_slots_scope_is_disposed_when_the_batch_ends_even_if_one_scoped_service_throws_on_dispose()
+    {
+        var counter = new DisposalCounter();
+        await using var h = new ProcessorHarness(
+            Parallel(ProcessingOrder.Key),
+            services: s => s
+                .AddSingleton(counter)
+                .AddScoped<DisposalProbe>()
+                .AddScoped(sp =>
+                {
+                    sp.GetRequiredService<DisposalProbe>(); // every handler's scope holds a probe
+                    return new CopyHandler(sp.GetRequiredService<HandlerScript>());
+                }));
+        var a0 = Gate();
+        var b0 = Gate();
+        HoldAt(h.Script, new() { ["a0"] = a0, ["b0"] = b0 });
+        h.Broker.Append("in", 0, "k1", "a0");
+        h.Broker.Append("in", 0, "k2", "b0");
+
+        await h.StartAsync();
+        await Until(() => h.Script.HandledBy.Count == 2, "both calls run at once, each in a scope of its own");
+        a0.SetResult();
+        b0.SetResult();
+        await Until(() => h.Script.Seen.Count == 2 && h.Loop.State == ProcessorState.Running, "both calls completed");
+        await h.StopAsync(); // the stop ends the batch, and disposes its scopes
+
+        counter.Created.Should().BeGreaterThanOrEqualTo(2);
+        counter.Disposed.Should().Be(counter.Created, "a scope whose service throws on dispose does not keep the other scopes from being disposed");
     }
 }
