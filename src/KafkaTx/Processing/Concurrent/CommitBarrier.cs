@@ -49,6 +49,7 @@ internal sealed class CommitBarrier<TKey, TValue>(
             {
                 if (remaining <= TimeSpan.Zero && chargeOverrun)
                 {
+                    dispatch.Collect(batch); // a call that ended since the loop's collect is not charged for overrunning
                     dispatch.Overran(producer.TransactionTimeout);
                 }
 

@@ -272,8 +272,9 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         {
             Incomplete = true;
         }
-        else
+        else if (!_failures.Exists(f => ReferenceEquals(f.Record, completion.Record)))
         {
+            // Not twice: a call charged for overrunning the bound may still end with an error of its own.
             _failures.Add((completion.Record, completion.Error));
         }
     }
