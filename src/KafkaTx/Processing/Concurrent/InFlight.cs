@@ -34,7 +34,7 @@ internal sealed class InFlight
     /// <summary>A handler call starts (processor thread).</summary>
     public void Started(BufferedRecord record, long startedAt)
     {
-        _records.Add(record, startedAt);
+        _records[record] = startedAt; // a set, as before: a record started again before its completion was collected stays one entry
         Interlocked.Increment(ref _running);
     }
 
