@@ -59,14 +59,8 @@ public class CommitBarrierTests
     [Fact]
     public async Task A_revoke_waits_for_the_calls_in_flight_then_commits_before_the_partition_moves()
     {
-        await using var h = new ProcessorHarness(Parallel(ProcessingOrder.Key));
         var a0 = Gate();
-        HoldAt(h.Script, new() { ["a0"] = a0 });
-        h.Broker.Append("in", 0, "k1", "a0");
-        h.Broker.Append("in", 0, "k2", "b0");
-
-        await h.StartAsync();
-        await Until(() => h.Script.TimesSeen("b0") == 1, "b0 is handled while a0 waits");
+        await using var h = await StartWithOneCallHeldAsync(a0);
         h.Consumer.Rebalance("revoke", P0);
         await Until(() => h.Broker.EventsSnapshot().Contains("revoke-begin"), "the revoke begins");
         a0.SetResult();
@@ -80,7 +74,7 @@ public class CommitBarrierTests
     [Fact]
     public async Task A_revoke_cancels_a_call_that_overruns_ShutdownTimeout_and_aborts_its_batch()
     {
-        await using var h = await StartWithOneCallOverrunningAsync();
+        await using var h = await StartWithOneCallHeldAsync(Gate(), TimeSpan.FromMilliseconds(200)); // a0's gate is never released: only its token ends it
         h.Consumer.Rebalance("revoke", P0);
         await Until(() => h.Broker.EventsSnapshot().Contains("revoke-end"), "the revoke ends");
 
@@ -115,14 +109,8 @@ public class CommitBarrierTests
     [Fact]
     public async Task A_graceful_stop_lets_the_calls_in_flight_finish_and_commits_exactly_the_handled_records()
     {
-        await using var h = new ProcessorHarness(Parallel(ProcessingOrder.Key));
         var a0 = Gate();
-        HoldAt(h.Script, new() { ["a0"] = a0 });
-        h.Broker.Append("in", 0, "k1", "a0");
-        h.Broker.Append("in", 0, "k2", "b0");
-
-        await h.StartAsync();
-        await Until(() => h.Script.TimesSeen("b0") == 1, "b0 is handled while a0 waits");
+        await using var h = await StartWithOneCallHeldAsync(a0);
         var stopping = h.StopAsync();
         await Until(() => h.StopRequested, "the stop is requested");
         h.Broker.Append("in", 0, "k3", "c0"); // arrives during the stop: not taken
@@ -137,7 +125,7 @@ public class CommitBarrierTests
     [Fact]
     public async Task A_graceful_stop_cancels_calls_still_running_when_ShutdownTimeout_runs_out_and_aborts()
     {
-        await using var h = await StartWithOneCallOverrunningAsync();
+        await using var h = await StartWithOneCallHeldAsync(Gate(), TimeSpan.FromMilliseconds(200)); // a0's gate is never released: only its token ends it
         await h.StopAsync();
 
         h.Script.Cancelled.Should().Equal("a0");
@@ -146,15 +134,15 @@ public class CommitBarrierTests
         h.Broker.EventsSnapshot().Should().Contain("abort").And.NotContain("commit");
     }
 
-    /// <summary>A processor whose call for a0 never ends (only its token ends it) while b0, another key, is handled.</summary>
-    private static async Task<ProcessorHarness> StartWithOneCallOverrunningAsync()
+    /// <summary>A processor whose call for a0 waits for <paramref name="a0"/> (or its token) while b0, another key, is handled.</summary>
+    private static async Task<ProcessorHarness> StartWithOneCallHeldAsync(TaskCompletionSource a0, TimeSpan? shutdownTimeout = null)
     {
         var h = new ProcessorHarness(o =>
         {
             Parallel(ProcessingOrder.Key)(o);
-            o.ShutdownTimeout = TimeSpan.FromMilliseconds(200);
+            o.ShutdownTimeout = shutdownTimeout ?? o.ShutdownTimeout;
         });
-        HoldAt(h.Script, new() { ["a0"] = Gate() });
+        HoldAt(h.Script, new() { ["a0"] = a0 });
         h.Broker.Append("in", 0, "k1", "a0");
         h.Broker.Append("in", 0, "k2", "b0");
         await h.StartAsync();
