@@ -37,6 +37,12 @@ internal sealed class BatchTransactions<TKey, TValue>(
 
     bool IOpenBatchControl.IsRunning => status.State is ProcessorState.Running;
 
+    /// <inheritdoc/>
+    void IOpenBatchControl.Leaving(IEnumerable<TopicPartition> partitions)
+    {
+        // One record at a time: nothing is ever paused.
+    }
+
     /// <param name="cancellationToken">The stop: initializing or resuming an abort gives up when it is cancelled.</param>
     /// <param name="drainToken">The transaction's own: a Produce waiting for room in a full queue stops when it is cancelled.</param>
     public async Task<OpenBatch<TKey, TValue>> BeginAsync(CancellationToken cancellationToken, CancellationToken drainToken)

@@ -71,6 +71,7 @@ internal sealed class RebalanceHandler(IOpenBatchControl batch, Rewinder rewinde
     private void Forget(IReadOnlyList<TopicPartitionOffset> partitions)
     {
         var gone = partitions.Select(p => p.TopicPartition).ToHashSet();
+        batch.Leaving(gone);
         rewinder.Forget(gone);
         attempts.Forget(gone);
     }
@@ -90,4 +91,7 @@ internal interface IOpenBatchControl
 
     /// <summary>Aborts the open batch and rewinds the consumer.</summary>
     Task AbortAndRewindAsync(string reason);
+
+    /// <summary>Partitions are being revoked or lost: whatever the loop set on them in the consumer is undone.</summary>
+    void Leaving(IEnumerable<TopicPartition> partitions);
 }

@@ -201,7 +201,10 @@ internal sealed class FakeConsumer(FakeBroker broker, ConsumerEventHandlers hand
             foreach (var tp in partitions)
             {
                 _positions.Remove(tp);
-                _paused.Remove(tp); // as librdkafka: a partition assigned again starts unpaused
+                if (!PauseSurvivesUnassign)
+                {
+                    _paused.Remove(tp);
+                }
             }
         }
     }
@@ -265,6 +268,12 @@ internal sealed class FakeConsumer(FakeBroker broker, ConsumerEventHandlers hand
     public void Commit(IEnumerable<TopicPartitionOffset> offsets) => throw new NotSupportedException("a processor never commits outside a transaction");
 
     public void Commit(ConsumeResult<byte[]?, byte[]?> result) => throw new NotSupportedException("a processor never commits outside a transaction");
+
+    /// <summary>
+    /// Whether a partition unassigned while paused comes back paused when assigned again, as librdkafka may do (its
+    /// pause is a flag of the partition's object, which outlives the assignment); by default it comes back unpaused.
+    /// </summary>
+    public bool PauseSurvivesUnassign { get; set; }
 
     /// <summary>How many times Pause was called with at least one partition.</summary>
     public int Pauses { get; private set; }

@@ -162,6 +162,7 @@ public class ProcessorPartsTests
         consumer.Consume(TimeSpan.Zero);
 
         batch.Calls.Should().Equal("commit");
+        batch.Left.Should().Equal([P0], "what the loop set on a revoked partition (a pause) is undone");
         attempts.Of(new RecordKey(P0, 5)).Should().BeNull();
         rewinder.IsPending.Should().BeFalse();
     }
@@ -188,6 +189,7 @@ public class ProcessorPartsTests
         consumer.Consume(TimeSpan.Zero);
 
         batch.Calls.Should().BeEmpty();
+        batch.Left.Should().Equal([P0], "a stopping processor's partitions leave unpaused too");
     }
 
     [Fact]
@@ -200,6 +202,7 @@ public class ProcessorPartsTests
         consumer.Consume(TimeSpan.Zero);
 
         batch.Calls.Should().Equal("abort: partitions were lost");
+        batch.Left.Should().Equal([P0], "what the loop set on a lost partition (a pause) is undone");
         rewinder.IsPending.Should().BeTrue();
     }
 
@@ -257,6 +260,10 @@ public class ProcessorPartsTests
             IsOpen = false;
             return Task.CompletedTask;
         }
+
+        public List<TopicPartition> Left { get; } = [];
+
+        public void Leaving(IEnumerable<TopicPartition> partitions) => Left.AddRange(partitions);
     }
 
     private sealed class NoOpHandler : ITransactionalHandler<string, string>

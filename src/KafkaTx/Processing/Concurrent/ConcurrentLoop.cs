@@ -31,7 +31,7 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
     private static readonly TimeSpan RewindRetryDelay = TimeSpan.FromMilliseconds(200);
     private static readonly TimeSpan BusyPoll = TimeSpan.FromMilliseconds(10); // how soon new records are looked for while handlers run
 
-    private bool _paused; // the assignment was paused because the buffer was full
+    private readonly AssignmentPause _pause = new(telemetry);
 
     private bool Broken => dispatch.Broken;
 
@@ -77,14 +77,14 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
         {
             // Full: the assigned partitions are paused until a handler call completes, so memory stays flat whatever
             // the lag; Consume is still called, so that rebalances are served and max.poll.interval.ms is not exceeded.
-            Pause(consumer);
+            _pause.Pause(consumer);
             await dispatch.InFlight.WaitAsync(schedule.ConsumeTimeout(transactions.Batch, now)).ConfigureAwait(true);
         }
-        else if (_paused && buffer.Count <= options.MaxBufferedRecords / 2)
+        else if (_pause.IsPaused && buffer.Count <= options.MaxBufferedRecords / 2)
         {
             // Half empty, not at the first free place: librdkafka drops a paused partition's prefetched records, so
             // pausing and resuming at every record would cost a fetch round trip each.
-            Resume(consumer);
+            _pause.Resume(consumer);
         }
 
         await ConsumeAsync(consumer, now, stoppingToken).ConfigureAwait(true);
@@ -144,6 +144,9 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
         }
     }
 
+    /// <inheritdoc/>
+    void IOpenBatchControl.Leaving(IEnumerable<TopicPartition> partitions) => _pause.Leaving(partitions);
+
     /// <summary>A loss (or a failed commit on revoke): cancel the calls, wait for them, abort, rewind.</summary>
     async Task IOpenBatchControl.AbortAndRewindAsync(string reason)
     {
@@ -188,33 +191,6 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
         {
             var timeout = schedule.ConsumeTimeout(transactions.Batch, now);
             await dispatch.InFlight.WaitAsync(timeout < BusyPoll ? timeout : BusyPoll).ConfigureAwait(true);
-        }
-    }
-
-    private void Pause(IConsumer<byte[]?, byte[]?> consumer)
-    {
-        // Every step while full: a partition assigned meanwhile starts unpaused.
-        try
-        {
-            consumer.Pause(consumer.Assignment);
-            _paused = true;
-        }
-        catch (KafkaException e)
-        {
-            telemetry.ConsumerError(e.Error); // a partition moving right now: the next step pauses again
-        }
-    }
-
-    private void Resume(IConsumer<byte[]?, byte[]?> consumer)
-    {
-        try
-        {
-            consumer.Resume(consumer.Assignment);
-            _paused = false;
-        }
-        catch (KafkaException e)
-        {
-            telemetry.ConsumerError(e.Error); // the next step resumes again
         }
     }
 

@@ -132,4 +132,36 @@ public class ConcurrentOrderingTests
         await h.StopAsync();
         h.CommittedOutput.Should().Equal(Enumerable.Range(0, 10).Select(i => "v" + i), "one partition in partition order: in order");
     }
+
+    [Theory]
+    [InlineData("revoke")]
+    [InlineData("lost")]
+    public async Task A_partition_that_leaves_while_paused_is_read_again_when_it_comes_back(string leaving)
+    {
+        // librdkafka may keep a pause across a rebalance: a partition revoked while the full buffer had it paused, and
+        // assigned back after the buffer drained (the resume covering only what was assigned then), stayed paused for
+        // good: its records were never read again.
+        await using var h = new ProcessorHarness(o =>
+        {
+            Parallel(ProcessingOrder.Partition, maxConcurrency: 2)(o);
+            o.MaxBufferedRecords = 2;
+        });
+        var v0 = Gate();
+        HoldAt(h.Script, new() { ["v0"] = v0 });
+        h.Broker.AppendMany("in", 0, 5);
+
+        await h.StartAsync(P0, P1);
+        h.Consumer.PauseSurvivesUnassign = true; // read when P1 is unassigned, below
+        await Until(() => h.Consumer.Pauses > 0, "v0 is held and the buffer is full: the assignment is paused");
+        h.Consumer.Rebalance(leaving, P1);
+        await Until(() => h.Broker.EventsSnapshot().Contains(leaving == "revoke" ? "revoke-begin" : "lost"), $"P1 is {leaving}");
+        v0.SetResult();
+        await Until(() => h.Script.TimesSeen("v4") >= 1, "the buffer drains and P0 is resumed");
+
+        h.Broker.Append("in", 1, "k", "p1-after");
+        h.Consumer.Rebalance("assign", P1);
+        await Until(() => h.Script.TimesSeen("p1-after") == 1, "P1, assigned back, is read again");
+        await h.StopAsync();
+        h.CommittedOutput.Should().Contain("p1-after");
+    }
 }
