@@ -56,6 +56,9 @@ internal sealed class ThroughputSettings
     /// <summary>parallel: records of the no-I/O comparison (the plain copy handler).</summary>
     public int CopyRecords { get; private init; } = 300_000;
 
+    /// <summary>parallel: which tables to run: "io" (the awaiting handler), "no-io" (the plain copy), or both.</summary>
+    public string[] ParallelTables { get; private init; } = ["io", "no-io"];
+
     /// <summary>parallel: the processor's MaxBatchSize; null for its default.</summary>
     public int? MaxBatchSize { get; private init; }
 
@@ -110,6 +113,7 @@ internal sealed class ThroughputSettings
             MaxDelayMs = Ints("--max-delay-ms")?[0] ?? 5,
             CopyRecords = Ints("--copy-records")?[0] ?? 300_000,
             MaxBatchSize = Ints("--max-batch-size")?[0],
+            ParallelTables = Value("--tables")?.Split(',') ?? ["io", "no-io"],
         };
         return settings;
     }
