@@ -28,6 +28,7 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
     LaneQueues buffer,
     TimeProvider time) : IOpenBatchControl
 {
+    private const int MostReadPerStep = 64; // records dispatched as they are consumed, before the step's own work comes round again
     private static readonly TimeSpan RewindRetryDelay = TimeSpan.FromMilliseconds(200);
     private static readonly TimeSpan BusyPoll = TimeSpan.FromMilliseconds(10); // how soon new records are looked for while handlers run
 
@@ -39,7 +40,7 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
 
     bool IOpenBatchControl.IsRunning => status.State is ProcessorState.Running;
 
-    /// <summary>One step: collect completions, fail or commit the batch when due, dispatch, consume one record.</summary>
+    /// <summary>One step: collect completions, fail or commit the batch when due, dispatch, consume (several records while they dispatch at once).</summary>
     public async Task StepAsync(IConsumer<byte[]?, byte[]?> consumer, CancellationToken stoppingToken, CancellationToken drainToken)
     {
         var now = time.GetTimestamp();
@@ -87,7 +88,7 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
             _pause.Resume(consumer);
         }
 
-        await ConsumeAsync(consumer, now, stoppingToken).ConfigureAwait(true);
+        await ConsumeAsync(consumer, now, stoppingToken, drainToken).ConfigureAwait(true);
     }
 
     /// <summary>
@@ -157,41 +158,82 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
         DropBuffer();
     }
 
-    private async Task ConsumeAsync(IConsumer<byte[]?, byte[]?> consumer, long now, CancellationToken stoppingToken)
+    private async Task ConsumeAsync(IConsumer<byte[]?, byte[]?> consumer, long now, CancellationToken stoppingToken, CancellationToken drainToken)
     {
         var busy = dispatch.InFlight.Count > 0 || buffer.Count > 0;
-        ConsumeResult<byte[]?, byte[]?>? result;
-        try
+        var timeout = busy ? TimeSpan.Zero : schedule.ConsumeTimeout(transactions.Batch, now);
+        for (var taken = 0; ; taken++)
         {
-            result = consumer.Consume(busy ? TimeSpan.Zero : schedule.ConsumeTimeout(transactions.Batch, now));
+            ConsumeResult<byte[]?, byte[]?>? result;
+            try
+            {
+                result = consumer.Consume(timeout);
+            }
+            catch (ConsumeException e) when (!e.Error.IsFatal)
+            {
+                telemetry.ConsumerError(e.Error); // as in the sequential loop: librdkafka recovers on its own
+                await Task.Delay(BatchSchedule.IdlePoll, time, stoppingToken).ConfigureAwait(true);
+                return;
+            }
+
+            if (result is not null)
+            {
+                rewinder.Consumed(result.TopicPartition, result.Offset.Value);
+            }
+
+            // As in the sequential loop: a stop takes nothing new, and a record read after a callback aborted is read again.
+            if (status.HasFailed || stoppingToken.IsCancellationRequested || rewinder.IsPending)
+            {
+                return;
+            }
+
+            if (result is not { IsPartitionEOF: false })
+            {
+                if (taken == 0 && dispatch.InFlight.Count > 0)
+                {
+                    var wait = schedule.ConsumeTimeout(transactions.Batch, now);
+                    await dispatch.InFlight.WaitAsync(wait < BusyPoll ? wait : BusyPoll).ConfigureAwait(true);
+                }
+
+                return;
+            }
+
+            // While records dispatch as they come (their handlers complete at once, or slots are free), the step reads
+            // on: the step's own work (clock, lag, completions, the commit check) is then shared by many records.
+            var record = new BufferedRecord(result, LaneId.Of(options.Order, result));
+            if (!DispatchAtOnce(record, drainToken))
+            {
+                buffer.Add(record);
+                return;
+            }
+
+            if (taken == MostReadPerStep)
+            {
+                return;
+            }
+
+            timeout = TimeSpan.Zero;
         }
-        catch (ConsumeException e) when (!e.Error.IsFatal)
+    }
+
+    /// <summary>
+    /// Dispatches a record as it is consumed, without queueing it, when nothing waits in the buffer, its lane has no
+    /// record in flight, a slot is free and the batch is open and not due: the order is the buffer's all the same.
+    /// </summary>
+    private bool DispatchAtOnce(BufferedRecord record, CancellationToken drainToken)
+    {
+        if (buffer.Count > 0 || !dispatch.HasFreeSlot || Broken || transactions.Batch is not { } batch
+            || IsDue(batch, time.GetTimestamp()) || !buffer.IsIdle(record.Lane))
         {
-            telemetry.ConsumerError(e.Error); // as in the sequential loop: librdkafka recovers on its own
-            await Task.Delay(BatchSchedule.IdlePoll, time, stoppingToken).ConfigureAwait(true);
-            return;
+            return false;
         }
 
-        if (result is not null)
+        if (dispatch.Dispatch(batch, record, drainToken))
         {
-            rewinder.Consumed(result.TopicPartition, result.Offset.Value);
+            buffer.Hold(record.Lane); // its call is running: the lane's next records wait for its completion
         }
 
-        // As in the sequential loop: a stop takes nothing new, and a record read after a callback aborted is read again.
-        if (status.HasFailed || stoppingToken.IsCancellationRequested || rewinder.IsPending)
-        {
-            return;
-        }
-
-        if (result is { IsPartitionEOF: false })
-        {
-            buffer.Add(new BufferedRecord(result, LaneId.Of(options.Order, result)));
-        }
-        else if (dispatch.InFlight.Count > 0)
-        {
-            var timeout = schedule.ConsumeTimeout(transactions.Batch, now);
-            await dispatch.InFlight.WaitAsync(timeout < BusyPoll ? timeout : BusyPoll).ConfigureAwait(true);
-        }
+        return true;
     }
 
     private async Task DispatchAsync(CancellationToken stoppingToken, CancellationToken drainToken)

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Confluent.Kafka;
 
 namespace KafkaTx.Processing.Concurrent;
@@ -22,7 +23,9 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     TimeProvider time)
 {
     private readonly Stack<int> _freeSlots = new(Enumerable.Range(0, options.MaxConcurrency).Reverse());
-    private readonly Dictionary<TopicPartition, long> _highestDispatched = [];
+    private readonly Dictionary<TopicPartition, StrongBox<long>> _highestDispatched = [];
+    private TopicPartition? _lastPartition; // the partition last dispatched from and its highest offset: the next record is most often of it
+    private StrongBox<long>? _lastHighest;
     private readonly List<(BufferedRecord Record, Exception Error)> _failures = [];
     private CancellationTokenSource? _batchCancellation;
     private bool _overranUncharged; // this batch overran with no call at fault: it ends with BatchCap kept low
@@ -55,21 +58,21 @@ internal sealed class HandlerDispatch<TKey, TValue>(
 
     /// <summary>A record the barrier must still dispatch: it lies below a record of its partition already dispatched.</summary>
     public bool IsHole(BufferedRecord record) =>
-        _highestDispatched.TryGetValue(record.Key.TopicPartition, out var highest) && record.Key.Offset < highest;
+        _highestDispatched.TryGetValue(record.Key.TopicPartition, out var highest) && record.Key.Offset < highest.Value;
 
     /// <summary>
     /// Dispatches the record in the open batch: a poison record (MaxAttempts failures) meets its policy here, on the
     /// processor's thread; any other starts its handler call.
     /// </summary>
-    public void Dispatch(OpenBatch<TKey, TValue> batch, BufferedRecord record, CancellationToken drainToken)
+    /// <returns>Whether a handler call is still running for it (one that completed at once has released its lane).</returns>
+    public bool Dispatch(OpenBatch<TKey, TValue> batch, BufferedRecord record, CancellationToken drainToken)
     {
         Dispatching(record.Key);
         telemetry.RecordTaken();
         var failure = attempts.Of(record.Key);
         if (!poison.IsPoison(failure))
         {
-            Start(batch, record, drainToken);
-            return;
+            return Start(batch, record, drainToken);
         }
 
         try
@@ -82,6 +85,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         }
 
         buffer.Release(record.Lane);
+        return false;
     }
 
     /// <summary>Counts the record as the batch's (before it is handled or dead-lettered).</summary>
@@ -89,9 +93,20 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     {
         Dispatched++;
         LastDispatched = key;
-        if (!_highestDispatched.TryGetValue(key.TopicPartition, out var highest) || highest < key.Offset)
+        if (_lastHighest is null || !key.TopicPartition.Equals(_lastPartition))
         {
-            _highestDispatched[key.TopicPartition] = key.Offset;
+            if (!_highestDispatched.TryGetValue(key.TopicPartition, out _lastHighest))
+            {
+                _lastHighest = new StrongBox<long>(key.Offset);
+                _highestDispatched.Add(key.TopicPartition, _lastHighest);
+            }
+
+            _lastPartition = key.TopicPartition;
+        }
+
+        if (_lastHighest.Value < key.Offset)
+        {
+            _lastHighest.Value = key.Offset;
         }
     }
 
@@ -108,7 +123,8 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     /// overruns); the record's span current in the call. The call runs here, without the processor's context, up to
     /// its first await that does not complete at once (as with MaxConcurrency 1), then on the thread pool.
     /// </summary>
-    public void Start(OpenBatch<TKey, TValue> batch, BufferedRecord record, CancellationToken drainToken)
+    /// <returns>Whether the call is still running.</returns>
+    public bool Start(OpenBatch<TKey, TValue> batch, BufferedRecord record, CancellationToken drainToken)
     {
         ConsumeResult<TKey, TValue> typed;
         try
@@ -118,7 +134,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         catch (Exception e)
         {
             Failed(record, e);
-            return;
+            return false;
         }
 
         var slot = _freeSlots.Pop();
@@ -154,13 +170,14 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         {
             // Done without awaiting anything (a handler that only transforms): no thread hop, no queue.
             Activity.Current = previous;
-            Ended(batch, new Completion(record, slot, Outcome(call, activity), false), token);
-            return;
+            Ended(batch, record, slot, Outcome(call, activity), cancelled: false, token);
+            return false;
         }
 
         InFlight.Started(record, time.GetTimestamp());
         Activity.Current = previous;
         _ = ObserveAsync(call, record, slot, activity, token);
+        return true;
     }
 
     /// <summary>Collects the completions reported so far: handled records join the batch, their lanes move on.</summary>
@@ -168,7 +185,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     {
         while (InFlight.TryCollect(out var completion))
         {
-            Ended(batch, completion, default);
+            Ended(batch, completion.Record, completion.Slot, completion.Error, completion.Cancelled, default);
         }
     }
 
@@ -235,6 +252,8 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         Dispatched = 0;
         LastDispatched = null;
         _highestDispatched.Clear();
+        _lastPartition = null;
+        _lastHighest = null;
         _failures.Clear();
         Incomplete = false;
         TransactionFailure = null;
@@ -259,23 +278,23 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     }
 
     /// <summary>A call ended: its slot and lane are free; its record joins the batch, or counts as failed or cancelled.</summary>
-    private void Ended(OpenBatch<TKey, TValue>? batch, Completion completion, CancellationToken token)
+    private void Ended(OpenBatch<TKey, TValue>? batch, BufferedRecord record, int slot, Exception? error, bool cancelled, CancellationToken token)
     {
-        _freeSlots.Push(completion.Slot);
-        buffer.Release(completion.Record.Lane);
-        if (completion.Error is null)
+        _freeSlots.Push(slot);
+        buffer.Release(record.Lane);
+        if (error is null)
         {
-            batch?.AddHandled(completion.Record.Key);
+            batch?.AddHandled(record.Key);
             telemetry.RecordHandled();
         }
-        else if (completion.Cancelled || token.IsCancellationRequested)
+        else if (cancelled || token.IsCancellationRequested)
         {
             Incomplete = true;
         }
-        else if (!_failures.Exists(f => ReferenceEquals(f.Record, completion.Record)))
+        else if (!_failures.Exists(f => ReferenceEquals(f.Record, record)))
         {
             // Not twice: a call charged for overrunning the bound may still end with an error of its own.
-            _failures.Add((completion.Record, completion.Error));
+            _failures.Add((record, error));
         }
     }
 

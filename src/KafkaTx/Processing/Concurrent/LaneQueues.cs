@@ -37,6 +37,12 @@ internal sealed class LaneQueues
         }
     }
 
+    /// <summary>Whether the lane has no record waiting or in flight.</summary>
+    public bool IsIdle(LaneId lane) => _lanes.Count == 0 || !_lanes.ContainsKey(lane);
+
+    /// <summary>An idle lane's record was dispatched without waiting here and is in flight: the lane is busy until <see cref="Release"/>.</summary>
+    public void Hold(LaneId lane) => _lanes.Add(lane, _spare.Count > 0 ? _spare.Pop() : new Queue<BufferedRecord>());
+
     /// <summary>
     /// Takes the head of the oldest ready lane (with <paramref name="wanted"/>, of the oldest ready lane holding a
     /// record it wants: the head goes first all the same, since a lane keeps its order).

@@ -21,8 +21,7 @@ internal readonly struct LaneId : IEquatable<LaneId>
         _partition = partition;
         _offset = offset;
         _key = key;
-        var hash = default(HashCode);
-        hash.Add(topic);
+        var hash = default(HashCode); // not the topic: hashing its name per record costs more than the rare collision it avoids
         hash.Add(partition);
         hash.Add(offset);
         if (key is not null)
