@@ -54,7 +54,7 @@ internal sealed class ThroughputSettings
     public int MaxDelayMs { get; private init; } = 5;
 
     /// <summary>parallel: records of the no-I/O comparison (the plain copy handler).</summary>
-    public int CopyRecords { get; private init; } = 300_000;
+    public int CopyRecords { get; private init; } = 1_000_000;
 
     /// <summary>parallel: which tables to run: "io" (the awaiting handler), "no-io" (the plain copy), or both.</summary>
     public string[] ParallelTables { get; private init; } = ["io", "no-io"];
@@ -111,7 +111,7 @@ internal sealed class ThroughputSettings
             MaxConcurrency = Ints("--max-concurrency")?[0] ?? 100,
             Keys = Ints("--keys") ?? [10_000, 100],
             MaxDelayMs = Ints("--max-delay-ms")?[0] ?? 5,
-            CopyRecords = Ints("--copy-records")?[0] ?? 300_000,
+            CopyRecords = Ints("--copy-records")?[0] ?? 1_000_000,
             MaxBatchSize = Ints("--max-batch-size")?[0],
             ParallelTables = Value("--tables")?.Split(',') ?? ["io", "no-io"],
         };
