@@ -61,7 +61,11 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
 
         if (_next.IsDue(now, _bisection.NextBatchSize(options.MaxBatchSize)))
         {
-            await HandleAsync(_next.Take(), stoppingToken, drainToken).ConfigureAwait(true);
+            if (!stoppingToken.IsCancellationRequested) // a stop begins no new batch: its records are the next owner's
+            {
+                await HandleAsync(_next.Take(), stoppingToken, drainToken).ConfigureAwait(true);
+            }
+
             return;
         }
 
