@@ -56,8 +56,11 @@ internal sealed class ThroughputSettings
     /// <summary>parallel: records of the no-I/O comparison (the plain copy handler).</summary>
     public int CopyRecords { get; private init; } = 300_000;
 
-    /// <summary>parallel: the processor's MaxBatchSize; null for its default.</summary>
+    /// <summary>parallel: the processor's MaxBatchSize; null for its default. batch: the batch size (null: 500).</summary>
     public int? MaxBatchSize { get; private init; }
+
+    /// <summary>batch: the milliseconds of the handler's call to a slow service (per record, or per batch).</summary>
+    public int CallMs { get; private init; } = 5;
 
     /// <summary>Records per run: enough for a few seconds on each backend, bounded so the in-memory one fits in memory.</summary>
     public int RecordsPerRun => Records ?? Backend switch
@@ -110,6 +113,7 @@ internal sealed class ThroughputSettings
             MaxDelayMs = Ints("--max-delay-ms")?[0] ?? 5,
             CopyRecords = Ints("--copy-records")?[0] ?? 300_000,
             MaxBatchSize = Ints("--max-batch-size")?[0],
+            CallMs = Ints("--call-ms")?[0] ?? 5,
         };
         return settings;
     }
