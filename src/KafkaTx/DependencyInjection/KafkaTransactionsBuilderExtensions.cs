@@ -13,7 +13,8 @@ public static class KafkaTransactionsBuilderExtensions
     /// <summary>
     /// Registers a health check for this producer and its processor, named <c>kafkatx</c> (or <c>kafkatx-{name}</c>)
     /// and tagged <c>kafkatx</c>: Unhealthy when Fenced or Faulted, Degraded after repeated commit failures, repeated
-    /// producer replacements, or records waiting too long for a commit; the data dictionary says why.
+    /// producer replacements, records waiting too long for a commit, no broker reached or no initialization for too
+    /// long; the description and the data dictionary say why.
     /// </summary>
     /// <param name="builder">The builder.</param>
     /// <param name="configure">Changes when the check reports Degraded; the options are named after the producer, so configuration can bind them too.</param>

@@ -37,7 +37,8 @@ internal sealed class ProducerInitializer(
     private async Task InitializeAsync(string name, CancellationToken cancellationToken)
     {
         var settings = options.Get(name);
-        var unit = (TransactionalUnitOfWork)services.GetRequiredKeyedService<ITransactionalUnitOfWork>(name);
+        var unit = services.GetRequiredKeyedService<ITransactionalUnitOfWork>(name);
+        var ours = unit as TransactionalUnitOfWork; // null when the application registered a decorator of its own
         using var timeout = new CancellationTokenSource(settings.Timeout, time);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
         Exception? failure = null;
@@ -66,11 +67,11 @@ internal sealed class ProducerInitializer(
             failure = e; // fatal or fenced: the unit is in a terminal state, and its health check is Unhealthy
         }
 
-        var error = Describe(unit, failure);
+        var error = Describe(ours, failure);
         if (failure is not KafkaTransactionException { Kind: not TransactionErrorKind.Retriable })
         {
             // Not initialized in time is a failed attempt as far as health goes: Degraded now, not after the threshold.
-            unit.Initialization.Failed(new TimeoutException($"InitTransactions did not complete within the {settings.Timeout.TotalSeconds:0.###} s InitializeOnStart waited: {error}"));
+            ours?.Initialization.Failed(new TimeoutException($"InitTransactions did not complete within the {settings.Timeout.TotalSeconds:0.###} s InitializeOnStart waited: {error}"));
         }
 
         var producer = name.Length == 0 ? "(default)" : name;
@@ -85,9 +86,13 @@ internal sealed class ProducerInitializer(
         Log.NotInitializedOnStart(_logger, producer, unit.TransactionalId, settings.Timeout.TotalSeconds, error);
     }
 
-    /// <summary>What the client last said about its brokers says more than a timeout: "Connection refused" to 127.0.0.1:9.</summary>
-    private static string Describe(TransactionalUnitOfWork unit, Exception? failure) =>
-        unit.Connection.Status().LastError is { } connection
+    /// <summary>
+    /// A fatal failure speaks for itself; otherwise what the client last said about its brokers says more than a
+    /// timeout: "Connection refused" to 127.0.0.1:9.
+    /// </summary>
+    private static string Describe(TransactionalUnitOfWork? unit, Exception? failure) =>
+        failure is KafkaTransactionException { Kind: not TransactionErrorKind.Retriable } ? failure.Message
+        : unit?.Connection.Status().LastError is { } connection
             ? $"{connection.Code}: {connection.Reason}"
             : failure?.Message ?? "InitTransactions did not complete, and the client reported no connection failure (a transaction coordinator that does not answer?)";
 }

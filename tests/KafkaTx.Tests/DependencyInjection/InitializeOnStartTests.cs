@@ -110,6 +110,22 @@ public class InitializeOnStartTests
     }
 
     [Fact]
+    public async Task A_producer_refused_by_the_broker_at_start_is_logged_with_the_refusal_and_the_host_starts()
+    {
+        var logger = new ListLogger();
+        using var host = UnreachableHost(logger, out var factory, o => o.Timeout = TimeSpan.FromSeconds(10));
+        factory.Setup = p => p.InitFailures.Enqueue(KafkaErrors.Fatal(ErrorCode.TransactionalIdAuthorizationFailed));
+
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(15));
+
+        logger.Entries.Should().ContainSingle(e => e.Id.Id == 173).Which.Message.Should().Contain("could not initialize within 10 s of the start")
+            .And.Contain("ACLs", "a refusal says more than the connection's state");
+        host.Services.GetRequiredService<ITransactionalUnitOfWork>().State.Should().Be(TransactionState.Faulted);
+        (await host.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync()).Entries["kafkatx"].Status.Should().Be(HealthStatus.Unhealthy);
+        await host.StopAsync();
+    }
+
+    [Fact]
     public async Task FailStartIfNotInitialized_fails_the_start_with_the_reason()
     {
         using var host = UnreachableHost(new ListLogger(), out _, o =>
