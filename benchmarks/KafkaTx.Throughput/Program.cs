@@ -4,6 +4,7 @@
 //   dotnet run -c Release --project benchmarks/KafkaTx.Throughput -- --bootstrap-servers localhost:9092 --commit-interval 100ms
 //   dotnet run -c Release --project benchmarks/KafkaTx.Throughput -- pool --pool-sizes 1,2,4,8
 //   dotnet run -c Release --project benchmarks/KafkaTx.Throughput -- parallel --rounds 1   (issue 17: concurrent handling)
+//   dotnet run -c Release --project benchmarks/KafkaTx.Throughput -- batch                 (issue 17: the batch handler)
 //
 // See README.md for every option and docs/performance.md for the figures.
 using System.Globalization;
@@ -37,6 +38,11 @@ if (settings.Command == "pool")
 if (settings.Command == "parallel")
 {
     return await ParallelRun.RunAsync(backend, settings, environment, cancel.Token);
+}
+
+if (settings.Command == "batch")
+{
+    return await BatchRun.RunAsync(backend, settings, environment, cancel.Token);
 }
 
 ThroughputMode[] modes = [new RawTransactionalLoop(), new UnitOfWorkLoop(latencies, settings.DeliveryTracking), new ProcessorCopy(latencies, settings.DeliveryTracking), new HandWrittenCopyLoop(), new IdempotentProducer()];

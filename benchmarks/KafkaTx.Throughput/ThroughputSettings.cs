@@ -59,8 +59,11 @@ internal sealed class ThroughputSettings
     /// <summary>parallel: which tables to run: "io" (the awaiting handler), "no-io" (the plain copy), or both.</summary>
     public string[] ParallelTables { get; private init; } = ["io", "no-io"];
 
-    /// <summary>parallel: the processor's MaxBatchSize; null for its default.</summary>
+    /// <summary>parallel: the processor's MaxBatchSize; null for its default. batch: the batch size (null: 500).</summary>
     public int? MaxBatchSize { get; private init; }
+
+    /// <summary>batch: the milliseconds of the handler's call to a slow service (per record, or per batch).</summary>
+    public int CallMs { get; private init; } = 5;
 
     /// <summary>Records per run: enough for a few seconds on each backend, bounded so the in-memory one fits in memory.</summary>
     public int RecordsPerRun => Records ?? Backend switch
@@ -114,6 +117,7 @@ internal sealed class ThroughputSettings
             CopyRecords = Ints("--copy-records")?[0] ?? 1_000_000,
             MaxBatchSize = Ints("--max-batch-size")?[0],
             ParallelTables = Value("--tables")?.Split(',') ?? ["io", "no-io"],
+            CallMs = Ints("--call-ms")?[0] ?? 5,
         };
         return settings;
     }

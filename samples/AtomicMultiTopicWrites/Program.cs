@@ -22,9 +22,9 @@ backend.Use(builder.Services
         options.TransactionalIdPrefix = "task-api";
         options.InstanceId = Environment.GetEnvironmentVariable("KAFKATX_INSTANCE_ID") ?? "sample-0"; // stable per instance
     }))
-    .AddSerializer(new JsonSerializer<TaskCreated>())
-    .AddSerializer(new JsonSerializer<AuditEntry>())
-    .AddSerializer(new JsonSerializer<Notification>());
+    .AddSerializer(new KafkaJsonSerde<TaskCreated>())
+    .AddSerializer(new KafkaJsonSerde<AuditEntry>())
+    .AddSerializer(new KafkaJsonSerde<Notification>());
 builder.Services.AddSingleton<TaskService>();
 
 using var host = builder.Build();

@@ -127,25 +127,51 @@ public sealed class InMemoryKafkaCluster
         }
     }
 
-    /// <summary>Every record a consumer with the isolation level would see in a partition, in offset order.</summary>
+    /// <summary>
+    /// Every record a consumer with the isolation level would see in a partition, in offset order. Reading does not
+    /// create the topic: a topic that does not exist reads as empty.
+    /// </summary>
     /// <param name="partition">The partition.</param>
     /// <param name="isolation">The isolation level.</param>
-    /// <returns>The visible records.</returns>
+    /// <returns>The visible records; none when the topic does not exist.</returns>
+    /// <exception cref="KafkaException">The topic exists without this partition (<see cref="ErrorCode.Local_UnknownPartition"/>).</exception>
     public IReadOnlyList<InMemoryRecord> ReadPartition(TopicPartition partition, IsolationLevel isolation = IsolationLevel.ReadCommitted)
     {
+        ArgumentNullException.ThrowIfNull(partition);
         lock (Sync)
         {
+            if (Topics.Find(partition.Topic) is null)
+            {
+                return [];
+            }
+
             Transactions.AbortExpired();
             return Topics.Log(partition).Read(partition, isolation);
         }
     }
 
-    /// <summary>Every visible record of all partitions of a topic.</summary>
+    /// <summary>
+    /// Every visible record of all partitions of a topic, partition by partition. Reading does not create the topic
+    /// (so a test may read before the application creates it with its own partition count): a topic that does not
+    /// exist reads as empty. Mind the topic's name: a misspelt one reads as empty too.
+    /// </summary>
     /// <param name="topic">The topic.</param>
     /// <param name="isolation">The isolation level.</param>
-    /// <returns>The visible records, partition by partition.</returns>
-    public IReadOnlyList<InMemoryRecord> ReadTopic(string topic, IsolationLevel isolation = IsolationLevel.ReadCommitted) =>
-        [.. Enumerable.Range(0, PartitionCount(topic)).SelectMany(p => ReadPartition(new TopicPartition(topic, p), isolation))];
+    /// <returns>The visible records, partition by partition; none when the topic does not exist.</returns>
+    public IReadOnlyList<InMemoryRecord> ReadTopic(string topic, IsolationLevel isolation = IsolationLevel.ReadCommitted)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(topic);
+        lock (Sync)
+        {
+            if (Topics.Find(topic) is not { } partitions)
+            {
+                return [];
+            }
+
+            Transactions.AbortExpired();
+            return [.. partitions.SelectMany((log, p) => log.Read(new TopicPartition(topic, p), isolation))];
+        }
+    }
 
     /// <summary>The offset a consumer group has committed for a partition, or null.</summary>
     /// <param name="groupId">The group.</param>

@@ -3,7 +3,7 @@ using Confluent.Kafka;
 
 namespace KafkaTx.Testing;
 
-/// <summary>A record as stored by an <see cref="InMemoryKafkaCluster"/>, for assertions.</summary>
+/// <summary>A record as stored by an <see cref="InMemoryKafkaCluster"/>, or as read from a broker by <see cref="KafkaTopicReader"/>, for assertions.</summary>
 public sealed class InMemoryRecord
 {
     internal InMemoryRecord(TopicPartition partition, long offset, byte[]? key, byte[]? value, Headers? headers, Timestamp timestamp)

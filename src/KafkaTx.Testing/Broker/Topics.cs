@@ -37,6 +37,9 @@ internal sealed class Topics(int defaultPartitions)
         return partitions;
     }
 
+    /// <summary>The logs of a topic's partitions, or <see langword="null"/> when it does not exist; never creates it.</summary>
+    public PartitionLog[]? Find(string topic) => _topics.GetValueOrDefault(topic);
+
     /// <summary>A partition's log; a partition the topic does not have fails as librdkafka fails it.</summary>
     public PartitionLog Log(TopicPartition partition)
     {

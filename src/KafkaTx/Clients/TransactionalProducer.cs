@@ -47,8 +47,16 @@ internal sealed class TransactionalProducer : IDisposable
         _onClientError = OnClientError;
         _onClientLog = OnClientLog;
         _blocking = new BlockingCallRunner(time, logger, transactionalId);
-        _client = Create();
+        Connection = new BrokerConnection($"producer {transactionalId}", logger, time, BrokerConnection.QuietPeriodOf(options.ToProducerConfig()));
+        Initialization = new InitProgress(time);
+        _client = Create(); // last: its callbacks may run at once, and they use the connection
     }
+
+    /// <summary>Whether the producer reaches its brokers (for health checks), and its connection failures logged once per change.</summary>
+    public BrokerConnection Connection { get; }
+
+    /// <summary>Whether InitTransactions is getting anywhere (for health checks).</summary>
+    public InitProgress Initialization { get; }
 
     /// <summary>How many times the producer has been replaced since this object was created.</summary>
     public int Replacements { get; private set; }
@@ -72,7 +80,11 @@ internal sealed class TransactionalProducer : IDisposable
     }
 
     /// <summary>Disposes the producer now, or when the blocking call running on it returns.</summary>
-    public void Dispose() => _client.Retire();
+    public void Dispose()
+    {
+        _client.Retire();
+        Connection.Close();
+    }
 
     /// <summary>The unit of work is being disposed: a Produce waiting for room in the local queue stops waiting.</summary>
     public void StopWaiting() => _closing = true;
@@ -97,17 +109,38 @@ internal sealed class TransactionalProducer : IDisposable
         }
     }
 
-    public Task InitTransactionsAsync(CancellationToken cancellationToken) =>
-        _blocking.RunAsync(_client, "InitTransactions", static (producer, timeout) => producer.InitTransactions(timeout), _options.InitTimeout, cancellationToken);
+    public async Task InitTransactionsAsync(CancellationToken cancellationToken)
+    {
+        Initialization.Started();
+        try
+        {
+            await _blocking.RunAsync(_client, "InitTransactions", static (producer, timeout) => producer.InitTransactions(timeout), _options.InitTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (KafkaException e)
+        {
+            Initialization.Failed(e);
+            throw;
+        }
+
+        Initialization.Succeeded();
+        Connection.Answered();
+    }
 
     public Task CommitTransactionAsync(CancellationToken cancellationToken) =>
-        _blocking.RunAsync(_client, "CommitTransaction", static (producer, timeout) => producer.CommitTransaction(timeout), _options.CommitTimeout, cancellationToken);
+        Answered(_blocking.RunAsync(_client, "CommitTransaction", static (producer, timeout) => producer.CommitTransaction(timeout), _options.CommitTimeout, cancellationToken));
 
     public Task AbortTransactionAsync(CancellationToken cancellationToken) =>
-        _blocking.RunAsync(_client, "AbortTransaction", static (producer, timeout) => producer.AbortTransaction(timeout), _options.AbortTimeout, cancellationToken);
+        Answered(_blocking.RunAsync(_client, "AbortTransaction", static (producer, timeout) => producer.AbortTransaction(timeout), _options.AbortTimeout, cancellationToken));
 
     public Task SendOffsetsAsync(List<TopicPartitionOffset> offsets, IConsumerGroupMetadata groupMetadata, CancellationToken cancellationToken) =>
-        _blocking.RunAsync(_client, "SendOffsetsToTransaction", (producer, timeout) => producer.SendOffsetsToTransaction(offsets, groupMetadata, timeout), _options.SendOffsetsTimeout, cancellationToken);
+        Answered(_blocking.RunAsync(_client, "SendOffsetsToTransaction", (producer, timeout) => producer.SendOffsetsToTransaction(offsets, groupMetadata, timeout), _options.SendOffsetsTimeout, cancellationToken));
+
+    /// <summary>A blocking call that returned was answered by a broker: the producer is connected.</summary>
+    private async Task Answered(Task call)
+    {
+        await call.ConfigureAwait(false);
+        Connection.Answered();
+    }
 
     /// <summary>librdkafka's abort is itself a blocking call: for the synchronous Dispose, calling it directly is not sync-over-async.</summary>
     public void AbortTransactionNow()
@@ -221,6 +254,11 @@ internal sealed class TransactionalProducer : IDisposable
 
     private void OnClientError(Error error)
     {
+        if (Connection.OnError(error))
+        {
+            return; // a connection failure, logged once per change of state
+        }
+
         if (error.IsFatal)
         {
             Log.ClientFatalError(_logger, _transactionalId, error.Code, error.Reason);
@@ -233,7 +271,7 @@ internal sealed class TransactionalProducer : IDisposable
 
     private void OnClientLog(LogMessage message)
     {
-        var level = Log.ToLogLevel(message.Level);
+        var level = Connection.LevelOf(message);
         if (_logger.IsEnabled(level))
         {
             Log.ClientLog(_logger, level, _transactionalId, message.Facility, message.Message);

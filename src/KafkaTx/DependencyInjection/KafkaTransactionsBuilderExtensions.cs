@@ -13,7 +13,8 @@ public static class KafkaTransactionsBuilderExtensions
     /// <summary>
     /// Registers a health check for this producer and its processor, named <c>kafkatx</c> (or <c>kafkatx-{name}</c>)
     /// and tagged <c>kafkatx</c>: Unhealthy when Fenced or Faulted, Degraded after repeated commit failures, repeated
-    /// producer replacements, or records waiting too long for a commit; the data dictionary says why.
+    /// producer replacements, records waiting too long for a commit, no broker reached or no initialization for too
+    /// long; the description and the data dictionary say why.
     /// </summary>
     /// <param name="builder">The builder.</param>
     /// <param name="configure">Changes when the check reports Degraded; the options are named after the producer, so configuration can bind them too.</param>
@@ -38,6 +39,32 @@ public static class KafkaTransactionsBuilderExtensions
                 name, services.GetRequiredService<IOptionsMonitor<KafkaTransactionsHealthCheckOptions>>().Get(name), services),
             failureStatus: null,
             tags: ["kafkatx"]));
+        return builder;
+    }
+
+    /// <summary>
+    /// Initializes this producer (InitTransactions) while the host starts, so that the first call pays nothing: the
+    /// host's start waits for it, at most the options' <see cref="KafkaTransactionsInitializeOnStartOptions.Timeout"/>
+    /// (10 s by default), initializing every producer that asks for it at once. One that cannot initialize in time
+    /// (Kafka is down) is logged with the reason and the application starts anyway: its health check reports Degraded,
+    /// and calls retry the initialization; set <see cref="KafkaTransactionsInitializeOnStartOptions.FailStartIfNotInitialized"/>
+    /// to fail the start instead. A processor initializes its own producer when it starts and needs none of this.
+    /// </summary>
+    /// <param name="builder">The builder.</param>
+    /// <param name="configure">Sets the timeout and the failure policy; the options are named after the producer, so configuration can bind them too.</param>
+    /// <returns>The same builder.</returns>
+    public static IKafkaTransactionsBuilder InitializeOnStart(this IKafkaTransactionsBuilder builder, Action<KafkaTransactionsInitializeOnStartOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var options = builder.Services.AddOptions<KafkaTransactionsInitializeOnStartOptions>(builder.Name).ValidateOnStart();
+        if (configure is not null)
+        {
+            options.Configure(configure);
+        }
+
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<KafkaTransactionsInitializeOnStartOptions>, KafkaTx.Hosting.InitializeOnStartOptionsValidator>());
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<Microsoft.Extensions.Hosting.IHostedService, KafkaTx.Hosting.ProducerInitializer>());
+        builder.Services.AddSingleton(new KafkaTx.Hosting.InitializeOnStartRegistration(builder.Name));
         return builder;
     }
 

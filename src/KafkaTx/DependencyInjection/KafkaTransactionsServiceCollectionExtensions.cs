@@ -65,6 +65,8 @@ public static class KafkaTransactionsServiceCollectionExtensions
 
         services.AddOptions<KafkaTx.KafkaTransactionsOptions>(name).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<KafkaTx.KafkaTransactionsOptions>, KafkaTransactionsOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<KafkaTx.KafkaTransactionsOptions>, InstanceIdFromConfiguration>(
+            sp => new InstanceIdFromConfiguration(sp.GetService<IConfiguration>()))); // KAFKATX_INSTANCE_ID from configuration, then the environment
         services.TryAddSingleton<KafkaTx.IKafkaClientFactory, ConfluentKafkaClientFactory>();
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton(sp => new KafkaTxInstrumentation(sp.GetService<IMeterFactory>()));

@@ -11,11 +11,17 @@ public static class TransactionalProcessorBuilderExtensions
 {
     /// <summary>
     /// Runs <typeparamref name="THandler"/> as a hosted consume-transform-produce processor: it consumes the options'
-    /// topics with read_committed, hands each record to the handler, and commits the handler's output together with
-    /// the consumer's progress. The processor owns this builder's producer (and its transactional.id): register a
-    /// separate producer for other writers. Resolve its status as a keyed <see cref="ITransactionalProcessor"/>.
+    /// topics with read_committed, hands the records to the handler (one record a call to an
+    /// <see cref="ITransactionalHandler{TKey, TValue}"/>, a transaction's records in one call to an
+    /// <see cref="ITransactionalBatchHandler{TKey, TValue}"/>), and commits the handler's output together with the
+    /// consumer's progress. The processor owns this builder's producer (and its transactional.id): register a separate
+    /// producer for other writers. Resolve its status as a keyed <see cref="ITransactionalProcessor"/>.
     /// </summary>
-    /// <typeparam name="THandler">A class implementing <see cref="ITransactionalHandler{TKey, TValue}"/> once; resolved per transaction from a DI scope.</typeparam>
+    /// <typeparam name="THandler">
+    /// A class implementing either <see cref="ITransactionalHandler{TKey, TValue}"/> or
+    /// <see cref="ITransactionalBatchHandler{TKey, TValue}"/>, once; resolved per transaction from a DI scope. A batch
+    /// handler takes <see cref="TransactionalProcessorOptions.MaxConcurrency"/> 1 (checked at start-up).
+    /// </typeparam>
     /// <param name="builder">The producer's builder.</param>
     /// <param name="configure">Sets the processor's options: at least the topics and the group.</param>
     /// <returns>The same builder.</returns>
@@ -26,13 +32,15 @@ public static class TransactionalProcessorBuilderExtensions
         ArgumentNullException.ThrowIfNull(configure);
 
         var handlerInterfaces = typeof(THandler).GetInterfaces()
-            .Where(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(ITransactionalHandler<,>))
+            .Where(i => i.IsGenericType && (i.GetGenericTypeDefinition() == typeof(ITransactionalHandler<,>) || i.GetGenericTypeDefinition() == typeof(ITransactionalBatchHandler<,>)))
             .ToList();
         if (handlerInterfaces.Count != 1)
         {
             throw new ArgumentException(
-                $"{typeof(THandler).FullName} must implement ITransactionalHandler<TKey, TValue> exactly once (it implements it {handlerInterfaces.Count} times).", nameof(THandler));
+                $"{typeof(THandler).FullName} must implement one of ITransactionalBatchHandler<TKey, TValue> or ITransactionalHandler<TKey, TValue> exactly once (it implements them {handlerInterfaces.Count} times).", nameof(THandler));
         }
+
+        var batchHandler = handlerInterfaces[0].GetGenericTypeDefinition() == typeof(ITransactionalBatchHandler<,>);
 
         var name = builder.Name;
         var services = builder.Services;
@@ -43,7 +51,15 @@ public static class TransactionalProcessorBuilderExtensions
         }
 
         services.Configure(name, configure);
-        services.AddOptions<TransactionalProcessorOptions>(name).ValidateOnStart();
+        var processorOptions = services.AddOptions<TransactionalProcessorOptions>(name).ValidateOnStart();
+        if (batchHandler)
+        {
+            // One call holds the whole transaction: there is nothing to run concurrently with it.
+            processorOptions.Validate(
+                o => o.MaxConcurrency == 1,
+                $"{(name.Length == 0 ? "Transactional processor" : $"Transactional processor '{name}'")}: {typeof(THandler).Name} is a batch handler (ITransactionalBatchHandler), which gets all the records of a transaction in one call, one transaction at a time; MaxConcurrency must be 1. To handle records concurrently, implement ITransactionalHandler instead.");
+        }
+
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TransactionalProcessorOptions>, TransactionalProcessorOptionsValidator>());
         services.TryAddScoped<THandler>();
         services.TryAddSingleton(sp => new ApplicationStopper(sp.GetService<IHostApplicationLifetime>()));

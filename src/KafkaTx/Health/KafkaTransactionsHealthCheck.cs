@@ -12,8 +12,9 @@ namespace KafkaTx.Health;
 /// (the unit, the processor, or any pool slot: the instance must be restarted or replaced, though the pool replaces a
 /// faulted slot's producer before its next call). Degraded: a commit whose outcome is unknown (or an abort that did
 /// not complete) awaiting settlement by the next call, repeated commit failures, repeated producer replacements,
-/// records taken and waiting too long for a commit, or arrived records left unconsumed too long. The data
-/// dictionary says which, with the figures.
+/// no broker reached or no initialization for too long (<see cref="ProducerReachability"/>), records taken and
+/// waiting too long for a commit, or arrived records left unconsumed too long. The data dictionary says which, with
+/// the figures.
 /// </summary>
 internal sealed class KafkaTransactionsHealthCheck(string name, KafkaTransactionsHealthCheckOptions options, IServiceProvider services) : IHealthCheck
 {
@@ -65,6 +66,7 @@ internal sealed class KafkaTransactionsHealthCheck(string name, KafkaTransaction
         }
 
         AddUnitReasons(unit, reasons);
+        ProducerReachability.AddReasons(unit, options.DegradedAfterBrokersUnreachableFor, reasons, data);
         if (processor is IProcessorProgress progress)
         {
             var uncommittedFor = progress.UncommittedFor;
@@ -116,6 +118,7 @@ internal sealed class KafkaTransactionsHealthCheck(string name, KafkaTransaction
         {
             var slotReasons = new List<string>();
             AddUnitReasons(slot, slotReasons);
+            ProducerReachability.AddReasons(slot, options.DegradedAfterBrokersUnreachableFor, slotReasons, data: null);
             reasons.AddRange(slotReasons.Select(r => $"pool slot '{slot.TransactionalId}': {r}"));
         }
 

@@ -15,4 +15,12 @@ public sealed class KafkaTransactionsHealthCheckOptions
     /// moving (it is stuck before its handler, a rewind failing, say). Default 60 s.
     /// </summary>
     public TimeSpan DegradedAfterUncommittedFor { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// Degraded when the producer's client has found every broker down and reached none for this long, or when its
+    /// InitTransactions has been tried this long without succeeding (an attempt that failed is Degraded at once).
+    /// Default 15 s: longer than one of librdkafka's reconnection rounds (reconnect.backoff.max.ms, 10 s), so that a
+    /// broker restarting does not flip the status.
+    /// </summary>
+    public TimeSpan DegradedAfterBrokersUnreachableFor { get; set; } = TimeSpan.FromSeconds(15);
 }

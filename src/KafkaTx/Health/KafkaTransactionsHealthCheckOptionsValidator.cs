@@ -24,6 +24,11 @@ internal sealed class KafkaTransactionsHealthCheckOptionsValidator : IValidateOp
             failures.Add($"Health check of producer '{producer}': DegradedAfterUncommittedFor is {options.DegradedAfterUncommittedFor}; set it to a positive duration.");
         }
 
+        if (options.DegradedAfterBrokersUnreachableFor <= TimeSpan.Zero)
+        {
+            failures.Add($"Health check of producer '{producer}': DegradedAfterBrokersUnreachableFor is {options.DegradedAfterBrokersUnreachableFor}; set it to a positive duration (15 s by default).");
+        }
+
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 }

@@ -10,7 +10,11 @@ namespace KafkaTx;
 /// </summary>
 public sealed class KafkaTransactionsOptions
 {
-    /// <summary>The environment variable read for <see cref="InstanceId"/> when it is not set in code or configuration.</summary>
+    /// <summary>
+    /// The key read for <see cref="InstanceId"/> when it is not set in code or the producer's configuration section:
+    /// first in the application's configuration (with a host: environment variables, command-line arguments,
+    /// appsettings.json), then as an environment variable.
+    /// </summary>
     public const string InstanceIdEnvironmentVariable = "KAFKATX_INSTANCE_ID";
 
     private TimeSpan? _deliveryTimeout;
@@ -34,9 +38,10 @@ public sealed class KafkaTransactionsOptions
     public string? TransactionalIdPrefix { get; set; }
 
     /// <summary>
-    /// The stable identity of this instance, for example a StatefulSet pod ordinal or a shard number. When unset,
-    /// the <c>KAFKATX_INSTANCE_ID</c> environment variable is used. Never a random value: a new id at every start
-    /// cannot fence the previous incarnation of this instance.
+    /// The stable identity of this instance, for example a StatefulSet pod ordinal or a shard number. Set it in code
+    /// or bind it with the other options (<c>"KafkaTx": { "InstanceId": "2" }</c>). When unset, <c>KAFKATX_INSTANCE_ID</c>
+    /// is read from the application's configuration, then from the environment. Never a random value: a new id at
+    /// every start cannot fence the previous incarnation of this instance.
     /// </summary>
     public string? InstanceId { get; set; }
 

@@ -64,8 +64,8 @@ internal sealed class KafkaTransactionsOptionsValidator : IValidateOptions<Kafka
         if (resolved is null)
         {
             failures.Add(hasPrefix
-                ? $"{label}: TransactionalIdPrefix is '{options.TransactionalIdPrefix}' but no instance id is set. Set InstanceId, or the {KafkaTransactionsOptions.InstanceIdEnvironmentVariable} environment variable, to a value that is stable across restarts and unique per instance (for example the pod ordinal). See docs/transactional-id.md."
-                : $"{label}: no transactional id. Set TransactionalIdPrefix plus InstanceId (or the {KafkaTransactionsOptions.InstanceIdEnvironmentVariable} environment variable), or a complete TransactionalId. It must be stable across restarts and unique per instance. See docs/transactional-id.md.");
+                ? $"{label}: TransactionalIdPrefix is '{options.TransactionalIdPrefix}' but no instance id is set. Set InstanceId (in code or the producer's configuration section), or {KafkaTransactionsOptions.InstanceIdEnvironmentVariable} (in the application's configuration or the environment), to a value that is stable across restarts and unique per instance (for example the pod ordinal). See docs/transactional-id.md."
+                : $"{label}: no transactional id. Set TransactionalIdPrefix plus InstanceId (or {KafkaTransactionsOptions.InstanceIdEnvironmentVariable} in the application's configuration or the environment), or a complete TransactionalId. It must be stable across restarts and unique per instance. See docs/transactional-id.md.");
         }
         else if (resolved.Trim().Length != resolved.Length)
         {

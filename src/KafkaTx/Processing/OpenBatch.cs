@@ -16,6 +16,7 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
     private readonly AsyncServiceScope _scope;
     private readonly IServiceScopeFactory _scopes;
     private ITransactionalHandler<TKey, TValue>? _handler;
+    private ITransactionalBatchHandler<TKey, TValue>? _batchHandler; // instead of _handler with a batch handler
     private ITransactionalHandler<TKey, TValue>?[]? _slotHandlers; // concurrent handling: a handler per slot beyond the first
     private List<AsyncServiceScope>? _slotScopes;
     private string? _deadLetterTopic;
@@ -64,12 +65,14 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
         }
     }
 
-    /// <summary>Resolves the batch's handler from its scope: user code, run with no synchronization context.</summary>
+    /// <summary>Resolves the batch's handler (a record or a batch handler) from its scope: user code, run with no synchronization context.</summary>
     public void ResolveHandler(Type handlerType)
     {
         using (ProcessorThread.WithoutContext()) // the handler's and its dependencies' constructors
         {
-            _handler = (ITransactionalHandler<TKey, TValue>)_scope.ServiceProvider.GetRequiredService(handlerType);
+            var handler = _scope.ServiceProvider.GetRequiredService(handlerType);
+            _batchHandler = handler as ITransactionalBatchHandler<TKey, TValue>;
+            _handler = _batchHandler is null ? (ITransactionalHandler<TKey, TValue>)handler : null;
         }
     }
 
@@ -110,6 +113,15 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
         using (ProcessorThread.WithoutContext())
         {
             return _handler!.HandleAsync(record, unit, cancellationToken);
+        }
+    }
+
+    /// <summary>Calls the batch handler with the batch's records, with no synchronization context, as <see cref="HandleAsync"/>.</summary>
+    public ValueTask HandleBatchAsync(IReadOnlyList<ConsumeResult<TKey, TValue>> records, ITransactionalUnitOfWork unit, CancellationToken cancellationToken)
+    {
+        using (ProcessorThread.WithoutContext())
+        {
+            return _batchHandler!.HandleAsync(records, unit, cancellationToken);
         }
     }
 

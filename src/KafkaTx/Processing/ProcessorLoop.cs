@@ -1,4 +1,5 @@
 using Confluent.Kafka;
+using KafkaTx.Processing.Batching;
 using KafkaTx.Processing.Concurrent;
 using KafkaTx.Telemetry;
 using Microsoft.Extensions.DependencyInjection;
@@ -44,6 +45,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
     private readonly BatchTransactions<TKey, TValue> _transactions;
     private readonly RebalanceHandler _rebalance;
     private readonly ConcurrentLoop<TKey, TValue>? _concurrent; // MaxConcurrency above 1 only: otherwise none of it exists
+    private readonly BatchHandlerLoop<TKey, TValue>? _batchHandler; // an ITransactionalBatchHandler only (MaxConcurrency 1)
     private IConsumer<byte[]?, byte[]?>? _consumer;
 
     public ProcessorLoop(
@@ -72,8 +74,11 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         _rewinder = new Rewinder(_telemetry);
         _transactions = new BatchTransactions<TKey, TValue>(
             unit, _unitCalls, scopes, handlerType, () => _consumer!.ConsumerGroupMetadata, time, _status, _telemetry, _attempts, _poison, _schedule, _rewinder);
-        _concurrent = options.MaxConcurrency > 1 ? CreateConcurrentLoop(unit, handlerType) : null;
-        _rebalance = new RebalanceHandler((IOpenBatchControl?)_concurrent ?? _transactions, _rewinder, _attempts, _telemetry);
+        _batchHandler = typeof(ITransactionalBatchHandler<TKey, TValue>).IsAssignableFrom(handlerType)
+            ? new BatchHandlerLoop<TKey, TValue>(options, unit, _unitCalls, _transactions, _status, _attempts, _poison, _schedule, _rewinder, _deserializer, _telemetry, time)
+            : null;
+        _concurrent = options.MaxConcurrency > 1 && _batchHandler is null ? CreateConcurrentLoop(unit, handlerType) : null;
+        _rebalance = new RebalanceHandler((IOpenBatchControl?)_batchHandler ?? (IOpenBatchControl?)_concurrent ?? _transactions, _rewinder, _attempts, _telemetry);
     }
 
     public string Name => _telemetry.Name;
@@ -146,6 +151,12 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
     private async Task StepAsync(CancellationToken stoppingToken, CancellationToken drainToken)
     {
         var consumer = _consumer!;
+        if (_batchHandler is not null)
+        {
+            await _batchHandler.StepAsync(consumer, stoppingToken, drainToken).ConfigureAwait(true);
+            return;
+        }
+
         if (_concurrent is not null)
         {
             await _concurrent.StepAsync(consumer, stoppingToken, drainToken).ConfigureAwait(true);

@@ -23,6 +23,7 @@ internal sealed class ProcessorTelemetry
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly ConsumerLag _lag;
+    private readonly Clients.BrokerConnection _consumerConnection;
     private long _uncommittedSince = NoTimestamp; // when the first record not committed yet was taken
     private long _committedTransactions;
     private long _committedRecords;
@@ -42,6 +43,7 @@ internal sealed class ProcessorTelemetry
         _logger = logger;
         _time = time;
         _lag = new ConsumerLag(time, _tags);
+        _consumerConnection = new Clients.BrokerConnection($"consumer of processor {Name}", logger, time, Clients.BrokerConnection.QuietPeriodOf(null));
     }
 
     /// <summary>The processor's name in logs.</summary>
@@ -78,7 +80,11 @@ internal sealed class ProcessorTelemetry
 
     public void RefreshLag(IConsumer<byte[]?, byte[]?> consumer, long now) => _lag.Refresh(consumer, now);
 
-    public void ConsumerClosed() => _lag.Clear();
+    public void ConsumerClosed()
+    {
+        _lag.Clear();
+        _consumerConnection.Close();
+    }
 
     // ---------------------------------------------------------------- life
 
@@ -92,11 +98,18 @@ internal sealed class ProcessorTelemetry
 
     public void Failed(Exception e) => Log.ProcessorFailed(_logger, Name, Id, e);
 
-    public void ConsumerError(Error error) => Log.ConsumerError(_logger, Name, error.Code, error.Reason, error.IsFatal);
+    /// <summary>An error of the consumer; connection failures are logged once per change of state, not per attempt.</summary>
+    public void ConsumerError(Error error)
+    {
+        if (!_consumerConnection.OnError(error))
+        {
+            Log.ConsumerError(_logger, Name, error.Code, error.Reason, error.IsFatal);
+        }
+    }
 
     public void ConsumerLog(LogMessage message)
     {
-        var level = Log.ToLogLevel(message.Level);
+        var level = _consumerConnection.LevelOf(message);
         if (_logger.IsEnabled(level))
         {
             Log.ClientLog(_logger, level, Name, message.Facility, message.Message);
@@ -108,6 +121,7 @@ internal sealed class ProcessorTelemetry
     /// <summary>A record was taken: from now on it waits for a commit (a handler that hangs on it counts too).</summary>
     public void RecordTaken()
     {
+        _consumerConnection.Answered(); // a record arrived: the consumer reaches its brokers
         if (Interlocked.Read(ref _uncommittedSince) == NoTimestamp)
         {
             Interlocked.Exchange(ref _uncommittedSince, _time.GetTimestamp());

@@ -32,8 +32,8 @@ internal sealed class RecordDeserializer<TKey, TValue>(DeserializerRegistry dese
                 TopicPartitionOffset = result.TopicPartitionOffset,
                 Message = new Message<TKey, TValue>
                 {
-                    Key = DeserializerRegistry.Deserialize(_key, result.Message.Key, keyContext),
-                    Value = DeserializerRegistry.Deserialize(_value, result.Message.Value, valueContext),
+                    Key = DeserializerRegistry.Deserialize(_key, result, keyContext),
+                    Value = DeserializerRegistry.Deserialize(_value, result, valueContext),
                     Headers = headers,
                     Timestamp = result.Message.Timestamp,
                 },

@@ -36,12 +36,38 @@ internal sealed class DeserializerRegistry
     }
 
     /// <summary>
-    /// Deserializes with a deserializer from <see cref="Resolve{T}"/>. For byte[] with the built-in deserializer, the
-    /// consumed array itself: Confluent.Kafka's built-in would copy it, and the array, allocated for this record
-    /// alone, is the processor's to hand over.
+    /// Deserializes a consumed record's key or value (as <paramref name="context"/> says) with a deserializer from
+    /// <see cref="Resolve{T}"/>. For byte[] with the built-in deserializer, the consumed array itself: Confluent.Kafka's
+    /// built-in would copy it, and the array, allocated for this record alone, is the processor's to hand over.
     /// </summary>
-    public static T Deserialize<T>(IDeserializer<T> deserializer, byte[]? data, in SerializationContext context) =>
-        typeof(T) == typeof(byte[]) && ReferenceEquals(deserializer, Deserializers.ByteArray)
-            ? (T)(object?)data!
-            : deserializer.Deserialize(data, data is null, context);
+    /// <exception cref="ConsumeException">The deserializer failed: as Confluent.Kafka's consumer reports it
+    /// (<see cref="ErrorCode.Local_KeyDeserialization"/> or <see cref="ErrorCode.Local_ValueDeserialization"/>), with a
+    /// message naming the record (topic, partition, offset) and the type, and the deserializer's exception inside.</exception>
+    public static T Deserialize<T>(IDeserializer<T> deserializer, ConsumeResult<byte[]?, byte[]?> record, in SerializationContext context)
+    {
+        var data = context.Component == MessageComponentType.Key ? record.Message.Key : record.Message.Value;
+        if (typeof(T) == typeof(byte[]) && ReferenceEquals(deserializer, Deserializers.ByteArray))
+        {
+            return (T)(object?)data!;
+        }
+
+        try
+        {
+            return deserializer.Deserialize(data, data is null, context);
+        }
+        catch (Exception e)
+        {
+            throw DeserializationFailed<T>(record, context.Component, e);
+        }
+    }
+
+    private static ConsumeException DeserializationFailed<T>(ConsumeResult<byte[]?, byte[]?> record, MessageComponentType component, Exception e)
+    {
+        var part = component == MessageComponentType.Key ? "key" : "value";
+        var reason =
+            $"Could not deserialize the {part} of the record at topic '{record.Topic}', partition {record.Partition.Value}, offset {record.Offset.Value} " +
+            $"as {typeof(T).FullName ?? typeof(T).Name}: {e.GetType().Name}: {e.Message}";
+        var code = component == MessageComponentType.Key ? ErrorCode.Local_KeyDeserialization : ErrorCode.Local_ValueDeserialization;
+        return new ConsumeException(record, new Error(code, reason), e);
+    }
 }

@@ -169,6 +169,20 @@ internal static partial class Log
     [LoggerMessage(123, LogLevel.Warning, "Processor {Name} ({TransactionalId}): the producer could not initialize after a commit with an unknown outcome; the next transaction initializes it")]
     public static partial void ProcessorSettleDeferred(ILogger logger, string name, string transactionalId, Exception exception);
 
+    // ---- broker connections and start-up initialization (event ids 170-179)
+
+    [LoggerMessage(170, LogLevel.Warning, "Kafka client {Client} lost its connection to the brokers: {ErrorCode}: {Reason}. librdkafka keeps trying; further connection failures are logged at Debug until it is connected again")]
+    public static partial void BrokerConnectionLost(ILogger logger, string client, ErrorCode errorCode, string reason);
+
+    [LoggerMessage(171, LogLevel.Debug, "Kafka client {Client} is still not connected: {ErrorCode}: {Reason}")]
+    public static partial void BrokerConnectionFailedAgain(ILogger logger, string client, ErrorCode errorCode, string reason);
+
+    [LoggerMessage(172, LogLevel.Information, "Kafka client {Client} is connected again after {DisconnectedSeconds} s ({Evidence}); {Repeats} connection failures in between were logged at Debug")]
+    public static partial void BrokerConnectionRestored(ILogger logger, string client, double disconnectedSeconds, string evidence, int repeats);
+
+    [LoggerMessage(173, LogLevel.Warning, "Producer {Producer} ({TransactionalId}) could not initialize within {TimeoutSeconds} s of the start: {Error}. The application starts anyway; requests will retry initialization, and the health check reports the producer meanwhile")]
+    public static partial void NotInitializedOnStart(ILogger logger, string producer, string transactionalId, double timeoutSeconds, string error);
+
     public static LogLevel ToLogLevel(SyslogLevel level) => level switch
     {
         SyslogLevel.Emergency or SyslogLevel.Alert or SyslogLevel.Critical => LogLevel.Critical,

@@ -70,6 +70,12 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
     /// <summary>Producers replaced by self-healing since a transaction last completed (for health checks).</summary>
     internal int ReplacementsInARow => _unit.Session.ReplacementsInARow;
 
+    /// <summary>Whether the producer reaches its brokers (for health checks).</summary>
+    internal BrokerConnection Connection => _unit.Producer.Connection;
+
+    /// <summary>Whether the producer's initialization is getting anywhere (for health checks and the start-up initializer).</summary>
+    internal InitProgress Initialization => _unit.Producer.Initialization;
+
     /// <summary>Commits that failed since one last succeeded (for health checks).</summary>
     internal int FailedCommitsInARow => _orchestrator.Commit.FailedInARow;
 

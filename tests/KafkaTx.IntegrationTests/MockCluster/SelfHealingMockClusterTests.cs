@@ -29,9 +29,9 @@ public sealed class SelfHealingMockClusterTests : IDisposable
                 o.BootstrapServers = _cluster.BootstrapServers;
                 o.TransactionalId = KafkaTxHost.UniqueName("task-api");
             })
-            .AddSerializer(new JsonSerializer<TaskCreated>())
-            .AddSerializer(new JsonSerializer<AuditEntry>())
-            .AddSerializer(new JsonSerializer<Notification>());
+            .AddSerializer(new KafkaJsonSerde<TaskCreated>())
+            .AddSerializer(new KafkaJsonSerde<AuditEntry>())
+            .AddSerializer(new KafkaJsonSerde<Notification>());
         services.AddSingleton<TaskService>();
         await using var provider = services.BuildServiceProvider();
         var tasks = provider.GetRequiredService<TaskService>();

@@ -8,7 +8,8 @@ namespace KafkaTx.IntegrationTests.Reliability;
 /// The crash and stop harnesses with concurrent handling (issue 17): MaxConcurrency 8, key order, 16 keys per input
 /// partition, a handler awaiting a random 0 to 2 ms with its token so that handlers of different keys overtake each
 /// other. The verdict checks each key's order (not each partition's), no duplicate, no loss. While the processor
-/// still handles one record at a time these hold trivially; they are what concurrent handling must keep.
+/// still handles one record at a time these hold trivially; they are what concurrent handling must keep. And the
+/// batch handler (<c>--batch-handler</c>: a transaction's records in one call) through the same kills.
 /// </summary>
 public sealed class ConcurrentCopyHarnessTests(ITestOutputHelper output)
 {
@@ -114,5 +115,37 @@ public sealed class ConcurrentCopyHarnessTests(ITestOutputHelper output)
         report.Duplicates.Should().Be(0, log.ToString());
         report.Losses.Should().Be(0, log.ToString());
         report.ExactlyOnce.Should().BeTrue(log.ToString());
+    }
+
+    [Fact]
+    public async Task Copying_with_a_batch_handler_through_kills_and_a_paused_zombie_on_the_in_memory_Kafka_is_exactly_once_and_ordered()
+    {
+        await using var backend = new InMemoryCopierBackend();
+        var log = new StringWriter();
+        var options = new CrashOptions
+        {
+            Records = 3_000,
+            Partitions = 3,
+            Kills = 2,
+            Seed = 2026,
+            Handler = HandlerShape.Await,
+            HandlerDelay = TimeSpan.FromMilliseconds(1),
+            Concurrency = new CopyConcurrency(BatchHandler: true),
+            Deadline = TimeSpan.FromSeconds(60),
+        };
+
+        var report = await new CrashHarness(backend, options, log).RunAsync();
+
+        report.Print(log);
+        output.WriteLine(log.ToString());
+        report.KilledAt.Should().HaveCount(2, log.ToString());
+        report.Zombie.Should().Be(new CopierEnd("Fenced", 1), "the zombie, paused inside a batch call, is fenced when it resumes");
+        report.OutputRecords.Should().Be(3_000, log.ToString());
+        report.Duplicates.Should().Be(0, log.ToString());
+        report.Losses.Should().Be(0, log.ToString());
+        report.PartitionsOutOfOrder.Should().Be(0, log.ToString());
+        report.PartitionsFullyCommitted.Should().Be(3);
+        report.ExactlyOnce.Should().BeTrue(log.ToString());
+        log.ToString().Should().Contain("concurrency:             batch handler (a transaction's records in one call), 1 key per partition; order checked per partition");
     }
 }

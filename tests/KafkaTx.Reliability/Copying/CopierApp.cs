@@ -25,6 +25,9 @@ internal sealed record CopierSettings(string BootstrapServers, string Input, str
 
     /// <summary>The processor's Order when <see cref="MaxConcurrency"/> is above 1. Default Key, the processor's own default.</summary>
     public ProcessingOrder Order { get; init; } = ProcessingOrder.Key;
+
+    /// <summary>Whether the copier's handler is a batch handler (<see cref="BatchCopyHandler"/>: a transaction's records in one call). MaxConcurrency is then 1.</summary>
+    public bool BatchHandler { get; init; }
 }
 
 /// <summary>Names of the processing orders on the command line.</summary>
@@ -67,7 +70,7 @@ internal static class CopierApp
             kafka.UseInMemoryKafka(cluster);
         }
 
-        kafka.AddTransactionalProcessor<CopyHandler>(p =>
+        void Configure(TransactionalProcessorOptions p)
         {
             p.Topics.Add(settings.Input);
             p.GroupId = settings.Group;
@@ -75,7 +78,17 @@ internal static class CopierApp
             p.MaxConcurrency = settings.MaxConcurrency;
             p.Order = settings.Order;
             p.MaxBufferedRecords = Math.Max(p.MaxBufferedRecords, settings.MaxConcurrency);
-        });
+        }
+
+        if (settings.BatchHandler)
+        {
+            kafka.AddTransactionalProcessor<BatchCopyHandler>(Configure);
+        }
+        else
+        {
+            kafka.AddTransactionalProcessor<CopyHandler>(Configure);
+        }
+
         var host = builder.Build();
         host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.Register(target.StopBegan);
         return host;

@@ -219,30 +219,34 @@ internal sealed class CopyTarget
 /// </summary>
 internal sealed class CopyHandler(CopyTarget target) : ITransactionalHandler<byte[], byte[]>
 {
-    public async ValueTask HandleAsync(ConsumeResult<byte[], byte[]> record, ITransactionScope transaction, CancellationToken cancellationToken)
+    public ValueTask HandleAsync(ConsumeResult<byte[], byte[]> record, ITransactionScope transaction, CancellationToken cancellationToken) =>
+        CopyAsync(target, record, transaction, cancellationToken);
+
+    /// <summary>Copies one record in the target's shape; the batch handler does it for each record of its batch.</summary>
+    public static async ValueTask CopyAsync(CopyTarget target, ConsumeResult<byte[], byte[]> record, ITransactionScope transaction, CancellationToken cancellationToken)
     {
         await target.WhilePaused(cancellationToken);
         switch (target.Shape)
         {
             case HandlerShape.Await:
                 await target.CallAsync(record, cancellationToken);
-                Produce(transaction, record.Message.Key, record.Message.Value);
+                Produce(target, transaction, record.Message.Key, record.Message.Value);
                 break;
             case HandlerShape.Split:
                 var (partition, sequence) = Parse(record.Message.Value);
-                Produce(transaction, record.Message.Key, Encoding.UTF8.GetBytes(OutputVerifier.Value(partition, 2 * sequence)));
+                Produce(target, transaction, record.Message.Key, Encoding.UTF8.GetBytes(OutputVerifier.Value(partition, 2 * sequence)));
                 await target.CallAsync(record, cancellationToken);
-                Produce(transaction, record.Message.Key, Encoding.UTF8.GetBytes(OutputVerifier.Value(partition, (2 * sequence) + 1)));
+                Produce(target, transaction, record.Message.Key, Encoding.UTF8.GetBytes(OutputVerifier.Value(partition, (2 * sequence) + 1)));
                 break;
             default:
-                Produce(transaction, record.Message.Key, record.Message.Value);
+                Produce(target, transaction, record.Message.Key, record.Message.Value);
                 break;
         }
 
         target.Counted();
     }
 
-    private void Produce(ITransactionScope transaction, byte[] key, byte[] value) =>
+    private static void Produce(CopyTarget target, ITransactionScope transaction, byte[] key, byte[] value) =>
         transaction.Produce(target.Topic, new Message<byte[], byte[]> { Key = key, Value = value });
 
     private static (int Partition, long Sequence) Parse(byte[] value)

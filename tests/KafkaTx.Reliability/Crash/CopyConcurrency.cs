@@ -14,7 +14,11 @@ namespace KafkaTx.Reliability.Crash;
 /// each key's records are spread over its partition and records of different keys can overtake each other when
 /// handled concurrently. 1: every record of a partition has the partition's key, as today.
 /// </param>
-internal sealed record CopyConcurrency(int MaxConcurrency = 1, ProcessingOrder Order = ProcessingOrder.Key, int Keys = 1)
+/// <param name="BatchHandler">
+/// Whether the copier's handler is a batch handler, one call per transaction (<c>--batch-handler</c>); MaxConcurrency
+/// is then 1.
+/// </param>
+internal sealed record CopyConcurrency(int MaxConcurrency = 1, ProcessingOrder Order = ProcessingOrder.Key, int Keys = 1, bool BatchHandler = false)
 {
     /// <summary>Today's run: one record at a time, one key per partition.</summary>
     public static CopyConcurrency Sequential { get; } = new();
@@ -33,7 +37,7 @@ internal sealed record CopyConcurrency(int MaxConcurrency = 1, ProcessingOrder O
     public const int DefaultConcurrentKeys = 16;
 
     /// <summary>
-    /// Reads <c>--max-concurrency N --order key|partition|unordered --keys N</c>. Keys default to
+    /// Reads <c>--max-concurrency N --order key|partition|unordered --keys N --batch-handler</c>. Keys default to
     /// <see cref="DefaultConcurrentKeys"/> in key order with MaxConcurrency above 1, else to 1 (today's input).
     /// </summary>
     public static CopyConcurrency Parse(Arguments arguments)
@@ -43,10 +47,16 @@ internal sealed record CopyConcurrency(int MaxConcurrency = 1, ProcessingOrder O
         var concurrency = new CopyConcurrency(
             maxConcurrency,
             order,
-            arguments.Int("--keys", maxConcurrency > 1 && order == ProcessingOrder.Key ? DefaultConcurrentKeys : 1));
+            arguments.Int("--keys", maxConcurrency > 1 && order == ProcessingOrder.Key ? DefaultConcurrentKeys : 1),
+            arguments.Flag("--batch-handler"));
         if (concurrency.MaxConcurrency is < 1 or > 1_000)
         {
             throw new ArgumentException($"--max-concurrency {concurrency.MaxConcurrency}: expected 1 to 1000.");
+        }
+
+        if (concurrency.BatchHandler && concurrency.MaxConcurrency > 1)
+        {
+            throw new ArgumentException($"--batch-handler with --max-concurrency {concurrency.MaxConcurrency}: a batch handler gets a transaction's records in one call, one transaction at a time; leave --max-concurrency at 1.");
         }
 
         if (concurrency.Keys < 1)
@@ -58,10 +68,13 @@ internal sealed record CopyConcurrency(int MaxConcurrency = 1, ProcessingOrder O
     }
 
     /// <summary>The copier settings with this concurrency.</summary>
-    public CopierSettings Apply(CopierSettings settings) => settings with { MaxConcurrency = MaxConcurrency, Order = Order };
+    public CopierSettings Apply(CopierSettings settings) => settings with { MaxConcurrency = MaxConcurrency, Order = Order, BatchHandler = BatchHandler };
 
     /// <summary>How it reads in a report.</summary>
-    public string Describe() => string.Create(
-        CultureInfo.InvariantCulture,
-        $"MaxConcurrency {MaxConcurrency}, order {Order.Name()}, {Keys} key{(Keys == 1 ? string.Empty : "s")} per partition; order checked {OrderChecked switch { CheckedOrder.Key => "per key", CheckedOrder.None => "none (unordered)", _ => "per partition" }}");
+    public string Describe()
+    {
+        var handling = BatchHandler ? "batch handler (a transaction's records in one call)" : $"MaxConcurrency {MaxConcurrency}, order {Order.Name()}";
+        var checkedOrder = OrderChecked switch { CheckedOrder.Key => "per key", CheckedOrder.None => "none (unordered)", _ => "per partition" };
+        return string.Create(CultureInfo.InvariantCulture, $"{handling}, {Keys} key{(Keys == 1 ? string.Empty : "s")} per partition; order checked {checkedOrder}");
+    }
 }

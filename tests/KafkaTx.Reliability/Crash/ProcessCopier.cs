@@ -62,6 +62,7 @@ internal sealed partial class ProcessCopier : ICopier
             .. (settings.RandomDelay ? new[] { "--random-delay" } : Array.Empty<string>()),
             "--max-concurrency", settings.MaxConcurrency.ToString(CultureInfo.InvariantCulture),
             "--order", settings.Order.Name(),
+            .. (settings.BatchHandler ? new[] { "--batch-handler" } : Array.Empty<string>()),
             "--exit-with-parent",
         ])
         {

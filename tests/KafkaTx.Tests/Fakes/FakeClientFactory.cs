@@ -8,6 +8,12 @@ internal sealed class FakeClientFactory : IKafkaClientFactory
 
     public List<ProducerConfig> Configs { get; } = [];
 
+    /// <summary>The error callback of each producer, in creation order: a test reports client errors through it, as librdkafka does.</summary>
+    public List<Action<Error>> ErrorHandlers { get; } = [];
+
+    /// <summary>The log callback of each producer, in creation order.</summary>
+    public List<Action<LogMessage>> LogHandlers { get; } = [];
+
     /// <summary>Applied to each new producer, so that tests can script it before the unit of work uses it.</summary>
     public Action<FakeProducer>? Setup { get; set; }
 
@@ -34,6 +40,8 @@ internal sealed class FakeClientFactory : IKafkaClientFactory
         Setup?.Invoke(producer);
         Producers.Add(producer);
         Configs.Add(config);
+        ErrorHandlers.Add(errorHandler);
+        LogHandlers.Add(logHandler);
         return producer;
     }
 }

@@ -64,14 +64,16 @@ public class HealthCheckOptionsTests
             h.DegradedAfterFailedCommits = 0;
             h.DegradedAfterProducerReplacements = -1;
             h.DegradedAfterUncommittedFor = TimeSpan.Zero;
+            h.DegradedAfterBrokersUnreachableFor = TimeSpan.FromSeconds(-1);
         });
         await using var provider = services.BuildServiceProvider();
 
         var failure = provider.Invoking(p => p.GetRequiredService<IOptionsMonitor<KafkaTransactionsHealthCheckOptions>>().Get("payments"))
             .Should().Throw<OptionsValidationException>().Which;
 
-        failure.Failures.Should().HaveCount(3);
+        failure.Failures.Should().HaveCount(4);
         failure.Message.Should().Contain("'payments'").And.Contain("DegradedAfterFailedCommits is 0")
-            .And.Contain("DegradedAfterProducerReplacements is -1").And.Contain("DegradedAfterUncommittedFor");
+            .And.Contain("DegradedAfterProducerReplacements is -1").And.Contain("DegradedAfterUncommittedFor")
+            .And.Contain("DegradedAfterBrokersUnreachableFor is -00:00:01; set it to a positive duration");
     }
 }

@@ -96,7 +96,7 @@ internal sealed class ProcessorHarness : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly ServiceProvider _services;
 
-    public ProcessorHarness(Action<TransactionalProcessorOptions>? configure = null, Action<KafkaTransactionsOptions>? producer = null, Action<FakeProducer>? setupProducer = null, TimeProvider? clock = null, FakeBroker? broker = null, Func<IServiceScopeFactory, IServiceScopeFactory>? wrapScopes = null, Action<IServiceCollection>? services = null)
+    public ProcessorHarness(Action<TransactionalProcessorOptions>? configure = null, Action<KafkaTransactionsOptions>? producer = null, Action<FakeProducer>? setupProducer = null, TimeProvider? clock = null, FakeBroker? broker = null, Func<IServiceScopeFactory, IServiceScopeFactory>? wrapScopes = null, Action<IServiceCollection>? services = null, Type? handler = null)
     {
         Broker = broker ?? new FakeBroker();
         Factory = new FakeClientFactory { Broker = Broker, Setup = setupProducer };
@@ -109,7 +109,7 @@ internal sealed class ProcessorHarness : IAsyncDisposable
         var collection = new ServiceCollection().AddSingleton(Script).AddScoped<CopyHandler>();
         services?.Invoke(collection);
         _services = collection.BuildServiceProvider();
-        Loop = new ProcessorLoop<string, string>("orders", Options, producerOptions, Unit, Factory, (wrapScopes ?? (f => f))(_services.GetRequiredService<IServiceScopeFactory>()), typeof(CopyHandler), NullLogger.Instance, time, Instrumentation);
+        Loop = new ProcessorLoop<string, string>("orders", Options, producerOptions, Unit, Factory, (wrapScopes ?? (f => f))(_services.GetRequiredService<IServiceScopeFactory>()), handler ?? typeof(CopyHandler), NullLogger.Instance, time, Instrumentation);
     }
 
     public FakeBroker Broker { get; }

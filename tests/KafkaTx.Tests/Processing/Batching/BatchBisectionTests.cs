@@ -97,6 +97,51 @@ public class BatchBisectionTests
     }
 
     [Fact]
+    public void A_poison_record_read_second_after_every_rewind_is_still_tried_alone_within_a_few_transactions()
+    {
+        // Two partitions of 100 records read in turn, as a consumer does, the good one first after every rewind: the
+        // poison record (offset 0 of the other) is then the second record read. A size doubled back at every commit
+        // tries it in pairs for ever (a good record alone commits, the pair after it fails, rewind), each round
+        // committing one good record: about 200 transactions here instead of a few dozen.
+        var bisection = new BatchBisection();
+        var good = new TopicPartition("orders", 1);
+        var committed = new Dictionary<TopicPartition, long> { [good] = 0, [Partition] = 0 };
+        var position = new Dictionary<TopicPartition, long>(committed);
+        var goodsTurn = true;
+        var attempts = 0;
+        var transactions = 0;
+        while (committed[good] < 100 || committed[Partition] < 100)
+        {
+            transactions++;
+            transactions.Should().BeLessThan(1_000, "the bisection must end");
+            var batch = new List<RecordKey>();
+            while (batch.Count < bisection.NextBatchSize(100) && (position[good] < 100 || position[Partition] < 100))
+            {
+                var from = (goodsTurn && position[good] < 100) || position[Partition] >= 100 ? good : Partition;
+                goodsTurn = from != good;
+                batch.Add(new RecordKey(from, position[from]++));
+            }
+
+            if (batch.Contains(At(0)) && !(batch.Count == 1 && attempts >= MaxAttempts))
+            {
+                attempts += bisection.Failed(batch) is not null ? 1 : 0;
+                position = new Dictionary<TopicPartition, long>(committed); // abort, rewind
+                goodsTurn = true;
+                continue;
+            }
+
+            bisection.Committed(batch); // the poison record among them after MaxAttempts: dead-lettered
+            foreach (var key in batch)
+            {
+                committed[key.TopicPartition] = key.Offset + 1;
+            }
+        }
+
+        attempts.Should().Be(MaxAttempts);
+        transactions.Should().BeLessThan(40, "halving finds the record in about log2(200) failures, then the size grows back");
+    }
+
+    [Fact]
     public void A_batch_that_fails_once_for_a_transient_cause_is_retried_whole_and_never_split()
     {
         var sizes = new List<int>();
