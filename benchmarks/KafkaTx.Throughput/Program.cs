@@ -93,6 +93,9 @@ foreach (var size in settings.RecordSizes)
                 var runNames = new RunNames(input, "throughput-out-" + id, "throughput-group-" + id, "throughput-tx-" + id);
                 backend.CreateTopic(runNames.Output, workload.Partitions);
                 Console.Write($"[{workload.Shape}, {WorkloadSummary.Size(size)}, round {round}/{settings.Rounds}] ({mode.Letter}) {mode.Name}: ");
+                GC.Collect(); // every run from a collected heap: what the last one left decides what the collector costs this one
+                GC.WaitForPendingFinalizers();
+                GC.Collect();
                 var result = await mode.RunAsync(backend, workload, runNames, cancel.Token);
                 backend.DeleteTopicData(runNames.Output, workload.Partitions);
                 summary.Add(result);
