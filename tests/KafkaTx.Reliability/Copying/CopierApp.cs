@@ -25,6 +25,19 @@ internal sealed record CopierSettings(string BootstrapServers, string Input, str
 
     /// <summary>The processor's Order when <see cref="MaxConcurrency"/> is above 1. Default Key, the processor's own default.</summary>
     public ProcessingOrder Order { get; init; } = ProcessingOrder.Key;
+
+    /// <summary>
+    /// One handler call in this many (at random) ignores its cancellation token for <see cref="IgnoreCancellationFor"/>,
+    /// and the processor's ShutdownTimeout is <see cref="ShortShutdownTimeout"/>, so that such calls are abandoned.
+    /// 0 (default): every call honours its token, and ShutdownTimeout is the processor's default.
+    /// </summary>
+    public int IgnoreCancellationEvery { get; init; }
+
+    /// <summary>How long a call that ignores its token goes on, cancelled or not.</summary>
+    public static TimeSpan IgnoreCancellationFor { get; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The processor's ShutdownTimeout when calls ignore their token: well below <see cref="IgnoreCancellationFor"/>.</summary>
+    public static TimeSpan ShortShutdownTimeout { get; } = TimeSpan.FromMilliseconds(200);
 }
 
 /// <summary>Names of the processing orders on the command line.</summary>
@@ -75,6 +88,10 @@ internal static class CopierApp
             p.MaxConcurrency = settings.MaxConcurrency;
             p.Order = settings.Order;
             p.MaxBufferedRecords = Math.Max(p.MaxBufferedRecords, settings.MaxConcurrency);
+            if (settings.IgnoreCancellationEvery > 0)
+            {
+                p.ShutdownTimeout = CopierSettings.ShortShutdownTimeout;
+            }
         });
         var host = builder.Build();
         host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.Register(target.StopBegan);

@@ -14,7 +14,12 @@ namespace KafkaTx.Reliability.Crash;
 /// each key's records are spread over its partition and records of different keys can overtake each other when
 /// handled concurrently. 1: every record of a partition has the partition's key, as today.
 /// </param>
-internal sealed record CopyConcurrency(int MaxConcurrency = 1, ProcessingOrder Order = ProcessingOrder.Key, int Keys = 1)
+/// <param name="IgnoreCancellationEvery">
+/// One handler call in this many (at random) ignores its cancellation token for <see cref="CopierSettings.IgnoreCancellationFor"/>,
+/// and the copier's ShutdownTimeout is cut to <see cref="CopierSettings.ShortShutdownTimeout"/>: stops, revokes,
+/// losses and failed batches then abandon such calls. 0: every call honours its token.
+/// </param>
+internal sealed record CopyConcurrency(int MaxConcurrency = 1, ProcessingOrder Order = ProcessingOrder.Key, int Keys = 1, int IgnoreCancellationEvery = 0)
 {
     /// <summary>Today's run: one record at a time, one key per partition.</summary>
     public static CopyConcurrency Sequential { get; } = new();
@@ -33,7 +38,7 @@ internal sealed record CopyConcurrency(int MaxConcurrency = 1, ProcessingOrder O
     public const int DefaultConcurrentKeys = 16;
 
     /// <summary>
-    /// Reads <c>--max-concurrency N --order key|partition|unordered --keys N</c>. Keys default to
+    /// Reads <c>--max-concurrency N --order key|partition|unordered --keys N --ignore-cancellation N</c>. Keys default to
     /// <see cref="DefaultConcurrentKeys"/> in key order with MaxConcurrency above 1, else to 1 (today's input).
     /// </summary>
     public static CopyConcurrency Parse(Arguments arguments)
@@ -43,7 +48,8 @@ internal sealed record CopyConcurrency(int MaxConcurrency = 1, ProcessingOrder O
         var concurrency = new CopyConcurrency(
             maxConcurrency,
             order,
-            arguments.Int("--keys", maxConcurrency > 1 && order == ProcessingOrder.Key ? DefaultConcurrentKeys : 1));
+            arguments.Int("--keys", maxConcurrency > 1 && order == ProcessingOrder.Key ? DefaultConcurrentKeys : 1),
+            arguments.Int("--ignore-cancellation", 0));
         if (concurrency.MaxConcurrency is < 1 or > 1_000)
         {
             throw new ArgumentException($"--max-concurrency {concurrency.MaxConcurrency}: expected 1 to 1000.");
@@ -54,14 +60,24 @@ internal sealed record CopyConcurrency(int MaxConcurrency = 1, ProcessingOrder O
             throw new ArgumentException($"--keys {concurrency.Keys}: expected at least 1 (keys per input partition).");
         }
 
+        if (concurrency.IgnoreCancellationEvery < 0)
+        {
+            throw new ArgumentException($"--ignore-cancellation {concurrency.IgnoreCancellationEvery}: expected 0 (never) or N (one call in N).");
+        }
+
         return concurrency;
     }
 
     /// <summary>The copier settings with this concurrency.</summary>
-    public CopierSettings Apply(CopierSettings settings) => settings with { MaxConcurrency = MaxConcurrency, Order = Order };
+    public CopierSettings Apply(CopierSettings settings) => settings with { MaxConcurrency = MaxConcurrency, Order = Order, IgnoreCancellationEvery = IgnoreCancellationEvery };
 
     /// <summary>How it reads in a report.</summary>
-    public string Describe() => string.Create(
-        CultureInfo.InvariantCulture,
-        $"MaxConcurrency {MaxConcurrency}, order {Order.Name()}, {Keys} key{(Keys == 1 ? string.Empty : "s")} per partition; order checked {OrderChecked switch { CheckedOrder.Key => "per key", CheckedOrder.None => "none (unordered)", _ => "per partition" }}");
+    public string Describe()
+    {
+        var checkedOrder = OrderChecked switch { CheckedOrder.Key => "per key", CheckedOrder.None => "none (unordered)", _ => "per partition" };
+        var described = string.Create(CultureInfo.InvariantCulture, $"MaxConcurrency {MaxConcurrency}, order {Order.Name()}, {Keys} key{(Keys == 1 ? string.Empty : "s")} per partition; order checked {checkedOrder}");
+        return IgnoreCancellationEvery == 0 ? described : described + string.Create(
+            CultureInfo.InvariantCulture,
+            $"; one call in {IgnoreCancellationEvery} ignores its token for {CopierSettings.IgnoreCancellationFor.TotalSeconds:0.#} s (ShutdownTimeout {CopierSettings.ShortShutdownTimeout.TotalMilliseconds:0} ms)");
+    }
 }

@@ -62,6 +62,7 @@ internal sealed partial class ProcessCopier : ICopier
             .. (settings.RandomDelay ? new[] { "--random-delay" } : Array.Empty<string>()),
             "--max-concurrency", settings.MaxConcurrency.ToString(CultureInfo.InvariantCulture),
             "--order", settings.Order.Name(),
+            "--ignore-cancellation", settings.IgnoreCancellationEvery.ToString(CultureInfo.InvariantCulture),
             "--exit-with-parent",
         ])
         {

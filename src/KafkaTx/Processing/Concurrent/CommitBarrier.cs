@@ -24,7 +24,7 @@ internal sealed class CommitBarrier<TKey, TValue>(
     /// </summary>
     /// <param name="bound">How long the calls may take.</param>
     /// <param name="chargeOverrun">Whether the calls still running at the bound are charged an attempt.</param>
-    /// <param name="why">Why the wait is bounded, for the log of an abandoned call.</param>
+    /// <param name="why">Why the wait is bounded, for the log of a call abandoned at the bound.</param>
     /// <param name="drainToken">The calls' token, when the barrier dispatches holes.</param>
     /// <returns>Whether every record the batch dispatched is handled, and none is missing below them.</returns>
     public async Task<bool> WaitAsync(TimeSpan bound, bool chargeOverrun, string why, CancellationToken drainToken)
@@ -64,7 +64,8 @@ internal sealed class CommitBarrier<TKey, TValue>(
 
                 // Overran, or the batch aborts anyway: no use letting the others finish. A call that ignores its token
                 // is not waited for beyond the bound: it is abandoned, and the batch aborts without it.
-                await dispatch.StopCallsAsync(batch, why).ConfigureAwait(true);
+                var stoppedBecause = remaining <= TimeSpan.Zero ? why : dispatch.Broken ? "a call of its batch failed" : "the processor stopped";
+                await dispatch.StopCallsAsync(batch, stoppedBecause).ConfigureAwait(true);
                 if (holeBlocked)
                 {
                     dispatch.MarkIncomplete();
