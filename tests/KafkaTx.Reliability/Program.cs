@@ -7,13 +7,14 @@
 //           dotnet run --project tests/KafkaTx.Reliability -c Release -- crash [--records 100000] [--partitions 4]
 //             [--kills 5] [--no-zombie] [--seed N] [--max-batch-size 100] [--handler copy|await|split]
 //             [--handler-delay 00:00:00.001] [--random-delay] [--max-concurrency 1] [--order key|partition|unordered]
-//             [--keys 1] [--batch-handler] [--bootstrap-servers HOST:PORT]
+//             [--keys 1] [--batch-handler] [--ignore-cancellation 0] [--bootstrap-servers HOST:PORT]
 //           --max-concurrency and --order go to the copier's processor; --keys N writes N keys per input partition
 //           (input sequence s of partition p has key p{p}-k{s % N}), and the verifier then checks each key's order
 //           instead of each partition's (none with --order unordered); --random-delay makes each handler call await
 //           a uniform random time from 0 to --handler-delay; --batch-handler makes the copier's handler a batch
 //           handler (ITransactionalBatchHandler: one call per transaction, each record copied in turn in the
-//           --handler shape; MaxConcurrency 1).
+//           --handler shape; MaxConcurrency 1); --ignore-cancellation N makes one call in N (await and split
+//           handlers) ignore its token for 1 s, with the copier's ShutdownTimeout cut to 200 ms.
 //   stop    seed an input topic, copy it while stopping the copier gracefully (in memory: the host's StopAsync; with
 //           --bootstrap-servers: SIGTERM to the child process) each time a handler is awaiting a call with its
 //           cancellation token, restarting it after each stop, then check the output record by record: exit code 0
@@ -22,7 +23,7 @@
 //           dotnet run --project tests/KafkaTx.Reliability -c Release -- stop [--records 20000] [--partitions 4]
 //             [--stops 10] [--handler split|await] [--handler-delay 00:00:00.001] [--stop-call 00:00:00.100]
 //             [--seed N] [--max-batch-size 100] [--random-delay] [--max-concurrency 1] [--order key|partition|unordered]
-//             [--keys 1] [--batch-handler] [--bootstrap-servers HOST:PORT]
+//             [--keys 1] [--batch-handler] [--ignore-cancellation 0] [--bootstrap-servers HOST:PORT]
 //   soak    copy for a long time on the in-memory Kafka with a fault every few seconds; report duplicates, losses
 //           and memory every 10 s, which must stay flat.
 //           dotnet run --project tests/KafkaTx.Reliability -c Release -- soak [--duration 00:10:00] [--fault-every 00:00:05]
@@ -31,7 +32,7 @@
 //           input by line ("arm-stop N" arms the handler's next call, see CopyTarget.ArmStop) and exits when it closes.
 //           dotnet KafkaTx.Reliability.dll copy --bootstrap-servers HOST:PORT --input T --output T --group G --transactional-id ID
 //             [--max-batch-size 100] [--handler copy|await|split] [--handler-delay 00:00:00.001] [--stop-call 00:00:00.100]
-//             [--random-delay] [--max-concurrency 1] [--order key|partition|unordered] [--batch-handler]
+//             [--random-delay] [--max-concurrency 1] [--order key|partition|unordered] [--batch-handler] [--ignore-cancellation 0]
 using System.Globalization;
 using KafkaTx;
 using KafkaTx.Reliability;
@@ -140,6 +141,7 @@ static async Task<int> CopyAsync(Arguments arguments)
         MaxConcurrency = arguments.Int("--max-concurrency", 1),
         Order = ProcessingOrders.Parse(arguments.Optional("--order") ?? "key"),
         BatchHandler = arguments.Flag("--batch-handler"),
+        IgnoreCancellationEvery = arguments.Int("--ignore-cancellation", 0),
     };
     var target = new CopyTarget(settings) { Announcements = Console.Out };
     if (arguments.Flag("--exit-with-parent"))

@@ -18,7 +18,9 @@ namespace KafkaTx;
 /// Task.Run if it should run in parallel. Each concurrent call gets a handler instance of its own, resolved
 /// from a DI scope of its own (one per handler slot, reused by that slot's calls during the transaction, disposed when
 /// the transaction ends): a scoped service such as a DbContext is never used by two calls at once. Singletons the
-/// handler uses must be thread-safe; writing through the <see cref="ITransactionScope"/> is.
+/// handler uses must be thread-safe; writing through the <see cref="ITransactionScope"/> is. Each concurrent call's
+/// <see cref="ITransactionScope"/> is valid until the call returns: a write after that (from a task the call left
+/// running, or from a call that ignored its cancellation and was abandoned) throws <see cref="InvalidOperationException"/>.
 /// </remarks>
 public interface ITransactionalHandler<TKey, TValue>
 {

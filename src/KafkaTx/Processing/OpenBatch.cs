@@ -18,7 +18,8 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
     private ITransactionalHandler<TKey, TValue>? _handler;
     private ITransactionalBatchHandler<TKey, TValue>? _batchHandler; // instead of _handler with a batch handler
     private ITransactionalHandler<TKey, TValue>?[]? _slotHandlers; // concurrent handling: a handler per slot beyond the first
-    private List<AsyncServiceScope>? _slotScopes;
+    private AsyncServiceScope?[]? _slotScopes;   // by slot: each slot's scope, once used; null again once detached
+    private bool _scopeDetached;                 // the batch's own scope went with an abandoned call of slot 0
     private string? _deadLetterTopic;
 
     private OpenBatch(IServiceScopeFactory scopes, AsyncServiceScope scope, long startedAt, Activity? activity, List<RecordKey> handled)
@@ -97,11 +98,33 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
         using (ProcessorThread.WithoutContext()) // scoped services' factories, the handler's constructor
         {
             var scope = _scopes.CreateAsyncScope();
-            (_slotScopes ??= []).Add(scope);
+            (_slotScopes ??= new AsyncServiceScope?[slots])[slot] = scope;
             handler = (ITransactionalHandler<TKey, TValue>)scope.ServiceProvider.GetRequiredService(handlerType);
         }
 
         return _slotHandlers[slot] = handler;
+    }
+
+    /// <summary>
+    /// Takes the DI scope of <paramref name="slot"/> out of the batch: its call was abandoned and may still use it, so
+    /// it is disposed when that call ends, not with the batch. Slot 0's is the batch's own scope.
+    /// </summary>
+    public IAsyncDisposable? DetachScope(int slot)
+    {
+        if (slot == 0)
+        {
+            _scopeDetached = true;
+            return _scope;
+        }
+
+        if (_slotScopes?[slot] is not { } scope)
+        {
+            return null;
+        }
+
+        _slotScopes[slot] = null;
+        _slotHandlers![slot] = null;
+        return scope;
     }
 
     /// <summary>
@@ -164,6 +187,11 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
             return DisposeAllAsync();
         }
 
+        if (_scopeDetached)
+        {
+            return ValueTask.CompletedTask;
+        }
+
         using (ProcessorThread.WithoutContext())
         {
             return _scope.DisposeAsync();
@@ -175,11 +203,14 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
         // Every scope is disposed even when one throws (user code: a scoped service's Dispose); the first failure is
         // rethrown once all are done, as a single scope's would be.
         Exception? first = null;
-        foreach (var scope in _slotScopes!)
+        foreach (var slotScope in _slotScopes!)
         {
             try
             {
-                await DisposeWithoutContext(scope).ConfigureAwait(true); // back on the processor's thread
+                if (slotScope is { } scope)
+                {
+                    await DisposeWithoutContext(scope).ConfigureAwait(true); // back on the processor's thread
+                }
             }
             catch (Exception e)
             {
@@ -189,7 +220,10 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
 
         try
         {
-            await DisposeWithoutContext(_scope).ConfigureAwait(true);
+            if (!_scopeDetached)
+            {
+                await DisposeWithoutContext(_scope).ConfigureAwait(true);
+            }
         }
         catch (Exception e)
         {

@@ -46,6 +46,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
     private readonly RebalanceHandler _rebalance;
     private readonly ConcurrentLoop<TKey, TValue>? _concurrent; // MaxConcurrency above 1 only: otherwise none of it exists
     private readonly BatchHandlerLoop<TKey, TValue>? _batchHandler; // an ITransactionalBatchHandler only (MaxConcurrency 1)
+    private readonly StoppingHandlerCall _stoppingCall;
     private IConsumer<byte[]?, byte[]?>? _consumer;
 
     public ProcessorLoop(
@@ -72,13 +73,14 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         _poison = new PoisonRecords(options, unit, _telemetry);
         _schedule = new BatchSchedule(options, producerOptions, time, _telemetry);
         _rewinder = new Rewinder(_telemetry);
+        _stoppingCall = new StoppingHandlerCall(options.ShutdownTimeout, _telemetry, time);
         _transactions = new BatchTransactions<TKey, TValue>(
             unit, _unitCalls, scopes, handlerType, () => _consumer!.ConsumerGroupMetadata, time, _status, _telemetry, _attempts, _poison, _schedule, _rewinder);
         _batchHandler = typeof(ITransactionalBatchHandler<TKey, TValue>).IsAssignableFrom(handlerType)
             ? new BatchHandlerLoop<TKey, TValue>(options, unit, _unitCalls, _transactions, _status, _attempts, _poison, _schedule, _rewinder, _deserializer, _telemetry, time)
             : null;
         _concurrent = options.MaxConcurrency > 1 && _batchHandler is null ? CreateConcurrentLoop(unit, handlerType) : null;
-        _rebalance = new RebalanceHandler((IOpenBatchControl?)_batchHandler ?? (IOpenBatchControl?)_concurrent ?? _transactions, _rewinder, _attempts, _telemetry);
+        _rebalance = new RebalanceHandler((IOpenBatchControl?)_batchHandler ?? (IOpenBatchControl?)_concurrent ?? _transactions, _rewinder, _attempts, _status, _telemetry);
     }
 
     public string Name => _telemetry.Name;
@@ -151,15 +153,10 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
     private async Task StepAsync(CancellationToken stoppingToken, CancellationToken drainToken)
     {
         var consumer = _consumer!;
-        if (_batchHandler is not null)
+        if (_batchHandler is not null || _concurrent is not null)
         {
-            await _batchHandler.StepAsync(consumer, stoppingToken, drainToken).ConfigureAwait(true);
-            return;
-        }
-
-        if (_concurrent is not null)
-        {
-            await _concurrent.StepAsync(consumer, stoppingToken, drainToken).ConfigureAwait(true);
+            // A batch handler's steps, or concurrent handling's; the rest of this method is one record at a time.
+            await (_batchHandler?.StepAsync(consumer, stoppingToken, drainToken) ?? _concurrent!.StepAsync(consumer, stoppingToken, drainToken)).ConfigureAwait(true);
             return;
         }
 
@@ -224,13 +221,14 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         try
         {
             var record = _deserializer.Deserialize(result);
-            await batch.HandleAsync(record, _unit, drainToken).ConfigureAwait(true);
+            await _stoppingCall.AwaitAsync(batch.HandleAsync(record, _unit, drainToken), batch, key, drainToken).ConfigureAwait(true);
             batch.AddHandled(key);
             _telemetry.RecordHandled();
         }
         catch (OperationCanceledException e) when (drainToken.IsCancellationRequested)
         {
-            // The stop's ShutdownTimeout ran out while the handler was running: whatever it wrote must not commit.
+            // The stop's ShutdownTimeout ran out while the handler was running (it ended cancelled, or was abandoned
+            // ShutdownTimeout later): whatever it wrote must not commit.
             ProcessorTelemetry.RecordFailed(recordActivity, e);
             await _transactions.AbortAndRewindAsync($"the handler of {key} was cancelled when ShutdownTimeout ran out").ConfigureAwait(true);
             throw;
@@ -277,7 +275,11 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         }
     }
 
-    /// <summary>Ends the open batch (see <see cref="BatchTransactions{TKey, TValue}.FinishOnShutdownAsync"/>) and leaves the group.</summary>
+    /// <summary>
+    /// Ends the open batch (see <see cref="BatchTransactions{TKey, TValue}.FinishOnShutdownAsync"/>) and leaves the
+    /// group. Whatever ending the batch throws, the batch is aborted rather than committed, the processor ends Faulted
+    /// with it, and the consumer is closed all the same.
+    /// </summary>
     private async Task ShutdownAsync(CancellationToken drainToken)
     {
         if (_consumer is not { } consumer)
@@ -286,12 +288,37 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
             return;
         }
 
-        if (_concurrent is not null)
+        try
         {
-            await _concurrent.FinishAsync(drainToken).ConfigureAwait(true);
+            if (_concurrent is not null)
+            {
+                await _concurrent.FinishAsync(drainToken).ConfigureAwait(true);
+            }
+
+            await _transactions.FinishOnShutdownAsync(drainToken).ConfigureAwait(true);
+        }
+        catch (Exception e)
+        {
+            // User code (a scoped service's Dispose, a handler that cannot be built) or a bug: abort, never commit, and
+            // hold neither the transaction open for transaction.timeout.ms nor the partitions for a session timeout.
+            if (!_status.HasFailed)
+            {
+                _status.Fail(e, _status.IsFencing(e));
+            }
+
+            await _transactions.AbortAndRewindAsync("ending the batch failed as the processor stopped").ConfigureAwait(true);
+        }
+        finally
+        {
+            Close(consumer);
         }
 
-        await _transactions.FinishOnShutdownAsync(drainToken).ConfigureAwait(true);
+        _status.StoppedIfRunning();
+        _telemetry.Stopped(State);
+    }
+
+    private void Close(IConsumer<byte[]?, byte[]?> consumer)
+    {
         try
         {
             consumer.Close(); // leave the group now, so that the partitions move without waiting for a session timeout
@@ -307,9 +334,6 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
             _consumer = null;
             _telemetry.ConsumerClosed();
         }
-
-        _status.StoppedIfRunning();
-        _telemetry.Stopped(State);
     }
 
     private ConcurrentLoop<TKey, TValue> CreateConcurrentLoop(ITransactionalUnitOfWork unit, Type handlerType)
@@ -318,7 +342,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         var dispatch = new HandlerDispatch<TKey, TValue>(_options, unit, _unitCalls, _attempts, _poison, handlerType, _deserializer, buffer, _telemetry, _time);
         var barrier = new CommitBarrier<TKey, TValue>(_producerOptions, _transactions, dispatch, buffer, _telemetry, _time);
         var failure = new BatchFailure<TKey, TValue>(_options, unit, _unitCalls, _transactions, _status, _attempts, _schedule, _telemetry, dispatch, buffer);
-        _telemetry.ObserveConcurrency(() => dispatch.InFlight.Count, () => buffer.Count, () => buffer.HighWaterMark);
+        _telemetry.ObserveConcurrency(() => dispatch.InFlight.Count + dispatch.InFlight.AbandonedCount, () => buffer.Count, () => buffer.HighWaterMark);
         return new ConcurrentLoop<TKey, TValue>(_options, _producerOptions, _transactions, _status, _attempts, _schedule, _rewinder, _telemetry, dispatch, barrier, failure, buffer, _time);
     }
 }

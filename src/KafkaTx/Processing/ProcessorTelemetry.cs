@@ -145,6 +145,12 @@ internal sealed class ProcessorTelemetry
         Log.PoisonSkipped(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, failure.Attempts, failure.LastError);
     }
 
+    public void HandlerCallAbandoned(RecordKey key, TimeSpan ranFor, TimeSpan ignoredCancellationFor, string why) =>
+        Log.HandlerCallAbandoned(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, (long)ranFor.TotalMilliseconds, (long)ignoredCancellationFor.TotalMilliseconds, why);
+
+    public void AbandonedCallEnded(RecordKey key, TimeSpan ranFor, Exception? scopeDisposeError) =>
+        Log.AbandonedCallEnded(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, (long)ranFor.TotalMilliseconds, scopeDisposeError);
+
     public void PoisonStopped(RecordKey key, RecordFailure failure) =>
         Log.PoisonStopped(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, failure.Attempts, failure.LastError);
 

@@ -8,7 +8,7 @@ namespace KafkaTx.Processing;
 /// must not return while this member could still commit offsets for them); a loss aborts it, since other members may
 /// own the partitions already, and rewinds. Either way, what this processor knew of the partitions is forgotten.
 /// </summary>
-internal sealed class RebalanceHandler(IOpenBatchControl batch, Rewinder rewinder, RecordAttempts attempts, ProcessorTelemetry telemetry)
+internal sealed class RebalanceHandler(IOpenBatchControl batch, Rewinder rewinder, RecordAttempts attempts, ProcessorStatus status, ProcessorTelemetry telemetry)
 {
     /// <summary>The consumer's callbacks: these, and the consumer's errors and logs.</summary>
     public ConsumerEventHandlers EventHandlers() => new()
@@ -44,7 +44,15 @@ internal sealed class RebalanceHandler(IOpenBatchControl batch, Rewinder rewinde
                     // Never out of the callback (it would surface from Consume or Close): abort, and let the rewind
                     // and the next owner of the partitions redo the work.
                     telemetry.Failed(e);
-                    batch.AbortAndRewindAsync("the commit on revoke failed").GetAwaiter().GetResult();
+                    AbortAndRewind("the commit on revoke failed");
+                }
+                catch (Exception e)
+                {
+                    // Anything else (user code: a handler that cannot be built, a scoped service that throws on
+                    // dispose) stops the processor, as it does outside a callback; but the batch aborts here, before
+                    // the partitions move, not after them.
+                    AbortAndRewind("the commit on revoke failed");
+                    status.Fail(e, status.IsFencing(e));
                 }
             }
         }
@@ -60,12 +68,31 @@ internal sealed class RebalanceHandler(IOpenBatchControl batch, Rewinder rewinde
             // Other members may own these partitions already: never commit, abort.
             using (ProcessorThread.WithoutContext())
             {
-                batch.AbortAndRewindAsync("partitions were lost").GetAwaiter().GetResult();
+                AbortAndRewind("partitions were lost");
             }
         }
 
         Forget(partitions);
         rewinder.Require();
+    }
+
+    /// <summary>Aborts the open batch; whatever the abort throws stays in the callback and stops the processor.</summary>
+    private void AbortAndRewind(string reason)
+    {
+        try
+        {
+            batch.AbortAndRewindAsync(reason).GetAwaiter().GetResult();
+        }
+        catch (Exception e)
+        {
+            // The batch ended or not, the consumer must be rewound; the processor stops, and its shutdown aborts
+            // whatever is still open.
+            rewinder.Require();
+            if (!status.HasFailed)
+            {
+                status.Fail(e, status.IsFencing(e));
+            }
+        }
     }
 
     private void Forget(IReadOnlyList<TopicPartitionOffset> partitions)

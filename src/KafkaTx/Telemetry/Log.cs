@@ -169,6 +169,12 @@ internal static partial class Log
     [LoggerMessage(123, LogLevel.Warning, "Processor {Name} ({TransactionalId}): the producer could not initialize after a commit with an unknown outcome; the next transaction initializes it")]
     public static partial void ProcessorSettleDeferred(ILogger logger, string name, string transactionalId, Exception exception);
 
+    [LoggerMessage(140, LogLevel.Warning, "Processor {Name}: the handler call for {Topic} [{Partition}] @{Offset} has run {RanMs} ms and ignored its cancellation for {IgnoredMs} ms after {Reason}; it is abandoned: its transaction aborts without it, its writes are refused, and its slot, its DI scope and its records' lane stay taken until it ends")]
+    public static partial void HandlerCallAbandoned(ILogger logger, string name, string topic, int partition, long offset, long ranMs, long ignoredMs, string reason);
+
+    [LoggerMessage(141, LogLevel.Information, "Processor {Name}: the abandoned handler call for {Topic} [{Partition}] @{Offset} ended after {RanMs} ms; its slot and its records' lane are free again")]
+    public static partial void AbandonedCallEnded(ILogger logger, string name, string topic, int partition, long offset, long ranMs, Exception? exception);
+
     // ---- broker connections and start-up initialization (event ids 170-179)
 
     [LoggerMessage(170, LogLevel.Warning, "Kafka client {Client} lost its connection to the brokers: {ErrorCode}: {Reason}. librdkafka keeps trying; further connection failures are logged at Debug until it is connected again")]

@@ -28,6 +28,19 @@ internal sealed record CopierSettings(string BootstrapServers, string Input, str
 
     /// <summary>Whether the copier's handler is a batch handler (<see cref="BatchCopyHandler"/>: a transaction's records in one call). MaxConcurrency is then 1.</summary>
     public bool BatchHandler { get; init; }
+
+    /// <summary>
+    /// One handler call in this many (at random) ignores its cancellation token for <see cref="IgnoreCancellationFor"/>,
+    /// and the processor's ShutdownTimeout is <see cref="ShortShutdownTimeout"/>, so that such calls are abandoned.
+    /// 0 (default): every call honours its token, and ShutdownTimeout is the processor's default.
+    /// </summary>
+    public int IgnoreCancellationEvery { get; init; }
+
+    /// <summary>How long a call that ignores its token goes on, cancelled or not.</summary>
+    public static TimeSpan IgnoreCancellationFor { get; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The processor's ShutdownTimeout when calls ignore their token: well below <see cref="IgnoreCancellationFor"/>.</summary>
+    public static TimeSpan ShortShutdownTimeout { get; } = TimeSpan.FromMilliseconds(200);
 }
 
 /// <summary>Names of the processing orders on the command line.</summary>
@@ -78,6 +91,10 @@ internal static class CopierApp
             p.MaxConcurrency = settings.MaxConcurrency;
             p.Order = settings.Order;
             p.MaxBufferedRecords = Math.Max(p.MaxBufferedRecords, settings.MaxConcurrency);
+            if (settings.IgnoreCancellationEvery > 0)
+            {
+                p.ShutdownTimeout = CopierSettings.ShortShutdownTimeout;
+            }
         }
 
         if (settings.BatchHandler)

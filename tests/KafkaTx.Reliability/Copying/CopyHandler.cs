@@ -108,6 +108,7 @@ internal sealed class CopyTarget
         Delay = settings.HandlerDelay;
         RandomDelay = settings.RandomDelay;
         StopCall = settings.StopCall;
+        IgnoreCancellationEvery = settings.IgnoreCancellationEvery;
     }
 
     public string Topic { get; }
@@ -119,6 +120,9 @@ internal sealed class CopyTarget
 
     /// <summary>Whether each call awaits a uniform random time from 0 to <see cref="Delay"/>: handlers that overtake each other when run concurrently.</summary>
     public bool RandomDelay { get; }
+
+    /// <summary>One call in this many ignores its token (see <see cref="CopierSettings.IgnoreCancellationEvery"/>); 0: none.</summary>
+    public int IgnoreCancellationEvery { get; }
 
     /// <summary>How long the armed call goes on after the stop began, when the token does not cancel it first.</summary>
     public TimeSpan StopCall { get; }
@@ -182,6 +186,13 @@ internal sealed class CopyTarget
         var armAt = Interlocked.Read(ref _armAt);
         if (Handled < armAt || Interlocked.CompareExchange(ref _armAt, long.MaxValue, armAt) != armAt)
         {
+            if (IgnoreCancellationEvery > 0 && Random.Shared.Next(IgnoreCancellationEvery) == 0)
+            {
+                // A handler whose call ignores the token: a stop, a rebalance or a failed batch must not wait for it.
+                await Task.Delay(CopierSettings.IgnoreCancellationFor, CancellationToken.None);
+                return;
+            }
+
             await Task.Delay(RandomDelay ? Delay * Random.Shared.NextDouble() : Delay, cancellationToken);
             return;
         }

@@ -18,7 +18,12 @@ namespace KafkaTx.Reliability.Crash;
 /// Whether the copier's handler is a batch handler, one call per transaction (<c>--batch-handler</c>); MaxConcurrency
 /// is then 1.
 /// </param>
-internal sealed record CopyConcurrency(int MaxConcurrency = 1, ProcessingOrder Order = ProcessingOrder.Key, int Keys = 1, bool BatchHandler = false)
+/// <param name="IgnoreCancellationEvery">
+/// One handler call in this many (at random) ignores its cancellation token for <see cref="CopierSettings.IgnoreCancellationFor"/>,
+/// and the copier's ShutdownTimeout is cut to <see cref="CopierSettings.ShortShutdownTimeout"/>: stops, revokes,
+/// losses and failed batches then abandon such calls. 0: every call honours its token.
+/// </param>
+internal sealed record CopyConcurrency(int MaxConcurrency = 1, ProcessingOrder Order = ProcessingOrder.Key, int Keys = 1, bool BatchHandler = false, int IgnoreCancellationEvery = 0)
 {
     /// <summary>Today's run: one record at a time, one key per partition.</summary>
     public static CopyConcurrency Sequential { get; } = new();
@@ -37,7 +42,7 @@ internal sealed record CopyConcurrency(int MaxConcurrency = 1, ProcessingOrder O
     public const int DefaultConcurrentKeys = 16;
 
     /// <summary>
-    /// Reads <c>--max-concurrency N --order key|partition|unordered --keys N --batch-handler</c>. Keys default to
+    /// Reads <c>--max-concurrency N --order key|partition|unordered --keys N --batch-handler --ignore-cancellation N</c>. Keys default to
     /// <see cref="DefaultConcurrentKeys"/> in key order with MaxConcurrency above 1, else to 1 (today's input).
     /// </summary>
     public static CopyConcurrency Parse(Arguments arguments)
@@ -48,7 +53,8 @@ internal sealed record CopyConcurrency(int MaxConcurrency = 1, ProcessingOrder O
             maxConcurrency,
             order,
             arguments.Int("--keys", maxConcurrency > 1 && order == ProcessingOrder.Key ? DefaultConcurrentKeys : 1),
-            arguments.Flag("--batch-handler"));
+            arguments.Flag("--batch-handler"),
+            arguments.Int("--ignore-cancellation", 0));
         if (concurrency.MaxConcurrency is < 1 or > 1_000)
         {
             throw new ArgumentException($"--max-concurrency {concurrency.MaxConcurrency}: expected 1 to 1000.");
@@ -64,17 +70,25 @@ internal sealed record CopyConcurrency(int MaxConcurrency = 1, ProcessingOrder O
             throw new ArgumentException($"--keys {concurrency.Keys}: expected at least 1 (keys per input partition).");
         }
 
+        if (concurrency.IgnoreCancellationEvery < 0)
+        {
+            throw new ArgumentException($"--ignore-cancellation {concurrency.IgnoreCancellationEvery}: expected 0 (never) or N (one call in N).");
+        }
+
         return concurrency;
     }
 
     /// <summary>The copier settings with this concurrency.</summary>
-    public CopierSettings Apply(CopierSettings settings) => settings with { MaxConcurrency = MaxConcurrency, Order = Order, BatchHandler = BatchHandler };
+    public CopierSettings Apply(CopierSettings settings) => settings with { MaxConcurrency = MaxConcurrency, Order = Order, BatchHandler = BatchHandler, IgnoreCancellationEvery = IgnoreCancellationEvery };
 
     /// <summary>How it reads in a report.</summary>
     public string Describe()
     {
         var handling = BatchHandler ? "batch handler (a transaction's records in one call)" : $"MaxConcurrency {MaxConcurrency}, order {Order.Name()}";
         var checkedOrder = OrderChecked switch { CheckedOrder.Key => "per key", CheckedOrder.None => "none (unordered)", _ => "per partition" };
-        return string.Create(CultureInfo.InvariantCulture, $"{handling}, {Keys} key{(Keys == 1 ? string.Empty : "s")} per partition; order checked {checkedOrder}");
+        var described = string.Create(CultureInfo.InvariantCulture, $"{handling}, {Keys} key{(Keys == 1 ? string.Empty : "s")} per partition; order checked {checkedOrder}");
+        return IgnoreCancellationEvery == 0 ? described : described + string.Create(
+            CultureInfo.InvariantCulture,
+            $"; one call in {IgnoreCancellationEvery} ignores its token for {CopierSettings.IgnoreCancellationFor.TotalSeconds:0.#} s (ShutdownTimeout {CopierSettings.ShortShutdownTimeout.TotalMilliseconds:0} ms)");
     }
 }

@@ -63,6 +63,7 @@ internal sealed partial class ProcessCopier : ICopier
             "--max-concurrency", settings.MaxConcurrency.ToString(CultureInfo.InvariantCulture),
             "--order", settings.Order.Name(),
             .. (settings.BatchHandler ? new[] { "--batch-handler" } : Array.Empty<string>()),
+            "--ignore-cancellation", settings.IgnoreCancellationEvery.ToString(CultureInfo.InvariantCulture),
             "--exit-with-parent",
         ])
         {

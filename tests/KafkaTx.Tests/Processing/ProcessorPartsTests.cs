@@ -180,6 +180,39 @@ public class ProcessorPartsTests
     }
 
     [Fact]
+    public void A_revoke_whose_commit_throws_something_unexpected_aborts_before_the_partitions_move_and_stops_the_processor()
+    {
+        // User code under the commit (a handler that cannot be built, a scoped service failing to dispose) threw
+        // something else than a Kafka error: it escaped the callback, so the partitions moved with the batch open.
+        var batch = new FakeBatchControl { IsOpen = true, CommitFailure = new NotSupportedException("a scoped service failed") };
+        var status = new ProcessorStatus(TestUnits.Create().Unit, Telemetry());
+        status.Running();
+        var (consumer, _, _) = Rebalancing(batch, status);
+
+        consumer.Rebalance("revoke", P0);
+        consumer.Invoking(c => c.Consume(TimeSpan.Zero)).Should().NotThrow("nothing leaves a rebalance callback");
+
+        batch.Calls.Should().Equal("commit", "abort: the commit on revoke failed");
+        status.State.Should().Be(ProcessorState.Faulted, "as outside a callback, the processor stops on it");
+        status.Failure.Should().BeOfType<NotSupportedException>();
+    }
+
+    [Fact]
+    public void A_loss_whose_abort_throws_stays_in_the_callback_requires_a_rewind_and_stops_the_processor()
+    {
+        var batch = new FakeBatchControl { IsOpen = true, AbortFailure = new NotSupportedException("a scoped service failed") };
+        var status = new ProcessorStatus(TestUnits.Create().Unit, Telemetry());
+        status.Running();
+        var (consumer, rewinder, _) = Rebalancing(batch, status);
+
+        consumer.Rebalance("lost", P0);
+        consumer.Invoking(c => c.Consume(TimeSpan.Zero)).Should().NotThrow("nothing leaves a rebalance callback");
+
+        rewinder.IsPending.Should().BeTrue();
+        status.State.Should().Be(ProcessorState.Faulted, "the shutdown then aborts whatever is still open");
+    }
+
+    [Fact]
     public void A_revoke_never_commits_for_a_processor_that_is_not_running()
     {
         var batch = new FakeBatchControl { IsOpen = true, IsRunning = false };
@@ -227,12 +260,13 @@ public class ProcessorPartsTests
         return consumer;
     }
 
-    private static (FakeConsumer Consumer, Rewinder Rewinder, RecordAttempts Attempts) Rebalancing(FakeBatchControl batch)
+    private static (FakeConsumer Consumer, Rewinder Rewinder, RecordAttempts Attempts) Rebalancing(FakeBatchControl batch, ProcessorStatus? status = null)
     {
         var telemetry = Telemetry();
         var rewinder = new Rewinder(telemetry);
         var attempts = new RecordAttempts();
-        var consumer = new FakeConsumer(new FakeBroker(), new RebalanceHandler(batch, rewinder, attempts, telemetry).EventHandlers());
+        status ??= new ProcessorStatus(TestUnits.Create().Unit, telemetry);
+        var consumer = new FakeConsumer(new FakeBroker(), new RebalanceHandler(batch, rewinder, attempts, status, telemetry).EventHandlers());
         consumer.Rebalance("assign", P0);
         consumer.Consume(TimeSpan.Zero);
         return (consumer, rewinder, attempts);
@@ -248,17 +282,22 @@ public class ProcessorPartsTests
 
         public bool CommitFails { get; set; }
 
+        public Exception? CommitFailure { get; set; }
+
+        public Exception? AbortFailure { get; set; }
+
         public Task CommitAsync(CancellationToken cancellationToken)
         {
             Calls.Add("commit");
-            return CommitFails ? Task.FromException(new KafkaException(ErrorCode.Local_Transport)) : Task.CompletedTask;
+            return CommitFailure is not null ? Task.FromException(CommitFailure)
+                : CommitFails ? Task.FromException(new KafkaException(ErrorCode.Local_Transport)) : Task.CompletedTask;
         }
 
         public Task AbortAndRewindAsync(string reason)
         {
             Calls.Add("abort: " + reason);
             IsOpen = false;
-            return Task.CompletedTask;
+            return AbortFailure is not null ? Task.FromException(AbortFailure) : Task.CompletedTask;
         }
 
         public List<TopicPartition> Left { get; } = [];

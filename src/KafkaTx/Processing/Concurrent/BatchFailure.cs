@@ -19,14 +19,14 @@ internal sealed class BatchFailure<TKey, TValue>(
     LaneQueues buffer)
 {
     /// <summary>
-    /// Aborts the broken batch once its calls have ended: a unit failure stops the processor; a transaction failure
-    /// retries without charging any record; else each record that failed is charged one attempt, and only those.
+    /// Aborts the broken batch once its calls have ended (or, ignoring their cancellation past ShutdownTimeout, were
+    /// abandoned): a unit failure stops the processor; a transaction failure retries without charging any record; else
+    /// each record that failed is charged one attempt, and only those.
     /// </summary>
     public async Task FailAsync(bool backoff, CancellationToken cancellationToken)
     {
-        dispatch.CancelCalls();
         var batch = transactions.Batch;
-        await dispatch.WaitForAllAsync(batch).ConfigureAwait(true);
+        await dispatch.StopCallsAsync(batch, "a call of its batch failed").ConfigureAwait(true);
         var failures = dispatch.Failures.ToList();
         var transactionFailure = dispatch.TransactionFailure ?? failures.Select(f => f.Error).OfType<KafkaTransactionException>()
             .FirstOrDefault(e => unitCalls.IsTransactionFailure(e) && !schedule.Outlived(batch));
@@ -77,5 +77,5 @@ internal sealed class BatchFailure<TKey, TValue>(
         }
     }
 
-    private void DropBuffer() => buffer.Clear(dispatch.InFlight.Records.Select(r => r.Lane));
+    private void DropBuffer() => buffer.Clear(dispatch.InFlight.Lanes);
 }

@@ -18,10 +18,16 @@ internal sealed class CommitBarrier<TKey, TValue>(
 {
     /// <summary>
     /// The commit barrier: dispatches the holes (buffered records below a dispatched record of their partition), waits
-    /// for every call in flight, for at most <paramref name="bound"/>, after which the calls are cancelled.
+    /// for every call in flight, for at most <paramref name="bound"/> (or until <paramref name="drainToken"/> is
+    /// cancelled, which cancels the calls), after which the calls are cancelled, waited for at most ShutdownTimeout
+    /// more, and abandoned if they still run.
     /// </summary>
+    /// <param name="bound">How long the calls may take.</param>
+    /// <param name="chargeOverrun">Whether the calls still running at the bound are charged an attempt.</param>
+    /// <param name="why">Why the wait is bounded, for the log of a call abandoned at the bound.</param>
+    /// <param name="drainToken">The calls' token, when the barrier dispatches holes.</param>
     /// <returns>Whether every record the batch dispatched is handled, and none is missing below them.</returns>
-    public async Task<bool> WaitAsync(TimeSpan bound, bool chargeOverrun, CancellationToken drainToken)
+    public async Task<bool> WaitAsync(TimeSpan bound, bool chargeOverrun, string why, CancellationToken drainToken)
     {
         var started = time.GetTimestamp();
         var batch = transactions.Batch;
@@ -38,14 +44,17 @@ internal sealed class CommitBarrier<TKey, TValue>(
                 return false;
             }
 
-            if (dispatch.InFlight.Count == 0)
+            // A hole waiting behind an abandoned call (it should not happen: records past it are not dispatched)
+            // keeps the batch from completing, as a call in flight does.
+            var holeBlocked = dispatch.InFlight.Count == 0 && AbandonedCalls.HoleBlocked(dispatch.InFlight, buffer, dispatch.IsHole);
+            if (dispatch.InFlight.Count == 0 && !holeBlocked)
             {
                 telemetry.BarrierWaited(time.GetElapsedTime(started));
                 return true;
             }
 
             var remaining = bound == TimeSpan.MaxValue ? BatchSchedule.IdlePoll : bound - time.GetElapsedTime(started);
-            if (remaining <= TimeSpan.Zero || dispatch.Broken)
+            if (remaining <= TimeSpan.Zero || dispatch.Broken || drainToken.IsCancellationRequested)
             {
                 if (remaining <= TimeSpan.Zero && chargeOverrun)
                 {
@@ -53,8 +62,15 @@ internal sealed class CommitBarrier<TKey, TValue>(
                     dispatch.Overran(producer.TransactionTimeout);
                 }
 
-                dispatch.CancelCalls(); // overran, or the batch aborts anyway: no use letting the others finish
-                await dispatch.WaitForAllAsync(batch).ConfigureAwait(true);
+                // Overran, or the batch aborts anyway: no use letting the others finish. A call that ignores its token
+                // is not waited for beyond the bound: it is abandoned, and the batch aborts without it.
+                var stoppedBecause = remaining <= TimeSpan.Zero ? why : dispatch.Broken ? "a call of its batch failed" : "the processor stopped";
+                await dispatch.StopCallsAsync(batch, stoppedBecause).ConfigureAwait(true);
+                if (holeBlocked)
+                {
+                    dispatch.MarkIncomplete();
+                }
+
                 return false;
             }
 

@@ -32,6 +32,10 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
     private static readonly TimeSpan RewindRetryDelay = TimeSpan.FromMilliseconds(200);
     private static readonly TimeSpan BusyPoll = TimeSpan.FromMilliseconds(10); // how soon new records are looked for while handlers run
 
+    // Lost partitions may be owned by another member already, whose reads of their offsets wait for this transaction
+    // to end: cancelled calls get a short while, not ShutdownTimeout.
+    private static readonly TimeSpan CancelledCallsOnLoss = TimeSpan.FromSeconds(1);
+
     private readonly AssignmentPause _pause = new(telemetry);
 
     private bool Broken => dispatch.Broken;
@@ -93,29 +97,35 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
 
     /// <summary>
     /// Ends the open batch as the processor stops: nothing new is dispatched (the holes below dispatched records
-    /// excepted), the calls in flight finish (their token is cancelled only when ShutdownTimeout runs out); then the
-    /// batch is complete and <see cref="BatchTransactions{TKey, TValue}.FinishOnShutdownAsync"/> commits it, or it is aborted.
+    /// excepted), the calls in flight finish (their token is cancelled only when ShutdownTimeout runs out; a call that
+    /// ignores it is abandoned ShutdownTimeout later); then the batch is complete and
+    /// <see cref="BatchTransactions{TKey, TValue}.FinishOnShutdownAsync"/> commits it, or it is aborted, also when the
+    /// barrier throws.
     /// </summary>
     public async Task FinishAsync(CancellationToken drainToken)
     {
-        if (status.HasFailed)
+        var complete = false;
+        try
         {
-            dispatch.CancelCalls();
+            complete = (transactions.Batch is null && dispatch.InFlight.Count == 0)
+                || (!status.HasFailed && await barrier.WaitAsync(TimeSpan.MaxValue, chargeOverrun: false, "the processor stopped", drainToken).ConfigureAwait(true) && !Broken);
         }
-
-        if (transactions.Batch is not null || dispatch.InFlight.Count > 0)
+        finally
         {
-            var complete = !status.HasFailed && await barrier.WaitAsync(TimeSpan.MaxValue, chargeOverrun: false, drainToken).ConfigureAwait(true);
-            if (!complete || Broken)
+            try
             {
-                dispatch.CancelCalls();
-                await dispatch.WaitForAllAsync(transactions.Batch).ConfigureAwait(true);
-                await transactions.AbortAndRewindAsync("the processor stopped before every handler call of the batch completed").ConfigureAwait(true);
+                if (!complete)
+                {
+                    await dispatch.StopCallsAsync(transactions.Batch, "the processor stopped").ConfigureAwait(true);
+                    await transactions.AbortAndRewindAsync("the processor stopped before every handler call of the batch completed").ConfigureAwait(true);
+                }
+            }
+            finally
+            {
+                dispatch.BatchEnded();
+                DropBuffer();
             }
         }
-
-        dispatch.BatchEnded();
-        DropBuffer();
     }
 
     /// <summary>A revoke: the calls in flight finish (bounded by ShutdownTimeout), then the batch commits, or aborts.</summary>
@@ -126,7 +136,7 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
             if (transactions.Batch is { } batch)
             {
                 var bound = BoundOf(batch) < options.ShutdownTimeout ? BoundOf(batch) : options.ShutdownTimeout;
-                if (await barrier.WaitAsync(bound, chargeOverrun: false, CancellationToken.None).ConfigureAwait(true))
+                if (await barrier.WaitAsync(bound, chargeOverrun: false, "the partitions were revoked", CancellationToken.None).ConfigureAwait(true))
                 {
                     await transactions.CommitAsync(cancellationToken).ConfigureAwait(true);
                     dispatch.BatchEnded();
@@ -148,14 +158,23 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
     /// <inheritdoc/>
     void IOpenBatchControl.Leaving(IEnumerable<TopicPartition> partitions) => _pause.Leaving(partitions);
 
-    /// <summary>A loss (or a failed commit on revoke): cancel the calls, wait for them, abort, rewind.</summary>
+    /// <summary>
+    /// A loss (or a failed commit on revoke): cancel the calls, wait for them (a call ignoring its token at most
+    /// <see cref="CancelledCallsOnLoss"/>: it is abandoned), abort, rewind.
+    /// </summary>
     async Task IOpenBatchControl.AbortAndRewindAsync(string reason)
     {
-        dispatch.CancelCalls();
-        await dispatch.WaitForAllAsync(transactions.Batch).ConfigureAwait(true);
-        await transactions.AbortAndRewindAsync(reason).ConfigureAwait(true);
-        dispatch.BatchEnded();
-        DropBuffer();
+        try
+        {
+            var bound = options.ShutdownTimeout < CancelledCallsOnLoss ? options.ShutdownTimeout : CancelledCallsOnLoss;
+            await dispatch.StopCallsAsync(transactions.Batch, reason, bound).ConfigureAwait(true);
+            await transactions.AbortAndRewindAsync(reason).ConfigureAwait(true);
+        }
+        finally
+        {
+            dispatch.BatchEnded();
+            DropBuffer();
+        }
     }
 
     private async Task ConsumeAsync(IConsumer<byte[]?, byte[]?> consumer, long now, CancellationToken stoppingToken, CancellationToken drainToken)
@@ -238,14 +257,16 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
 
     private async Task DispatchAsync(CancellationToken stoppingToken, CancellationToken drainToken)
     {
+        var dispatchable = AbandonedCalls.Dispatchable(dispatch.InFlight, buffer); // null (any) unless a call was abandoned
         while (dispatch.HasFreeSlot && !stoppingToken.IsCancellationRequested && !Broken && !status.HasFailed && !IsFull())
         {
-            if (!buffer.TryTake(null, out var record))
+            if (!buffer.TryTake(dispatchable, out var record))
             {
                 return;
             }
 
-            var batch = transactions.Batch ?? await transactions.BeginAsync(stoppingToken, drainToken).ConfigureAwait(true);
+            // The batch's token, so that a Produce of an abandoned call waiting for room in a full queue stops too.
+            var batch = transactions.Batch ?? await transactions.BeginAsync(stoppingToken, dispatch.BatchToken(drainToken)).ConfigureAwait(true);
             dispatch.Dispatch(batch, record, drainToken);
         }
     }
@@ -273,7 +294,7 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
     private async Task CommitAtBarrierAsync(OpenBatch<TKey, TValue> batch, CancellationToken drainToken)
     {
         // A handler still running when the transaction nears its timeout is cancelled (and charged if it ran long).
-        if (!await barrier.WaitAsync(BoundOf(batch), chargeOverrun: true, drainToken).ConfigureAwait(true))
+        if (!await barrier.WaitAsync(BoundOf(batch), chargeOverrun: true, "its transaction neared its timeout", drainToken).ConfigureAwait(true))
         {
             return; // broken: the next step aborts the batch
         }
@@ -289,5 +310,5 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
     private TimeSpan BoundOf(OpenBatch<TKey, TValue> batch) =>
         producer.TransactionTimeout - (producer.TransactionTimeout / 5) - time.GetElapsedTime(batch.StartedAt);
 
-    private void DropBuffer() => buffer.Clear(dispatch.InFlight.Records.Select(r => r.Lane));
+    private void DropBuffer() => buffer.Clear(dispatch.InFlight.Lanes); // the lanes of calls running stay blocked
 }

@@ -29,6 +29,8 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     private readonly List<(BufferedRecord Record, Exception Error)> _failures = [];
     private CancellationTokenSource? _batchCancellation;
     private bool _overranUncharged; // this batch overran with no call at fault: it ends with BatchCap kept low
+    private bool _abandonedInBatch;  // a call of this batch was abandoned: its token's source must outlive the batch
+    private readonly AbandonedCalls _abandon = new(telemetry, time);
 
     public InFlight InFlight { get; } = new();
 
@@ -149,43 +151,48 @@ internal sealed class HandlerDispatch<TKey, TValue>(
             throw; // the handler cannot be built: as when the batch's own cannot, the processor stops
         }
 
-        _batchCancellation ??= CancellationTokenSource.CreateLinkedTokenSource(drainToken);
-        var token = _batchCancellation.Token;
+        var token = BatchToken(drainToken);
+        var call = new HandlerCall(record, slot, time.GetTimestamp(), unit);
         var previous = Activity.Current;
         var activity = telemetry.StartRecord(record.Raw, batch.Activity); // current in the call
-        ValueTask call;
+        ValueTask task;
         try
         {
             using (ProcessorThread.WithoutContext())
             {
-                call = handler.HandleAsync(typed, unit, token);
+                task = handler.HandleAsync(typed, call, token);
             }
         }
         catch (Exception e)
         {
-            call = ValueTask.FromException(e);
+            task = ValueTask.FromException(e);
         }
 
-        if (call.IsCompleted)
+        if (task.IsCompleted)
         {
             // Done without awaiting anything (a handler that only transforms): no thread hop, no queue.
             Activity.Current = previous;
-            Ended(batch, record, slot, Outcome(call, activity), cancelled: false, token);
+            call.EndedAtOnce(task, activity);
+            Ended(batch, call, token);
             return false;
         }
 
-        InFlight.Started(record, time.GetTimestamp());
+        InFlight.Started(call);
         Activity.Current = previous;
-        _ = ObserveAsync(call, record, slot, activity, token);
+        _ = call.ObserveAsync(task, activity, InFlight, token);
         return true;
     }
+
+    /// <summary>The token of the open batch's calls and of its transaction: the drain's, cancelled too when the batch aborts.</summary>
+    public CancellationToken BatchToken(CancellationToken drainToken) =>
+        (_batchCancellation ??= CancellationTokenSource.CreateLinkedTokenSource(drainToken)).Token;
 
     /// <summary>Collects the completions reported so far: handled records join the batch, their lanes move on.</summary>
     public void Collect(OpenBatch<TKey, TValue>? batch)
     {
-        while (InFlight.TryCollect(out var completion))
+        while (InFlight.TryCollect(out var call))
         {
-            Ended(batch, completion.Record, completion.Slot, completion.Error, completion.Cancelled, default);
+            Ended(batch, call, default);
         }
     }
 
@@ -196,12 +203,12 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         // waiting behind a slow one of its key, say) is not: the batch was too long, so the next ones are shorter.
         var charged = false;
         var now = time.GetTimestamp();
-        foreach (var record in InFlight.Records)
+        foreach (var call in InFlight.Calls)
         {
-            if (time.GetElapsedTime(InFlight.StartedAt(record), now) >= transactionTimeout / 2)
+            if (time.GetElapsedTime(call.StartedAt, now) >= transactionTimeout / 2)
             {
                 charged = true;
-                _failures.Add((record, new TimeoutException($"The handler of {record.Key} was still running when the transaction neared its timeout ({transactionTimeout.TotalMilliseconds} ms); it was cancelled.")));
+                _failures.Add((call.Record, new TimeoutException($"The handler of {call.Record.Key} was still running when the transaction neared its timeout ({transactionTimeout.TotalMilliseconds} ms); it was cancelled.")));
             }
         }
 
@@ -228,16 +235,41 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         }
     }
 
-    /// <summary>Waits for every handler call, however long (they have been cancelled, or the caller bounds nothing).</summary>
-    public async Task WaitForAllAsync(OpenBatch<TKey, TValue>? batch)
+    /// <summary>
+    /// Cancels the batch's handler calls and waits for them, at most <paramref name="bound"/>: a call still running
+    /// then ignores its token, and is abandoned (see <see cref="AbandonedCalls"/>): the batch is incomplete and aborts.
+    /// </summary>
+    /// <param name="batch">The open batch.</param>
+    /// <param name="why">Why the calls are stopped, for the log and for a late write's refusal.</param>
+    /// <param name="bound">How long cancelled calls are waited for: ShutdownTimeout unless given.</param>
+    public async Task StopCallsAsync(OpenBatch<TKey, TValue>? batch, string why, TimeSpan? bound = null)
     {
+        var limit = bound ?? options.ShutdownTimeout;
+        CancelCalls();
+        var started = time.GetTimestamp();
         Collect(batch);
         while (InFlight.Count > 0)
         {
-            await InFlight.WaitAsync(BatchSchedule.IdlePoll).ConfigureAwait(true);
+            var remaining = limit - time.GetElapsedTime(started);
+            if (remaining <= TimeSpan.Zero)
+            {
+                if (_abandon.Abandon(batch, InFlight, why, limit) > 0)
+                {
+                    Incomplete = true;
+                    _abandonedInBatch = true;
+                }
+
+                Collect(batch); // a call that ended while others were abandoned
+                return;
+            }
+
+            await InFlight.WaitAsync(remaining < BatchSchedule.IdlePoll ? remaining : BatchSchedule.IdlePoll).ConfigureAwait(true);
             Collect(batch);
         }
     }
+
+    /// <summary>A record the batch needs cannot be handled in it (it waits behind an abandoned call): it must abort.</summary>
+    public void MarkIncomplete() => Incomplete = true;
 
     /// <summary>The batch ended (committed or aborted): the next one starts afresh.</summary>
     public void BatchEnded()
@@ -258,61 +290,40 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         Incomplete = false;
         TransactionFailure = null;
         PoisonStop = null;
-        _batchCancellation?.Dispose();
-        _batchCancellation = null;
-    }
+        if (!_abandonedInBatch)
+        {
+            _batchCancellation?.Dispose(); // an abandoned call may still read its token: that source is left to the collector
+        }
 
-    private static Exception? Outcome(ValueTask call, Activity? activity)
-    {
-        try
-        {
-            call.GetAwaiter().GetResult();
-            activity?.Stop();
-            return null;
-        }
-        catch (Exception e)
-        {
-            ProcessorTelemetry.RecordFailed(activity, e);
-            return e;
-        }
+        _batchCancellation = null;
+        _abandonedInBatch = false;
     }
 
     /// <summary>A call ended: its slot and lane are free; its record joins the batch, or counts as failed or cancelled.</summary>
-    private void Ended(OpenBatch<TKey, TValue>? batch, BufferedRecord record, int slot, Exception? error, bool cancelled, CancellationToken token)
+    private void Ended(OpenBatch<TKey, TValue>? batch, HandlerCall call, CancellationToken token)
     {
-        _freeSlots.Push(slot);
-        buffer.Release(record.Lane);
-        if (error is null)
+        _freeSlots.Push(call.Slot);
+        buffer.Release(call.Record.Lane);
+        if (call.Abandoned)
         {
-            batch?.AddHandled(record.Key);
+            _abandon.Ended(call); // its batch ended long ago: it only gives back its slot and lane
+            return;
+        }
+
+        call.Close("its call has returned");
+        if (call.Error is null)
+        {
+            batch?.AddHandled(call.Record.Key);
             telemetry.RecordHandled();
         }
-        else if (cancelled || token.IsCancellationRequested)
+        else if (call.Cancelled || token.IsCancellationRequested)
         {
             Incomplete = true;
         }
-        else if (!_failures.Exists(f => ReferenceEquals(f.Record, record)))
+        else if (!_failures.Exists(f => ReferenceEquals(f.Record, call.Record)))
         {
             // Not twice: a call charged for overrunning the bound may still end with an error of its own.
-            _failures.Add((record, error));
+            _failures.Add((call.Record, call.Error));
         }
-    }
-
-    /// <summary>Awaits a call that did not complete at once: its continuation runs on the thread pool, and only reports.</summary>
-    private async Task ObserveAsync(ValueTask call, BufferedRecord buffered, int slot, Activity? activity, CancellationToken token)
-    {
-        Exception? error = null;
-        try
-        {
-            await call.ConfigureAwait(false);
-            activity?.Stop();
-        }
-        catch (Exception e)
-        {
-            error = e;
-            ProcessorTelemetry.RecordFailed(activity, e);
-        }
-
-        InFlight.Completed(new Completion(buffered, slot, error, error is not null && token.IsCancellationRequested));
     }
 }

@@ -2,46 +2,63 @@ using System.Collections.Concurrent;
 
 namespace KafkaTx.Processing.Concurrent;
 
-/// <summary>How a handler call ended: <see cref="Error"/> null when it completed.</summary>
-/// <param name="Record">The record handled.</param>
-/// <param name="Slot">The handler slot it ran in.</param>
-/// <param name="Error">What it threw, or null.</param>
-/// <param name="Cancelled">Whether the batch's token had been cancelled when it threw: then the record is not at fault.</param>
-internal sealed record Completion(BufferedRecord Record, int Slot, Exception? Error, bool Cancelled);
-
 /// <summary>
-/// The handler calls running: how many, which lanes they hold, and the completions they report. Handler calls run on
-/// the thread pool and only enqueue their completion; the processor's thread collects them (<see cref="TryCollect"/>),
-/// so that the batch, the lanes and the attempts are changed by one thread only.
+/// The handler calls running: the open batch's, the abandoned ones (calls that ignored their cancellation and whose
+/// batch ended without them: their slot and lane stay taken until they end), and the completions they report. Handler
+/// calls run on the thread pool and only enqueue themselves when they end; the processor's thread collects them
+/// (<see cref="TryCollect"/>), so that the batch, the lanes and the attempts are changed by one thread only.
 /// </summary>
+/// <remarks>
+/// Calls are tracked as calls, not by record: a record read again by a rewind while an abandoned call of it still runs
+/// is another call (it waits in the lane the abandoned one holds).
+/// </remarks>
 internal sealed class InFlight
 {
-    private readonly ConcurrentQueue<Completion> _completed = new();
+    private readonly ConcurrentQueue<HandlerCall> _completed = new();
     private readonly Lock _lock = new();
     private TaskCompletionSource? _waiter; // the processor's wait for the next completion, if it waits
-    private readonly Dictionary<BufferedRecord, long> _records = []; // record -> when its call started
+    private readonly HashSet<HandlerCall> _calls = [];      // the open batch's calls running
+    private readonly HashSet<HandlerCall> _abandoned = [];  // abandoned calls still running
     private int _running;
+    private int _abandonedRunning;
 
-    /// <summary>Handler calls started and not collected yet (read from any thread, for the gauge).</summary>
+    /// <summary>The open batch's calls started and not collected yet (read from any thread, for the gauge).</summary>
     public int Count => Volatile.Read(ref _running);
 
-    /// <summary>The records of the calls running.</summary>
-    public IReadOnlyCollection<BufferedRecord> Records => _records.Keys;
+    /// <summary>Abandoned calls that have not ended yet (read from any thread, for the gauge).</summary>
+    public int AbandonedCount => Volatile.Read(ref _abandonedRunning);
 
-    /// <summary>When the call handling <paramref name="record"/> started (a TimeProvider timestamp; processor thread).</summary>
-    public long StartedAt(BufferedRecord record) => _records[record];
+    /// <summary>The open batch's calls running (processor thread).</summary>
+    public IReadOnlyCollection<HandlerCall> Calls => _calls;
+
+    /// <summary>The lanes held by a call, the batch's or an abandoned one (processor thread).</summary>
+    public IEnumerable<LaneId> Lanes => _calls.Concat(_abandoned).Select(c => c.Record.Lane);
+
+    /// <summary>The lanes held by abandoned calls (processor thread).</summary>
+    public IEnumerable<LaneId> AbandonedLanes => _abandoned.Select(c => c.Record.Lane);
 
     /// <summary>A handler call starts (processor thread).</summary>
-    public void Started(BufferedRecord record, long startedAt)
+    public void Started(HandlerCall call)
     {
-        _records[record] = startedAt; // a set, as before: a record started again before its completion was collected stays one entry
+        _calls.Add(call);
         Interlocked.Increment(ref _running);
     }
 
-    /// <summary>A handler call ended (any thread).</summary>
-    public void Completed(Completion completion)
+    /// <summary>The call is abandoned: it no longer counts as the batch's (processor thread).</summary>
+    public void Abandoned(HandlerCall call)
     {
-        _completed.Enqueue(completion);
+        if (_calls.Remove(call))
+        {
+            _abandoned.Add(call);
+            Interlocked.Decrement(ref _running);
+            Interlocked.Increment(ref _abandonedRunning);
+        }
+    }
+
+    /// <summary>A handler call ended (any thread).</summary>
+    public void Completed(HandlerCall call)
+    {
+        _completed.Enqueue(call);
         TaskCompletionSource? waiter;
         lock (_lock)
         {
@@ -52,16 +69,23 @@ internal sealed class InFlight
         waiter?.TrySetResult();
     }
 
-    /// <summary>Takes one completion reported since the last call (processor thread).</summary>
-    public bool TryCollect(out Completion completion)
+    /// <summary>Takes one call that ended since the last call (processor thread).</summary>
+    public bool TryCollect(out HandlerCall call)
     {
-        if (!_completed.TryDequeue(out completion!))
+        if (!_completed.TryDequeue(out call!))
         {
             return false;
         }
 
-        Interlocked.Decrement(ref _running);
-        _records.Remove(completion.Record);
+        if (_abandoned.Remove(call))
+        {
+            Interlocked.Decrement(ref _abandonedRunning);
+        }
+        else if (_calls.Remove(call))
+        {
+            Interlocked.Decrement(ref _running);
+        }
+
         return true;
     }
 

@@ -65,6 +65,9 @@ internal sealed class LaneQueues
         return false;
     }
 
+    /// <summary>The records waiting in <paramref name="lane"/>, in order.</summary>
+    public IEnumerable<BufferedRecord> Waiting(LaneId lane) => _lanes.TryGetValue(lane, out var queue) ? queue : [];
+
     /// <summary>The lane's record in flight is done: the lane is ready again if it holds more, else forgotten.</summary>
     public void Release(LaneId lane)
     {

@@ -1,0 +1,192 @@
+using System.Diagnostics;
+using Confluent.Kafka;
+
+namespace KafkaTx.Processing.Concurrent;
+
+/// <summary>
+/// One concurrent handler call: its record, its slot, when it started, how it ended, and the
+/// <see cref="ITransactionScope"/> it was given. The scope writes through to the unit of work only while the call's
+/// transaction may take its writes: once the call has ended, or has been abandoned (it ignored its cancellation and
+/// its batch aborted without it), every write is refused with an <see cref="InvalidOperationException"/> naming what
+/// happened, so that a write made late can never land in the next transaction.
+/// </summary>
+/// <remarks>
+/// Writes run on the handler's threads; <see cref="Close"/>, <see cref="TryAbandon"/> and the collection run on the
+/// processor's thread. Closing takes the lock a Produce holds, so no write is half way through when the call's
+/// transaction ends.
+/// </remarks>
+internal sealed class HandlerCall(BufferedRecord record, int slot, long startedAt, ITransactionalUnitOfWork unit) : ITransactionScope
+{
+    private readonly Lock _lock = new();
+    private string? _closedBecause;     // why writes are refused; null while the call may write
+    private int _offsetsBeingSent;      // SendOffsetsAsync calls in progress: closing waits for them
+    private bool _ended;
+    private IAsyncDisposable? _abandonedScope; // set once abandoned: the DI scope the call still uses, disposed when it ends
+
+    public BufferedRecord Record { get; } = record;
+
+    public int Slot { get; } = slot;
+
+    /// <summary>When the call started (a TimeProvider timestamp).</summary>
+    public long StartedAt { get; } = startedAt;
+
+    /// <summary>What the call threw, or null (set when it ends).</summary>
+    public Exception? Error { get; private set; }
+
+    /// <summary>Whether the batch's token had been cancelled when it threw: then the record is not at fault.</summary>
+    public bool Cancelled { get; private set; }
+
+    /// <summary>What disposing an abandoned call's DI scope threw, once it ended.</summary>
+    public Exception? ScopeDisposeError { get; private set; }
+
+    /// <summary>Whether the call was abandoned: its batch ended without it, its slot and lane wait until it ends.</summary>
+    public bool Abandoned { get; private set; }
+
+    /// <inheritdoc/>
+    public string TransactionalId => unit.TransactionalId;
+
+    /// <inheritdoc/>
+    public void Produce<TKey, TValue>(string topic, Message<TKey, TValue> message)
+    {
+        lock (_lock)
+        {
+            ThrowIfClosed();
+            unit.Produce(topic, message);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Produce<TKey, TValue>(TopicPartition topicPartition, Message<TKey, TValue> message)
+    {
+        lock (_lock)
+        {
+            ThrowIfClosed();
+            unit.Produce(topicPartition, message);
+        }
+    }
+
+    /// <inheritdoc/>
+    public async Task SendOffsetsAsync(IEnumerable<TopicPartitionOffset> offsets, IConsumerGroupMetadata groupMetadata, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            ThrowIfClosed();
+            _offsetsBeingSent++;
+        }
+
+        try
+        {
+            await unit.SendOffsetsAsync(offsets, groupMetadata, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            lock (_lock)
+            {
+                _offsetsBeingSent--;
+            }
+        }
+    }
+
+    /// <summary>The call completed without awaiting anything (processor thread): its outcome is set now.</summary>
+    public void EndedAtOnce(ValueTask task, Activity? activity)
+    {
+        try
+        {
+            task.GetAwaiter().GetResult();
+            activity?.Stop();
+        }
+        catch (Exception e)
+        {
+            ProcessorTelemetry.RecordFailed(activity, e);
+            Error = e;
+        }
+
+        Ended();
+    }
+
+    /// <summary>
+    /// Awaits a call that did not complete at once: its continuation runs on the thread pool, and only reports the end
+    /// to <paramref name="inFlight"/> (and disposes the call's DI scope if it was abandoned meanwhile).
+    /// </summary>
+    public async Task ObserveAsync(ValueTask task, Activity? activity, InFlight inFlight, CancellationToken token)
+    {
+        try
+        {
+            await task.ConfigureAwait(false);
+            activity?.Stop();
+        }
+        catch (Exception e)
+        {
+            ProcessorTelemetry.RecordFailed(activity, e);
+            Error = e;
+            Cancelled = token.IsCancellationRequested;
+        }
+
+        if (Ended() is { } abandonedScope)
+        {
+            ScopeDisposeError = await AbandonedCalls.DisposeScopeAsync(abandonedScope).ConfigureAwait(false); // the call no longer uses it
+        }
+
+        inFlight.Completed(this);
+    }
+
+    /// <summary>
+    /// Refuses every write from now on, for <paramref name="reason"/>; a write in progress finishes first (processor thread).
+    /// </summary>
+    public void Close(string reason)
+    {
+        while (true)
+        {
+            lock (_lock)
+            {
+                _closedBecause ??= reason;
+                if (_offsetsBeingSent == 0)
+                {
+                    return;
+                }
+            }
+
+            Thread.Sleep(1); // an offsets request of a call that is being abandoned: rare, and bounded by its own timeout
+        }
+    }
+
+    /// <summary>
+    /// Abandons the call, unless it has ended meanwhile: it keeps <paramref name="scope"/> (its DI scope, taken from
+    /// the batch) and disposes it when it ends (processor thread).
+    /// </summary>
+    /// <returns>Whether the call was still running, and so is abandoned.</returns>
+    public bool TryAbandon(Func<IAsyncDisposable?> scope)
+    {
+        lock (_lock)
+        {
+            if (_ended)
+            {
+                return false;
+            }
+
+            _abandonedScope = scope();
+            Abandoned = true;
+            return true;
+        }
+    }
+
+    /// <summary>Marks the call ended; returns the DI scope to dispose now if it had been abandoned.</summary>
+    private IAsyncDisposable? Ended()
+    {
+        lock (_lock)
+        {
+            _ended = true;
+            return _abandonedScope;
+        }
+    }
+
+    private void ThrowIfClosed()
+    {
+        if (_closedBecause is { } reason)
+        {
+            throw new InvalidOperationException(
+                $"The handler call for {Record.Key} cannot write to the transaction of '{unit.TransactionalId}': {reason}. " +
+                "A write made after its call has returned or its batch has ended would land in another transaction; write only from within the call, before it returns.");
+        }
+    }
+}
