@@ -241,13 +241,18 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
     /// </summary>
     private bool DispatchAtOnce(BufferedRecord record, CancellationToken drainToken)
     {
-        if (buffer.Count > 0 || !dispatch.HasFreeSlot || Broken || transactions.Batch is not { } batch
-            || IsDue(batch, time.GetTimestamp()) || !buffer.IsIdle(record.Lane))
+        if (buffer.Count > 0 || !dispatch.HasFreeSlot || Broken || transactions.Batch is not { } batch || !buffer.IsIdle(record.Lane))
         {
             return false;
         }
 
-        if (dispatch.Dispatch(batch, record, drainToken))
+        var now = time.GetTimestamp(); // one clock read a record, as in the sequential loop: the commit check and the call's start
+        if (IsDue(batch, now))
+        {
+            return false;
+        }
+
+        if (dispatch.Dispatch(batch, record, now, drainToken))
         {
             buffer.Hold(record.Lane); // its call is running: the lane's next records wait for its completion
         }

@@ -67,14 +67,18 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     /// processor's thread; any other starts its handler call.
     /// </summary>
     /// <returns>Whether a handler call is still running for it (one that completed at once has released its lane).</returns>
-    public bool Dispatch(OpenBatch<TKey, TValue> batch, BufferedRecord record, CancellationToken drainToken)
+    public bool Dispatch(OpenBatch<TKey, TValue> batch, BufferedRecord record, CancellationToken drainToken) =>
+        Dispatch(batch, record, time.GetTimestamp(), drainToken);
+
+    /// <summary>Dispatches the record, <paramref name="now"/> being the clock the caller has just read (the call's start).</summary>
+    public bool Dispatch(OpenBatch<TKey, TValue> batch, BufferedRecord record, long now, CancellationToken drainToken)
     {
         Dispatching(record.Key);
         telemetry.RecordTaken();
         var failure = attempts.Of(record.Key);
         if (!poison.IsPoison(failure))
         {
-            return Start(batch, record, drainToken);
+            return Start(batch, record, now, drainToken);
         }
 
         try
@@ -126,7 +130,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     /// its first await that does not complete at once (as with MaxConcurrency 1), then on the thread pool.
     /// </summary>
     /// <returns>Whether the call is still running.</returns>
-    public bool Start(OpenBatch<TKey, TValue> batch, BufferedRecord record, CancellationToken drainToken)
+    private bool Start(OpenBatch<TKey, TValue> batch, BufferedRecord record, long startedAt, CancellationToken drainToken)
     {
         ConsumeResult<TKey, TValue> typed;
         try
@@ -152,7 +156,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         }
 
         var token = BatchToken(drainToken);
-        var call = new HandlerCall(record, slot, time.GetTimestamp(), unit);
+        var call = new HandlerCall(record, slot, startedAt, unit);
         var previous = Activity.Current;
         var activity = telemetry.StartRecord(record.Raw, batch.Activity); // current in the call
         ValueTask task;
