@@ -285,6 +285,13 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
             await transactions.RetryAsync(e, stoppingToken).ConfigureAwait(true);
             return false;
         }
+        catch
+        {
+            // Anything else stops the processor. The records dead-lettered so far joined the batch before the records
+            // of their partition the handler has not been given yet: the batch must abort, or the stop commits it past them.
+            await transactions.AbortAndRewindAsync($"writing the poison record {key} failed").ConfigureAwait(true);
+            throw;
+        }
 
         if (stop is not null)
         {
