@@ -77,7 +77,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         _transactions = new BatchTransactions<TKey, TValue>(
             unit, _unitCalls, scopes, handlerType, () => _consumer!.ConsumerGroupMetadata, time, _status, _telemetry, _attempts, _poison, _schedule, _rewinder);
         _batchHandler = typeof(ITransactionalBatchHandler<TKey, TValue>).IsAssignableFrom(handlerType)
-            ? new BatchHandlerLoop<TKey, TValue>(options, unit, _unitCalls, _transactions, _status, _attempts, _poison, _schedule, _rewinder, _deserializer, _telemetry, time)
+            ? new BatchHandlerLoop<TKey, TValue>(options, unit, _unitCalls, _transactions, _status, _attempts, _poison, _schedule, _rewinder, _deserializer, _telemetry, _stoppingCall, time)
             : null;
         _concurrent = options.MaxConcurrency > 1 && _batchHandler is null ? CreateConcurrentLoop(unit, handlerType) : null;
         _rebalance = new RebalanceHandler((IOpenBatchControl?)_batchHandler ?? (IOpenBatchControl?)_concurrent ?? _transactions, _rewinder, _attempts, _status, _telemetry);

@@ -14,7 +14,8 @@ namespace KafkaTx.Processing.Batching;
 /// <remarks>
 /// Runs on the processor's thread (awaits with ConfigureAwait(true)). Stops, rebalances, transaction failures and
 /// TransactionTimeout are handled as for a record handler: the call gets the drain token (cancelled only when a
-/// stop's ShutdownTimeout runs out, and a cancelled call aborts its batch); a transaction failure no record caused is
+/// stop's ShutdownTimeout runs out, a cancelled call aborts its batch, and one ignoring its token is abandoned
+/// ShutdownTimeout later, see <see cref="StoppingHandlerCall"/>); a transaction failure no record caused is
 /// retried without charging anyone; the rebalance callbacks run inside Consume, which is never called while the
 /// handler runs, so they find either no transaction or one a failure left open.
 /// </remarks>
@@ -30,6 +31,7 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
     Rewinder rewinder,
     RecordDeserializer<TKey, TValue> deserializer,
     ProcessorTelemetry telemetry,
+    StoppingHandlerCall stoppingCall,
     TimeProvider time) : IOpenBatchControl
 {
     private static readonly TimeSpan RewindRetryDelay = TimeSpan.FromMilliseconds(200);
@@ -185,11 +187,13 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
                 Activity.Current = span; // the records the handler writes carry the batch's trace
             }
 
-            await batch.HandleBatchAsync(records, unit, drainToken).ConfigureAwait(true);
+            // Bounded once a stop has cancelled it: a call ignoring its token is abandoned rather than awaited for ever.
+            await stoppingCall.AwaitAsync(batch.HandleBatchAsync(records, unit, drainToken), batch, keys[0], drainToken).ConfigureAwait(true);
         }
         catch (OperationCanceledException) when (drainToken.IsCancellationRequested)
         {
-            // The stop's ShutdownTimeout ran out while the handler was running: whatever it wrote must not commit.
+            // The stop's ShutdownTimeout ran out while the handler was running (it ended cancelled, or was abandoned
+            // ShutdownTimeout later): whatever it wrote must not commit.
             await transactions.AbortAndRewindAsync($"the batch handler's call on {keys.Count} records was cancelled when ShutdownTimeout ran out").ConfigureAwait(true);
             throw;
         }
@@ -280,6 +284,13 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
         {
             await transactions.RetryAsync(e, stoppingToken).ConfigureAwait(true);
             return false;
+        }
+        catch
+        {
+            // Anything else stops the processor. The records dead-lettered so far joined the batch before the records
+            // of their partition the handler has not been given yet: the batch must abort, or the stop commits it past them.
+            await transactions.AbortAndRewindAsync($"writing the poison record {key} failed").ConfigureAwait(true);
+            throw;
         }
 
         if (stop is not null)

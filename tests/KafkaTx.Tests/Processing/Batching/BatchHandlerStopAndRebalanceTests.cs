@@ -70,6 +70,41 @@ public class BatchHandlerStopAndRebalanceTests
     }
 
     [Fact]
+    public async Task A_stop_abandons_a_call_that_ignores_its_token_aborts_its_batch_and_closes_the_consumer()
+    {
+        // The batch handler's call was awaited without bound: a call ignoring its token held the stop for ever.
+        var entered = Gate();
+        var stuck = Gate();
+        var script = new BatchScript
+        {
+            Await = (_, _) =>
+            {
+                entered.TrySetResult();
+                return stuck.Task; // ignores its token
+            },
+        };
+        await using var h = BatchProcessor(script, o =>
+        {
+            o.MaxBatchSize = 5;
+            o.ShutdownTimeout = TimeSpan.FromMilliseconds(200);
+        });
+        h.Broker.AppendMany("in", 0, 5);
+
+        await h.StartAsync();
+        await entered.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        var stopping = h.StopAsync();
+        await Until(() => stopping.IsCompleted, "the stop ends though the call ignores its token");
+        await stopping;
+
+        h.Loop.State.Should().Be(ProcessorState.Stopped);
+        h.Consumer.IsClosed.Should().BeTrue();
+        h.CommittedOutput.Should().BeEmpty("the abandoned call's batch aborted");
+        h.Broker.GroupOffset(P0).Should().BeNull();
+        h.Unit.State.Should().Be(TransactionState.Ready, "no transaction is left open");
+        stuck.SetResult();
+    }
+
+    [Fact]
     public async Task A_revoke_requested_while_the_call_runs_is_served_after_its_batch_commits_and_the_partition_is_not_read_further()
     {
         var (entered, release) = (Gate(), Gate());

@@ -209,13 +209,49 @@ public class BatchHandlerTests
         h.Broker.GroupOffset(P0).Should().Be(2, "nothing is committed past the poison record");
     }
 
-    /// <summary>Refuses one value, as a schema mismatch would; passes the others on as UTF-8.</summary>
-    private sealed class RefusingDeserializer(string refused) : IDeserializer<string>
+    [Fact]
+    public async Task A_dead_letter_write_that_fails_after_another_poison_record_was_dead_lettered_commits_nothing_past_the_records_not_handled_yet()
+    {
+        // The poison records of a batch meet their policy before the handler gets the others: a dead-letter write
+        // refused after one succeeded made the processor stop with the batch open, and the stop committed it, with
+        // the offset past v1 while v0, before it, had never been handled (lost).
+        var script = new BatchScript();
+        var deadLetterWrites = 0;
+        await using var h = BatchProcessor(
+            script,
+            o =>
+            {
+                o.MaxBatchSize = 4;
+                o.Retry.MaxAttempts = 1;
+                o.Deserializers.Add<string>(new RefusingDeserializer("v1", "v2"));
+            },
+            setupProducer: p => p.QueueFull = () =>
+            {
+                if (Interlocked.Increment(ref deadLetterWrites) == 2)
+                {
+                    p.ProduceFailures.Enqueue(new ProduceException<byte[]?, byte[]?>(new Error(ErrorCode.MsgSizeTooLarge, "Broker: Message size too large"), new DeliveryResult<byte[]?, byte[]?>()));
+                }
+
+                return false;
+            });
+        h.Broker.AppendMany("in", 0, 4);
+
+        await h.StartAsync();
+        await Until(() => h.Running!.IsCompleted, "the processor stops on the refused dead-letter write");
+
+        h.Loop.State.Should().Be(ProcessorState.Faulted);
+        script.Calls.Should().BeEmpty("the handler never got v0 and v3");
+        h.Broker.GroupOffset(P0).Should().BeNull("nothing was handled: no offset may commit");
+        h.CommittedTo("in.DLT").Should().BeEmpty("the batch aborted");
+    }
+
+    /// <summary>Refuses the given values, as a schema mismatch would; passes the others on as UTF-8.</summary>
+    private sealed class RefusingDeserializer(params string[] refused) : IDeserializer<string>
     {
         public string Deserialize(ReadOnlySpan<byte> data, bool isNull, SerializationContext context)
         {
             var text = isNull ? null! : Encoding.UTF8.GetString(data);
-            return context.Component == MessageComponentType.Value && text == refused ? throw new InvalidDataException("unreadable " + text) : text;
+            return context.Component == MessageComponentType.Value && refused.Contains(text) ? throw new InvalidDataException("unreadable " + text) : text;
         }
     }
 }
