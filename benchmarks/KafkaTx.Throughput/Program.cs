@@ -133,18 +133,7 @@ static void Seed(ThroughputBackend backend, Workload workload, string topic)
     for (var i = 0; i < workload.Records; i++)
     {
         message.Key = workload.Keys[i % workload.Keys.Length];
-        while (true)
-        {
-            try
-            {
-                producer.Produce(topic, message);
-                break;
-            }
-            catch (ProduceException<byte[]?, byte[]?> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
-            {
-                producer.Poll(TimeSpan.FromMilliseconds(10));
-            }
-        }
+        producer.ProduceWaitingForRoom(new TopicPartition(topic, Partition.Any), message, TimeSpan.FromMilliseconds(10));
     }
 
     producer.Flush(TimeSpan.FromMinutes(2));

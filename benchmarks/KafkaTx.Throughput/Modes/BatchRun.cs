@@ -132,18 +132,7 @@ internal static class BatchRun
         {
             var value = new byte[8];
             BinaryPrimitives.WriteInt64BigEndian(value, i);
-            while (true)
-            {
-                try
-                {
-                    producer.Produce(new TopicPartition(topic, 0), new Message<byte[]?, byte[]?> { Key = value, Value = value });
-                    break;
-                }
-                catch (ProduceException<byte[]?, byte[]?> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
-                {
-                    producer.Poll(TimeSpan.FromMilliseconds(10));
-                }
-            }
+            producer.ProduceWaitingForRoom(new TopicPartition(topic, 0), new Message<byte[]?, byte[]?> { Key = value, Value = value }, TimeSpan.FromMilliseconds(10));
         }
 
         if (producer.Flush(TimeSpan.FromMinutes(2)) > 0)

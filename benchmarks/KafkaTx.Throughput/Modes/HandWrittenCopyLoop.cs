@@ -54,18 +54,7 @@ internal sealed class HandWrittenCopyLoop : ThroughputMode
                 }
 
                 var copy = new Message<byte[]?, byte[]?> { Key = record.Message.Key, Value = record.Message.Value };
-                while (true)
-                {
-                    try
-                    {
-                        producer.Produce(names.Output, copy);
-                        break;
-                    }
-                    catch (ProduceException<byte[]?, byte[]?> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
-                    {
-                        producer.Poll(TimeSpan.FromMilliseconds(1));
-                    }
-                }
+                producer.ProduceWaitingForRoom(new TopicPartition(names.Output, Partition.Any), copy, TimeSpan.FromMilliseconds(1));
 
                 inTransaction++;
             }

@@ -191,18 +191,7 @@ internal static class ParallelRun
             var value = new byte[8];
             BinaryPrimitives.WriteInt64BigEndian(value, i);
             var message = new Message<byte[]?, byte[]?> { Key = Encoding.ASCII.GetBytes("k" + (i % workload.Keys).ToString(CultureInfo.InvariantCulture)), Value = value };
-            while (true)
-            {
-                try
-                {
-                    producer.Produce(new TopicPartition(topic, i % workload.Partitions), message);
-                    break;
-                }
-                catch (ProduceException<byte[]?, byte[]?> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
-                {
-                    producer.Poll(TimeSpan.FromMilliseconds(10));
-                }
-            }
+            producer.ProduceWaitingForRoom(new TopicPartition(topic, i % workload.Partitions), message, TimeSpan.FromMilliseconds(10));
         }
 
         if (producer.Flush(TimeSpan.FromMinutes(2)) > 0)

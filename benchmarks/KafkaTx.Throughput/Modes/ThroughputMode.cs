@@ -41,17 +41,6 @@ internal abstract class ThroughputMode
     protected static void Produce(Confluent.Kafka.IProducer<byte[]?, byte[]?> producer, string topic, Workload workload, Confluent.Kafka.Message<byte[]?, byte[]?> message, long index)
     {
         message.Key = workload.Keys[index % workload.Keys.Length];
-        while (true)
-        {
-            try
-            {
-                producer.Produce(topic, message);
-                return;
-            }
-            catch (Confluent.Kafka.ProduceException<byte[]?, byte[]?> e) when (e.Error.Code == Confluent.Kafka.ErrorCode.Local_QueueFull)
-            {
-                producer.Poll(TimeSpan.FromMilliseconds(1)); // as KafkaTx does: wait for room rather than fail
-            }
-        }
+        producer.ProduceWaitingForRoom(new Confluent.Kafka.TopicPartition(topic, Confluent.Kafka.Partition.Any), message, TimeSpan.FromMilliseconds(1));
     }
 }
