@@ -1,3 +1,4 @@
+using KafkaTx.Clients;
 using KafkaTx.Telemetry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -12,13 +13,14 @@ namespace KafkaTx.DependencyInjection;
 /// </summary>
 internal sealed class TransactionalUnitOfWorkFactory(
     IOptionsMonitor<KafkaTransactionsOptions> options,
-    IKafkaClientFactory clientFactory,
+    ClientFactories clientFactories,
     KafkaTxInstrumentation instrumentation,
     TimeProvider timeProvider,
     ILoggerFactory? loggerFactory = null)
 {
     private readonly Dictionary<string, string> _namesById = new(StringComparer.Ordinal);
     private readonly Dictionary<string, TransactionalUnitOfWork> _created = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _announced = new(StringComparer.Ordinal); // producers whose backend was logged
     private readonly Lock _lock = new();
 
     public TransactionalUnitOfWork Create(string name)
@@ -78,6 +80,18 @@ internal sealed class TransactionalUnitOfWorkFactory(
     private TransactionalUnitOfWork NewUnit(string name, KafkaTransactionsOptions settings)
     {
         var logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("KafkaTx.TransactionalUnitOfWork");
+        var clientFactory = clientFactories.For(name);
+        bool first;
+        lock (_lock)
+        {
+            first = _announced.Add(name); // once per producer, however many pool slots it has
+        }
+
+        if (first)
+        {
+            Log.ProducerBackend(logger, Display(name), settings.TransactionalIdPrefix ?? settings.TransactionalId ?? "", ClientFactories.Describe(clientFactory, settings.BootstrapServers));
+        }
+
         return new TransactionalUnitOfWork(name, settings, clientFactory, logger, instrumentation, timeProvider);
     }
 

@@ -20,7 +20,7 @@ internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, 
         IServiceProvider services,
         IOptionsMonitor<TransactionalProcessorOptions> options,
         IOptionsMonitor<KafkaTransactionsOptions> producerOptions,
-        IKafkaClientFactory clientFactory,
+        KafkaTx.Clients.ClientFactories clientFactories,
         TimeProvider time)
     {
         var logger = (services.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance).CreateLogger("KafkaTx.TransactionalProcessor");
@@ -33,7 +33,7 @@ internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, 
             settings,
             producerOptions.Get(name),
             services.GetRequiredKeyedService<ITransactionalUnitOfWork>(name),
-            clientFactory,
+            clientFactories.For(name), // the builder's own (UseInMemoryKafka is per builder), else the application's
             services.GetRequiredService<IServiceScopeFactory>(),
             handlerType,
             logger,
