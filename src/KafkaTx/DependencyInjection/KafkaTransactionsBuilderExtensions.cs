@@ -86,8 +86,13 @@ public static class KafkaTransactionsBuilderExtensions
         }
 
         var name = builder.Name;
+        builder.Services.AddSingleton(new KafkaTx.DependencyInjection.UnitOfWorkPoolRegistration(name)); // checked at start-up against processors
         builder.Services.AddKeyedSingleton<ITransactionalUnitOfWorkPool>(name, (services, _) =>
-            new KafkaTx.Pooling.TransactionalUnitOfWorkPool(name, size, services.GetRequiredService<KafkaTx.DependencyInjection.TransactionalUnitOfWorkFactory>()));
+        {
+            var factory = services.GetRequiredService<KafkaTx.DependencyInjection.TransactionalUnitOfWorkFactory>();
+            factory.RefuseIfOwned(name, "ITransactionalUnitOfWorkPool");
+            return new KafkaTx.Pooling.TransactionalUnitOfWorkPool(name, size, factory);
+        });
         if (name.Length == 0)
         {
             builder.Services.AddSingleton(services => services.GetRequiredKeyedService<ITransactionalUnitOfWorkPool>(name));
