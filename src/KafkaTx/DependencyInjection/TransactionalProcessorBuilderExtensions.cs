@@ -15,8 +15,11 @@ public static class TransactionalProcessorBuilderExtensions
     /// topics with read_committed, hands the records to the handler (one record a call to an
     /// <see cref="ITransactionalHandler{TKey, TValue}"/>, a transaction's records in one call to an
     /// <see cref="ITransactionalBatchHandler{TKey, TValue}"/>), and commits the handler's output together with the
-    /// consumer's progress. The processor owns this builder's producer (and its transactional.id): register a separate
-    /// producer for other writers. Resolve its status as a keyed <see cref="ITransactionalProcessor"/>.
+    /// consumer's progress. The processor owns this builder's producer (and its transactional.id): resolving this builder's
+    /// <see cref="ITransactionalUnitOfWork"/> or pool throws, and a pool or InitializeOnStart on this builder fails the
+    /// start; register a separate producer for other writers. The handler's key and value types need a deserializer
+    /// (<c>AddDeserializer</c>; string, byte[], Null, Ignore, int, long, float and double have one), checked at start-up.
+    /// Resolve its status as a keyed <see cref="ITransactionalProcessor"/>.
     /// </summary>
     /// <typeparam name="THandler">
     /// A class implementing either <see cref="ITransactionalHandler{TKey, TValue}"/> or
