@@ -18,26 +18,23 @@ internal sealed class StoppingHandlerCall(TimeSpan shutdownTimeout, ProcessorTel
     {
         var started = time.GetTimestamp();
         var task = call.AsTask();
-        try
+
+        // Each wait ends without throwing, and the call's completion is checked after it: a call that ends exactly
+        // as the wait gives up has its own outcome, never the wait's (a timeout or a cancellation it did not see).
+        await task.WaitAsync(drainToken).ConfigureAwait(ConfigureAwaitOptions.ContinueOnCapturedContext | ConfigureAwaitOptions.SuppressThrowing);
+        if (!task.IsCompleted)
         {
-            await task.WaitAsync(drainToken).ConfigureAwait(true);
-            return;
-        }
-        catch (OperationCanceledException) when (drainToken.IsCancellationRequested && !task.IsCompleted)
-        {
-            // The call is cancelled: it gets ShutdownTimeout to end.
+            // The drain was cancelled, and so is the call: it gets ShutdownTimeout to end.
+            await task.WaitAsync(shutdownTimeout, time, CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.ContinueOnCapturedContext | ConfigureAwaitOptions.SuppressThrowing);
         }
 
-        try
+        if (task.IsCompleted)
         {
-            await task.WaitAsync(shutdownTimeout, time, CancellationToken.None).ConfigureAwait(true);
+            await task.ConfigureAwait(true); // its outcome: done, or what it threw
             return;
         }
-        catch (TimeoutException) when (!task.IsCompleted)
-        {
-            // It ignores its token.
-        }
 
+        // It ignores its token.
         telemetry.HandlerCallAbandoned(key, time.GetElapsedTime(started), shutdownTimeout, "the processor stopped");
         _ = DisposeWhenEndedAsync(task, batch.DetachScope(0), key, started);
         throw new OperationCanceledException($"The handler of {key} ignored its cancellation for {shutdownTimeout.TotalMilliseconds:0} ms as the processor stopped; it is abandoned.", drainToken);

@@ -101,7 +101,8 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
     }
 
     /// <inheritdoc/>
-    Task IOpenBatchControl.CommitAsync(CancellationToken cancellationToken) => transactions.CommitAsync(cancellationToken);
+    Task IOpenBatchControl.CommitAsync(CancellationToken cancellationToken) =>
+        transactions.Batch is { } batch ? CommitAsync([.. batch.Handled], cancellationToken) : Task.CompletedTask;
 
     /// <inheritdoc/>
     async Task IOpenBatchControl.AbortAndRewindAsync(string reason)
@@ -166,9 +167,17 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
             return;
         }
 
+        await CommitAsync(keys, drainToken).ConfigureAwait(true);
+    }
+
+    /// <summary>Commits the open batch; once it has committed, its records are no longer suspects of the bisection.</summary>
+    /// <param name="keys">The batch's records (handled or dead-lettered).</param>
+    /// <param name="cancellationToken">The commit's token.</param>
+    private async Task CommitAsync(IReadOnlyList<RecordKey> keys, CancellationToken cancellationToken)
+    {
         // The commit reports no outcome of its own (a failed one has been handled when it returns): the count says.
         var committedBefore = telemetry.CommittedTransactions;
-        await transactions.CommitAsync(drainToken).ConfigureAwait(true);
+        await transactions.CommitAsync(cancellationToken).ConfigureAwait(true);
         if (telemetry.CommittedTransactions != committedBefore)
         {
             _bisection.Committed(keys);

@@ -11,17 +11,24 @@ namespace KafkaTx.Processing.Concurrent;
 /// </summary>
 internal sealed class AbandonedCalls(ProcessorTelemetry telemetry, TimeProvider time)
 {
+    private readonly Dictionary<CancellationTokenSource, int> _sources = []; // the abandoned calls' token sources: how many calls still use each
+
     /// <summary>Abandons every call of the batch still running (processor thread).</summary>
     /// <returns>How many were abandoned.</returns>
-    public int Abandon<TKey, TValue>(OpenBatch<TKey, TValue>? batch, InFlight inFlight, string why, TimeSpan waited)
+    /// <param name="batch">The open batch, whose DI scopes the abandoned calls keep.</param>
+    /// <param name="inFlight">The calls.</param>
+    /// <param name="why">Why they were stopped, for the log and the refusal of a late write.</param>
+    /// <param name="waited">How long they were waited for.</param>
+    /// <param name="tokenSource">The source of the calls' token: each abandoned call keeps it until it ends.</param>
+    public int Abandon<TKey, TValue>(OpenBatch<TKey, TValue>? batch, InFlight inFlight, string why, TimeSpan waited, CancellationTokenSource? tokenSource)
     {
         var now = time.GetTimestamp();
         var abandoned = 0;
         foreach (var call in inFlight.Calls.ToList())
         {
-            if (!call.TryAbandon(() => batch?.DetachScope(call.Slot)))
+            if (!call.TryAbandon(() => batch?.DetachScope(call.Slot), tokenSource))
             {
-                continue; // it ended meanwhile: collected as any other
+                continue; // it ended meanwhile, and is among the completions already: collected as any other
             }
 
             // Before the abort: a write in progress finishes into the transaction that aborts, later ones are refused.
@@ -31,14 +38,22 @@ internal sealed class AbandonedCalls(ProcessorTelemetry telemetry, TimeProvider 
             abandoned++;
         }
 
+        if (abandoned > 0 && tokenSource is not null)
+        {
+            _sources[tokenSource] = _sources.GetValueOrDefault(tokenSource) + abandoned;
+        }
+
         return abandoned;
     }
 
     /// <summary>
-    /// Which buffered records may be dispatched while calls are abandoned (null: any). A record waiting in a lane an
-    /// abandoned call holds cannot be handled before that call ends, and a batch commits only contiguous records: so a
-    /// record of its partition past it is not dispatched either (its batch could not commit, and would abort at the
-    /// barrier's bound). The rest of the partition, and every other partition, go on.
+    /// Which buffered records may be dispatched while calls are abandoned (null: any), the head of its lane being taken
+    /// only if wanted. A record waiting in a lane an abandoned call holds cannot be handled before that call ends, and a
+    /// batch commits only contiguous records: so a record of its partition past it is not dispatched either (its batch
+    /// could not commit, and would abort at the barrier's bound), nor is one waiting in its lane behind such a record
+    /// (a key's lane spans partitions), nor one of that record's partition past it, and so on: every record left
+    /// dispatchable has the records of its partition below it dispatchable too, so the barrier can fill every hole.
+    /// The rest of each partition, and every other partition, go on.
     /// </summary>
     public static Func<BufferedRecord, bool>? Dispatchable(InFlight inFlight, LaneQueues buffer)
     {
@@ -55,23 +70,72 @@ internal sealed class AbandonedCalls(ProcessorTelemetry telemetry, TimeProvider 
     public static bool HoleBlocked(InFlight inFlight, LaneQueues buffer, Func<BufferedRecord, bool> isHole) =>
         inFlight.AbandonedCount > 0 && inFlight.AbandonedLanes.Any(lane => buffer.Waiting(lane).Any(isHole));
 
-    /// <summary>An abandoned call ended and was collected: its slot and lane are given back (processor thread).</summary>
-    public void Ended(HandlerCall call) =>
-        telemetry.AbandonedCallEnded(call.Record.Key, time.GetElapsedTime(call.StartedAt), call.ScopeDisposeError);
+    /// <summary>Whether an abandoned call still uses the token source (the batch that ends must not dispose it then).</summary>
+    public bool StillUse(CancellationTokenSource source) => _sources.ContainsKey(source);
 
-    /// <summary>Per partition, the lowest offset waiting in a lane an abandoned call holds.</summary>
+    /// <summary>
+    /// An abandoned call ended and was collected: its slot and lane are given back, and its token's source is disposed
+    /// once no abandoned call uses it, unless it is still <paramref name="open"/>'s, the open batch's (processor thread).
+    /// </summary>
+    public void Ended(HandlerCall call, CancellationTokenSource? open)
+    {
+        telemetry.AbandonedCallEnded(call.Record.Key, time.GetElapsedTime(call.StartedAt), call.ScopeDisposeError);
+        if (call.TokenSource is not { } source || !_sources.TryGetValue(source, out var running))
+        {
+            return;
+        }
+
+        if (running > 1)
+        {
+            _sources[source] = running - 1;
+            return;
+        }
+
+        _sources.Remove(source);
+        if (!ReferenceEquals(source, open))
+        {
+            source.Dispose(); // its batch has ended (else the batch's end disposes it)
+        }
+    }
+
+    /// <summary>
+    /// Per partition, the lowest offset that cannot be dispatched: waiting in a lane an abandoned call holds, or behind
+    /// such a record in its lane (until nothing changes: each round can only lower an offset).
+    /// </summary>
     private static Dictionary<TopicPartition, long> BlockedFrom(InFlight inFlight, LaneQueues buffer)
     {
         var blockedFrom = new Dictionary<TopicPartition, long>();
         foreach (var record in inFlight.AbandonedLanes.SelectMany(buffer.Waiting))
         {
-            if (!blockedFrom.TryGetValue(record.Key.TopicPartition, out var lowest) || record.Key.Offset < lowest)
+            Block(blockedFrom, record);
+        }
+
+        for (var changed = blockedFrom.Count > 0; changed;)
+        {
+            changed = false;
+            foreach (var lane in buffer.AllWaiting)
             {
-                blockedFrom[record.Key.TopicPartition] = record.Key.Offset;
+                var blocked = false;
+                foreach (var record in lane)
+                {
+                    blocked = blocked || (blockedFrom.TryGetValue(record.Key.TopicPartition, out var from) && record.Key.Offset >= from);
+                    changed |= blocked && Block(blockedFrom, record);
+                }
             }
         }
 
         return blockedFrom;
+    }
+
+    private static bool Block(Dictionary<TopicPartition, long> blockedFrom, BufferedRecord record)
+    {
+        if (blockedFrom.TryGetValue(record.Key.TopicPartition, out var lowest) && lowest <= record.Key.Offset)
+        {
+            return false;
+        }
+
+        blockedFrom[record.Key.TopicPartition] = record.Key.Offset;
+        return true;
     }
 
     /// <summary>Disposes the DI scope an abandoned call used, once it has ended (on the call's thread).</summary>

@@ -45,8 +45,7 @@ internal sealed class BatchFailure<TKey, TValue>(
             }
             else if (transactionFailure is not null)
             {
-                dispatch.BatchEnded();
-                DropBuffer();
+                // The batch ends once, in the finally: ending it twice would double back a BatchCap an overrun halved.
                 await transactions.RetryAsync(transactionFailure, cancellationToken).ConfigureAwait(true); // backs off itself
             }
             else if (failures.Count == 0)

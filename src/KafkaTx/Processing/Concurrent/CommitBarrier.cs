@@ -34,7 +34,7 @@ internal sealed class CommitBarrier<TKey, TValue>(
         while (true)
         {
             dispatch.Collect(batch);
-            while (batch is not null && !dispatch.Broken && dispatch.HasFreeSlot && buffer.TryTake(dispatch.IsHole, out var hole))
+            while (batch is not null && !dispatch.Broken && dispatch.HasFreeSlot && buffer.TryTakeToward(dispatch.IsHole, out var hole))
             {
                 dispatch.Dispatch(batch, hole, drainToken);
             }

@@ -42,6 +42,9 @@ internal sealed class HandlerCall(BufferedRecord record, int slot, long startedA
     /// <summary>Whether the call was abandoned: its batch ended without it, its slot and lane wait until it ends.</summary>
     public bool Abandoned { get; private set; }
 
+    /// <summary>The source of the abandoned call's token: disposed once the call has ended (set when abandoned).</summary>
+    public CancellationTokenSource? TokenSource { get; private set; }
+
     /// <inheritdoc/>
     public string TransactionalId => unit.TransactionalId;
 
@@ -101,7 +104,10 @@ internal sealed class HandlerCall(BufferedRecord record, int slot, long startedA
             Error = e;
         }
 
-        Ended();
+        lock (_lock)
+        {
+            _ended = true; // never abandoned: it ended before the processor's thread went on
+        }
     }
 
     /// <summary>
@@ -122,7 +128,21 @@ internal sealed class HandlerCall(BufferedRecord record, int slot, long startedA
             Cancelled = token.IsCancellationRequested;
         }
 
-        if (Ended() is { } abandonedScope)
+        // Ended and reported at once, under the lock TryAbandon takes: a call that ended before it could be abandoned
+        // is already among the completions, so it is collected in its own batch, never in the next one.
+        IAsyncDisposable? abandonedScope;
+        lock (_lock)
+        {
+            _ended = true;
+            abandonedScope = _abandonedScope;
+            if (!Abandoned)
+            {
+                inFlight.Completed(this);
+                return;
+            }
+        }
+
+        if (abandonedScope is not null)
         {
             ScopeDisposeError = await AbandonedCalls.DisposeScopeAsync(abandonedScope).ConfigureAwait(false); // the call no longer uses it
         }
@@ -155,7 +175,7 @@ internal sealed class HandlerCall(BufferedRecord record, int slot, long startedA
     /// the batch) and disposes it when it ends (processor thread).
     /// </summary>
     /// <returns>Whether the call was still running, and so is abandoned.</returns>
-    public bool TryAbandon(Func<IAsyncDisposable?> scope)
+    public bool TryAbandon(Func<IAsyncDisposable?> scope, CancellationTokenSource? tokenSource)
     {
         lock (_lock)
         {
@@ -165,18 +185,9 @@ internal sealed class HandlerCall(BufferedRecord record, int slot, long startedA
             }
 
             _abandonedScope = scope();
+            TokenSource = tokenSource;
             Abandoned = true;
             return true;
-        }
-    }
-
-    /// <summary>Marks the call ended; returns the DI scope to dispose now if it had been abandoned.</summary>
-    private IAsyncDisposable? Ended()
-    {
-        lock (_lock)
-        {
-            _ended = true;
-            return _abandonedScope;
         }
     }
 

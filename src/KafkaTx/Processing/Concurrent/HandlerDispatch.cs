@@ -29,7 +29,6 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     private readonly List<(BufferedRecord Record, Exception Error)> _failures = [];
     private CancellationTokenSource? _batchCancellation;
     private bool _overranUncharged; // this batch overran with no call at fault: it ends with BatchCap kept low
-    private bool _abandonedInBatch;  // a call of this batch was abandoned: its token's source must outlive the batch
     private readonly AbandonedCalls _abandon = new(telemetry, time);
 
     public InFlight InFlight { get; } = new();
@@ -257,13 +256,13 @@ internal sealed class HandlerDispatch<TKey, TValue>(
             var remaining = limit - time.GetElapsedTime(started);
             if (remaining <= TimeSpan.Zero)
             {
-                if (_abandon.Abandon(batch, InFlight, why, limit) > 0)
+                if (_abandon.Abandon(batch, InFlight, why, limit, _batchCancellation) > 0)
                 {
                     Incomplete = true;
-                    _abandonedInBatch = true;
                 }
 
-                Collect(batch); // a call that ended while others were abandoned
+                Collect(batch); // the calls that ended before they could be abandoned: every one has reported already
+                Debug.Assert(InFlight.Count == 0, "a call not abandoned has ended and reported its end");
                 return;
             }
 
@@ -294,13 +293,12 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         Incomplete = false;
         TransactionFailure = null;
         PoisonStop = null;
-        if (!_abandonedInBatch)
+        if (_batchCancellation is { } source && !_abandon.StillUse(source))
         {
-            _batchCancellation?.Dispose(); // an abandoned call may still read its token: that source is left to the collector
+            source.Dispose(); // else an abandoned call still reads its token: disposed when the last of them ends
         }
 
         _batchCancellation = null;
-        _abandonedInBatch = false;
     }
 
     /// <summary>A call ended: its slot and lane are free; its record joins the batch, or counts as failed or cancelled.</summary>
@@ -310,7 +308,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         buffer.Release(call.Record.Lane);
         if (call.Abandoned)
         {
-            _abandon.Ended(call); // its batch ended long ago: it only gives back its slot and lane
+            _abandon.Ended(call, _batchCancellation); // its batch ended long ago: it only gives back its slot and lane
             return;
         }
 

@@ -44,15 +44,25 @@ internal sealed class LaneQueues
     public void Hold(LaneId lane) => _lanes.Add(lane, _spare.Count > 0 ? _spare.Pop() : new Queue<BufferedRecord>());
 
     /// <summary>
-    /// Takes the head of the oldest ready lane (with <paramref name="wanted"/>, of the oldest ready lane holding a
-    /// record it wants: the head goes first all the same, since a lane keeps its order).
+    /// Takes the head of the oldest ready lane (with <paramref name="wanted"/>, of the oldest ready lane whose head it
+    /// wants: a lane whose head it does not want waits whole, since a lane keeps its order).
     /// </summary>
-    public bool TryTake(Func<BufferedRecord, bool>? wanted, out BufferedRecord record)
+    public bool TryTake(Func<BufferedRecord, bool>? wanted, out BufferedRecord record) =>
+        TakeFirst(wanted is null ? null : queue => wanted(queue.Peek()), out record);
+
+    /// <summary>
+    /// Takes the head of the oldest ready lane holding a record <paramref name="wanted"/> wants: the head goes first
+    /// all the same, since a lane keeps its order (the barrier fills a hole so).
+    /// </summary>
+    public bool TryTakeToward(Func<BufferedRecord, bool> wanted, out BufferedRecord record) =>
+        TakeFirst(queue => queue.Any(wanted), out record);
+
+    private bool TakeFirst(Func<Queue<BufferedRecord>, bool>? wanted, out BufferedRecord record)
     {
         for (var node = _ready.First; node is not null; node = node.Next)
         {
             var queue = _lanes[node.Value];
-            if (wanted is null || queue.Any(wanted))
+            if (wanted is null || wanted(queue))
             {
                 record = queue.Dequeue();
                 _ready.Remove(node);
@@ -64,6 +74,9 @@ internal sealed class LaneQueues
         record = null!;
         return false;
     }
+
+    /// <summary>The records waiting, lane by lane, each lane in order.</summary>
+    public IEnumerable<IEnumerable<BufferedRecord>> AllWaiting => _lanes.Values;
 
     /// <summary>The records waiting in <paramref name="lane"/>, in order.</summary>
     public IEnumerable<BufferedRecord> Waiting(LaneId lane) => _lanes.TryGetValue(lane, out var queue) ? queue : [];

@@ -114,6 +114,70 @@ public class IgnoredCancellationTests
         h.CommittedOutput.Should().Equal("b0");
     }
 
+    [Fact]
+    public async Task Records_behind_an_abandoned_call_s_hole_in_a_key_lane_spanning_partitions_are_not_dispatched_so_the_other_partition_commits()
+    {
+        // Lane k2 holds b0 (P0, past a0, which waits for its abandoned call) then b1 (P1). b1 alone is dispatchable,
+        // but b0 goes first in its lane: taking the lane's head for b1's sake dispatched b0 past a0's hole, and the
+        // batch could then neither commit nor end before its bound. The lane waits whole instead.
+        var stuck = Gate();
+        await using var h = StuckAt(stuck, TimeSpan.FromMilliseconds(200), o => o.MaxBatchDuration = TimeSpan.FromMilliseconds(100));
+        h.Script.Fail = (value, seen) => value == "c0" && seen == 1;
+        h.Broker.Append("in", 0, "k1", "a0");
+        h.Broker.Append("in", 0, "k2", "b0");
+        h.Broker.Append("in", 1, "k3", "c0");
+        h.Broker.Append("in", 1, "k4", "x0");
+        h.Broker.Append("in", 1, "k2", "b1"); // after b0 in k2's lane, however the partitions interleave
+        await h.StartAsync(P0, P1);
+
+        await Until(() => h.Broker.GroupOffset(P1) == 2, "c0's retry and x0 commit while a0's abandoned call still runs");
+        h.Script.TimesSeen("b0").Should().Be(0, "c0 broke the first batch before b0 was dispatched, and b0 lies past a0's hole since: it waits, and b1 behind it in their lane");
+        h.Script.TimesSeen("b1").Should().Be(0);
+        h.Broker.GroupOffset(P0).Should().BeNull();
+
+        stuck.SetResult();
+        await Until(() => h.Broker.GroupOffset(P0) == 2 && h.Broker.GroupOffset(P1) == 3, "both partitions go on once a0's call ended");
+        await h.StopAsync();
+
+        h.CommittedOutput.Should().BeEquivalentTo("a0", "b0", "c0", "x0", "b1");
+        h.CommittedOutput.Should().OnlyHaveUniqueItems();
+    }
+
+    [Fact]
+    public async Task An_abandoned_call_s_token_source_is_disposed_once_the_call_has_ended()
+    {
+        // The batch's linked token source was left undisposed when a call of the batch was abandoned: its
+        // registration on the processor's drain token stayed for the processor's life.
+        var stuck = Gate();
+        var tokens = new System.Collections.Concurrent.ConcurrentQueue<CancellationToken>();
+        await using var h = StuckAt(stuck, TimeSpan.FromMilliseconds(200), o => o.MaxBatchDuration = TimeSpan.FromMilliseconds(100));
+        h.Script.Fail = (value, seen) => value == "b0" && seen == 1;
+        h.Script.Await = (value, token) =>
+        {
+            if (value != "a0" || h.Script.TimesSeen("a0") != 1)
+            {
+                return Task.CompletedTask;
+            }
+
+            tokens.Enqueue(token);
+            return stuck.Task; // ignores its token
+        };
+        h.Broker.Append("in", 0, "k1", "a0");
+        h.Broker.Append("in", 1, "k2", "b0");
+        await h.StartAsync(P0, P1);
+        await Until(() => h.Broker.GroupOffset(P1) == 1, "b0's retry commits while a0's abandoned call still runs");
+        var token = tokens.Should().ContainSingle().Subject;
+        token.IsCancellationRequested.Should().BeTrue("the failed batch cancelled its calls");
+        _ = token.WaitHandle; // still in use: not disposed while the call runs
+
+        stuck.SetResult();
+        await Until(() => h.Broker.GroupOffset(P0) == 1, "a0 is handled again once its abandoned call ended and was collected");
+        await h.StopAsync();
+
+        var readHandle = () => token.WaitHandle;
+        readHandle.Should().Throw<ObjectDisposedException>("the source is disposed once the abandoned call has ended");
+    }
+
     /// <summary>A harness whose first call for a0 waits for <paramref name="stuck"/> and ignores its token.</summary>
     internal static ProcessorHarness StuckAt(TaskCompletionSource stuck, TimeSpan? shutdownTimeout, Action<TransactionalProcessorOptions>? configure = null, int maxConcurrency = 4)
     {
