@@ -73,3 +73,10 @@ public sealed class ScoringHandler : ITransactionalHandler<string, string>
     /// <inheritdoc />
     public ValueTask HandleAsync(ConsumeResult<string, string> record, ITransactionScope transaction, CancellationToken cancellationToken) => ValueTask.CompletedTask;
 }
+
+/// <summary>A record handler the reader wrote.</summary>
+public sealed class ShipmentHandler : ITransactionalHandler<string, string>
+{
+    /// <inheritdoc />
+    public ValueTask HandleAsync(ConsumeResult<string, string> record, ITransactionScope transaction, CancellationToken cancellationToken) => ValueTask.CompletedTask;
+}

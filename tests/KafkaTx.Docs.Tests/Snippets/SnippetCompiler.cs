@@ -51,7 +51,9 @@ public static class SnippetCompiler
     public static IReadOnlyList<Diagnostic> Errors(MarkdownSnippet snippet)
     {
         var code = SyntaxFactory.ParseSyntaxTree(snippet.Code, ParseOptions, path: snippet.File);
-        var isWebApplication = snippet.Code.Contains("WebApplication.", StringComparison.Ordinal);
+        // A web application's snippet: it builds one, or maps endpoints on one (the reader's Program.cs of Sdk.Web).
+        var isWebApplication = snippet.Code.Contains("WebApplication.", StringComparison.Ordinal)
+            || snippet.Code.Contains("app.Map", StringComparison.Ordinal);
         var trees = new List<SyntaxTree>
         {
             code,
