@@ -1,16 +1,22 @@
 using KafkaTx.Testing;
+using KafkaTx.Testing.Clients;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
 
 namespace KafkaTx;
 
-/// <summary>Runs KafkaTx producers and processors on an in-memory Kafka.</summary>
+/// <summary>
+/// Runs a builder's KafkaTx producer and processor on an in-memory Kafka. Each call applies to its own builder only:
+/// other producers of the application keep their own backend.
+/// </summary>
 public static class InMemoryKafkaBuilderExtensions
 {
     /// <summary>
-    /// Makes every KafkaTx producer and processor of the application use one in-memory Kafka, registered as a
-    /// singleton <see cref="InMemoryKafkaCluster"/> that the test resolves to write input and inspect output.
-    /// BootstrapServers may be left unset.
+    /// Makes this builder's producer and processor use the application's in-memory Kafka, registered as a singleton
+    /// <see cref="InMemoryKafkaCluster"/> that a test resolves to write input and inspect output (every builder that
+    /// calls it shares that one cluster). BootstrapServers may be left unset or empty; when it is set, it is not used,
+    /// and the producer's start-up log says so. Other builders are not affected.
     /// </summary>
     /// <param name="builder">The builder returned by <c>AddKafkaTransactions</c>.</param>
     /// <returns>The same builder.</returns>
@@ -18,14 +24,14 @@ public static class InMemoryKafkaBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.TryAddSingleton<InMemoryKafkaCluster>(_ => new InMemoryKafkaCluster());
-        builder.Services.Replace(ServiceDescriptor.Singleton<IKafkaClientFactory>(sp => new InMemoryKafkaClientFactory(sp.GetRequiredService<InMemoryKafkaCluster>())));
-        DefaultBootstrapServers(builder);
-        return builder;
+        return RunInMemory(builder, onlyWithoutBootstrapServers: false);
     }
 
     /// <summary>
-    /// Makes every KafkaTx producer and processor of the application use <paramref name="cluster"/> instead of real
-    /// Kafka. BootstrapServers may be left unset.
+    /// Makes this builder's producer and processor use <paramref name="cluster"/> instead of real Kafka, and registers
+    /// it as the application's <see cref="InMemoryKafkaCluster"/>. BootstrapServers may be left unset or empty. Other
+    /// builders are not affected (those that call <see cref="UseInMemoryKafka(IKafkaTransactionsBuilder)"/> or
+    /// <see cref="UseInMemoryKafkaWhenNoBootstrapServers"/> meet on this cluster).
     /// </summary>
     /// <param name="builder">The builder returned by <c>AddKafkaTransactions</c>.</param>
     /// <param name="cluster">The cluster to use; keep a reference to inspect it in the test.</param>
@@ -35,12 +41,56 @@ public static class InMemoryKafkaBuilderExtensions
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentNullException.ThrowIfNull(cluster);
         builder.Services.Replace(ServiceDescriptor.Singleton(cluster));
-        builder.UseClientFactory(new InMemoryKafkaClientFactory(cluster));
-        DefaultBootstrapServers(builder);
-        return builder;
+        return RunInMemory(builder, onlyWithoutBootstrapServers: false);
     }
 
-    // The in-memory cluster needs no address; filling one in keeps the options' validation meaningful for the rest.
-    private static void DefaultBootstrapServers(IKafkaTransactionsBuilder builder) =>
-        builder.Services.PostConfigure<KafkaTransactionsOptions>(builder.Name, o => o.BootstrapServers ??= "in-memory");
+    /// <summary>
+    /// The embedded default: this builder's producer and processor run on the application's in-memory Kafka (one
+    /// singleton <see cref="InMemoryKafkaCluster"/>, shared with every other builder that runs in memory, so that a web
+    /// producer and a processor meet on the same topics) when its resolved
+    /// <see cref="KafkaTransactionsOptions.BootstrapServers"/> is null, empty or white space, after
+    /// <c>KAFKATX_BOOTSTRAP_SERVERS</c> was looked up in the configuration and the environment; otherwise on the
+    /// Kafka those servers name, through Confluent.Kafka. The producer logs which one at start (Information).
+    /// </summary>
+    /// <param name="builder">The builder returned by <c>AddKafkaTransactions</c>.</param>
+    /// <returns>The same builder.</returns>
+    public static IKafkaTransactionsBuilder UseInMemoryKafkaWhenNoBootstrapServers(this IKafkaTransactionsBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Services.TryAddSingleton<InMemoryKafkaCluster>(_ => new InMemoryKafkaCluster());
+        return RunInMemory(builder, onlyWithoutBootstrapServers: true);
+    }
+
+    private static IKafkaTransactionsBuilder RunInMemory(IKafkaTransactionsBuilder builder, bool onlyWithoutBootstrapServers)
+    {
+        var name = builder.Name;
+        var services = builder.Services;
+        services.TryAddSingleton<InMemoryClientFactories>();
+
+        // Registered after the library's own post-configurations (KAFKATX_BOOTSTRAP_SERVERS among them), so that it sees
+        // the servers they found; the in-memory address keeps the options' validation meaningful for the rest.
+        services.PostConfigure<KafkaTransactionsOptions>(name, o =>
+        {
+            if (string.IsNullOrWhiteSpace(o.BootstrapServers))
+            {
+                o.BootstrapServers = InMemoryKafkaCluster.Address;
+            }
+        });
+
+        // The last choice on a builder wins: a keyed factory for this builder's name, which KafkaTx prefers to the
+        // application's IKafkaClientFactory.
+        services.RemoveAllKeyed<IKafkaClientFactory>(name);
+        services.AddKeyedSingleton<IKafkaClientFactory>(name, (sp, _) =>
+        {
+            var servers = sp.GetRequiredService<IOptionsMonitor<KafkaTransactionsOptions>>().Get(name).BootstrapServers;
+            var configured = servers == InMemoryKafkaCluster.Address ? null : servers;
+            if (onlyWithoutBootstrapServers && configured is not null)
+            {
+                return sp.GetRequiredService<IKafkaClientFactory>(); // real Kafka: servers were configured
+            }
+
+            return new InMemoryBackend(sp.GetRequiredService<InMemoryClientFactories>().For(sp.GetRequiredService<InMemoryKafkaCluster>()), configured);
+        });
+        return builder;
+    }
 }

@@ -34,7 +34,10 @@ public sealed class InMemoryKafkaCluster
     }
 
     /// <summary>The bootstrap servers value that names this cluster (any value works: clients are created by the cluster).</summary>
-    public string BootstrapServers { get; } = "in-memory";
+    public string BootstrapServers { get; } = Address;
+
+    /// <summary>The address every in-memory cluster goes by; a builder running in memory gets it as its BootstrapServers when none is set.</summary>
+    internal const string Address = "in-memory";
 
     /// <summary>Partitions of a topic created automatically on first use.</summary>
     public int DefaultPartitions { get; }

@@ -86,8 +86,13 @@ public static class KafkaTransactionsBuilderExtensions
         }
 
         var name = builder.Name;
+        builder.Services.AddSingleton(new KafkaTx.DependencyInjection.UnitOfWorkPoolRegistration(name)); // checked at start-up against processors
         builder.Services.AddKeyedSingleton<ITransactionalUnitOfWorkPool>(name, (services, _) =>
-            new KafkaTx.Pooling.TransactionalUnitOfWorkPool(name, size, services.GetRequiredService<KafkaTx.DependencyInjection.TransactionalUnitOfWorkFactory>()));
+        {
+            var factory = services.GetRequiredService<KafkaTx.DependencyInjection.TransactionalUnitOfWorkFactory>();
+            factory.RefuseIfOwned(name, "ITransactionalUnitOfWorkPool");
+            return new KafkaTx.Pooling.TransactionalUnitOfWorkPool(name, size, factory);
+        });
         if (name.Length == 0)
         {
             builder.Services.AddSingleton(services => services.GetRequiredKeyedService<ITransactionalUnitOfWorkPool>(name));
@@ -143,8 +148,10 @@ public static class KafkaTransactionsBuilderExtensions
     }
 
     /// <summary>
-    /// Replaces the factory of Kafka clients for every KafkaTx producer in the application (for example with a fake or
-    /// an in-memory Kafka in tests).
+    /// Replaces the application's factory of Kafka clients (for example with a fake in tests, or to decorate the
+    /// clients): every KafkaTx producer uses it, except those whose builder chose a factory of its own (KafkaTx.Testing's
+    /// <c>UseInMemoryKafka</c>, which applies to its builder alone, registers one keyed by the builder's name). On this
+    /// builder it also replaces such a choice made before: the last call wins.
     /// </summary>
     /// <param name="builder">The builder.</param>
     /// <param name="factory">The factory.</param>
@@ -154,6 +161,7 @@ public static class KafkaTransactionsBuilderExtensions
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentNullException.ThrowIfNull(factory);
         builder.Services.Replace(ServiceDescriptor.Singleton(factory));
+        builder.Services.RemoveAllKeyed<IKafkaClientFactory>(builder.Name);
         return builder;
     }
 }

@@ -1,3 +1,4 @@
+using KafkaTx.DependencyInjection;
 using KafkaTx.Processing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -14,8 +15,11 @@ public static class TransactionalProcessorBuilderExtensions
     /// topics with read_committed, hands the records to the handler (one record a call to an
     /// <see cref="ITransactionalHandler{TKey, TValue}"/>, a transaction's records in one call to an
     /// <see cref="ITransactionalBatchHandler{TKey, TValue}"/>), and commits the handler's output together with the
-    /// consumer's progress. The processor owns this builder's producer (and its transactional.id): register a separate
-    /// producer for other writers. Resolve its status as a keyed <see cref="ITransactionalProcessor"/>.
+    /// consumer's progress. The processor owns this builder's producer (and its transactional.id): resolving this builder's
+    /// <see cref="ITransactionalUnitOfWork"/> or pool throws, and a pool or InitializeOnStart on this builder fails the
+    /// start; register a separate producer for other writers. The handler's key and value types need a deserializer
+    /// (<c>AddDeserializer</c>; string, byte[], Null, Ignore, int, long, float and double have one), checked at start-up.
+    /// Resolve its status as a keyed <see cref="ITransactionalProcessor"/>.
     /// </summary>
     /// <typeparam name="THandler">
     /// A class implementing either <see cref="ITransactionalHandler{TKey, TValue}"/> or
@@ -60,14 +64,29 @@ public static class TransactionalProcessorBuilderExtensions
                 $"{(name.Length == 0 ? "Transactional processor" : $"Transactional processor '{name}'")}: {typeof(THandler).Name} is a batch handler (ITransactionalBatchHandler), which gets all the records of a transaction in one call, one transaction at a time; MaxConcurrency must be 1. To handle records concurrently, implement ITransactionalHandler instead.");
         }
 
+        var types = handlerInterfaces[0].GetGenericArguments();
+        RequireDeserializer(processorOptions, name, typeof(THandler), types[0], "keys");
+        RequireDeserializer(processorOptions, name, typeof(THandler), types[1], "values");
+
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TransactionalProcessorOptions>, TransactionalProcessorOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TransactionalProcessorOptions>, TransactionalProcessorOwnershipValidator>());
+        services.AddSingleton(new ProcessorRegistration(name, typeof(THandler)));
+        services.AddKeyedSingleton(name, (sp, _) => sp.GetRequiredService<TransactionalUnitOfWorkFactory>().CreateForProcessor(name)); // internal: the processor's alone
         services.TryAddScoped<THandler>();
         services.TryAddSingleton(sp => new ApplicationStopper(sp.GetService<IHostApplicationLifetime>()));
 
-        var processorType = typeof(TransactionalProcessor<,>).MakeGenericType(handlerInterfaces[0].GetGenericArguments());
+        var processorType = typeof(TransactionalProcessor<,>).MakeGenericType(types);
         services.AddKeyedSingleton<ITransactionalProcessor>(name, (sp, _) =>
             (ITransactionalProcessor)ActivatorUtilities.CreateInstance(sp, processorType, name, typeof(THandler), sp));
         services.AddSingleton<IHostedService>(sp => (IHostedService)sp.GetRequiredKeyedService<ITransactionalProcessor>(name));
         return builder;
     }
+
+    // Checked at start-up, before anything is consumed: otherwise every record would fail to deserialize, be retried and dead-lettered.
+    private static void RequireDeserializer(OptionsBuilder<TransactionalProcessorOptions> options, string name, Type handler, Type type, string part) =>
+        options.Validate(
+            o => o.Deserializers.Has(type),
+            $"{(name.Length == 0 ? "Transactional processor" : $"Transactional processor '{name}'")}: its handler {handler.Name} takes {part} of type {type.FullName}, which has no deserializer. " +
+            $"Register one on the processor's builder: .AddDeserializer(new KafkaJsonSerde<{type.Name}>()) for JSON (System.Text.Json), or .AddDeserializer<{type.Name}>(...) with your own IDeserializer<{type.Name}>. " +
+            "string, byte[], Null, Ignore, int, long, float and double need none.");
 }

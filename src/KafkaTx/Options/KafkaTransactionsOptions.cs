@@ -17,12 +17,24 @@ public sealed class KafkaTransactionsOptions
     /// </summary>
     public const string InstanceIdEnvironmentVariable = "KAFKATX_INSTANCE_ID";
 
+    /// <summary>
+    /// The key read for <see cref="BootstrapServers"/> when it is not set (null, empty or white space) in code or the
+    /// producer's configuration section: first in the application's configuration (with a host: environment variables,
+    /// command-line arguments, appsettings.json), then as an environment variable.
+    /// </summary>
+    public const string BootstrapServersEnvironmentVariable = "KAFKATX_BOOTSTRAP_SERVERS";
+
     private TimeSpan? _deliveryTimeout;
     private TimeSpan? _commitTimeout;
     private TimeSpan? _abortTimeout;
     private TimeSpan? _sendOffsetsTimeout;
 
-    /// <summary>Kafka's <c>bootstrap.servers</c>: a comma-separated list of host:port. Required.</summary>
+    /// <summary>
+    /// Kafka's <c>bootstrap.servers</c>: a comma-separated list of host:port. Required, unless the builder runs on
+    /// KafkaTx.Testing's in-memory Kafka (<c>UseInMemoryKafka</c>, or <c>UseInMemoryKafkaWhenNoBootstrapServers</c>
+    /// when none is configured). When unset (null, empty or white space), <c>KAFKATX_BOOTSTRAP_SERVERS</c> is read from
+    /// the application's configuration, then from the environment.
+    /// </summary>
     public string? BootstrapServers { get; set; }
 
     /// <summary>

@@ -34,7 +34,7 @@ internal sealed class KafkaTransactionsOptionsValidator : IValidateOptions<Kafka
 
         if (string.IsNullOrWhiteSpace(options.BootstrapServers))
         {
-            failures.Add($"{label}: BootstrapServers is missing. Set it to the Kafka brokers' host:port list (bootstrap.servers).");
+            failures.Add($"{label}: BootstrapServers is missing (null or empty). Set BootstrapServers, or {KafkaTransactionsOptions.BootstrapServersEnvironmentVariable} in the application's configuration or environment, to the Kafka brokers' host:port list (bootstrap.servers); or, to run on the in-memory Kafka when no broker is configured, call UseInMemoryKafkaWhenNoBootstrapServers() (package KafkaTx.Testing) on this producer's builder.");
         }
 
         ValidateTransactionalId(options, label, failures);

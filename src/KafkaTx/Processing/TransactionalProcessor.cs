@@ -7,12 +7,24 @@ using Microsoft.Extensions.Options;
 namespace KafkaTx.Processing;
 
 /// <summary>The hosted service that runs a <see cref="ProcessorLoop{TKey, TValue}"/> while the host runs.</summary>
+/// <remarks>
+/// Nothing is resolved or validated when the host builds its hosted services: the options, the producer and the loop
+/// come at <see cref="StartAsync"/>, after the host's start-up validation, so that every producer's and processor's
+/// problems are reported together by that validation instead of one of them by this constructor.
+/// </remarks>
 internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, ITransactionalProcessor, IProcessorProgress
 {
-    private readonly ProcessorLoop<TKey, TValue> _loop;
+    private readonly string _name;
+    private readonly Type _handlerType;
+    private readonly IServiceProvider _services;
+    private readonly IOptionsMonitor<TransactionalProcessorOptions> _options;
+    private readonly IOptionsMonitor<KafkaTransactionsOptions> _producerOptions;
+    private readonly KafkaTx.Clients.ClientFactories _clientFactories;
+    private readonly TimeProvider _time;
     private readonly ILogger _logger;
-    private readonly bool _stopApplicationOnFailure;
     private readonly ApplicationStopper _stopper;
+    private volatile ProcessorLoop<TKey, TValue>? _loop;
+    private bool _stopApplicationOnFailure;
 
     public TransactionalProcessor(
         string name,
@@ -20,50 +32,69 @@ internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, 
         IServiceProvider services,
         IOptionsMonitor<TransactionalProcessorOptions> options,
         IOptionsMonitor<KafkaTransactionsOptions> producerOptions,
-        IKafkaClientFactory clientFactory,
+        KafkaTx.Clients.ClientFactories clientFactories,
         TimeProvider time)
     {
-        var logger = (services.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance).CreateLogger("KafkaTx.TransactionalProcessor");
-        var settings = options.Get(name);
-        _logger = logger;
-        _stopApplicationOnFailure = settings.StopApplicationOnFailure;
+        _name = name;
+        _handlerType = handlerType;
+        _services = services;
+        _options = options;
+        _producerOptions = producerOptions;
+        _clientFactories = clientFactories;
+        _time = time;
+        _logger = (services.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance).CreateLogger("KafkaTx.TransactionalProcessor");
         _stopper = services.GetService<ApplicationStopper>() ?? new ApplicationStopper(services.GetService<IHostApplicationLifetime>());
-        _loop = new ProcessorLoop<TKey, TValue>(
-            name,
-            settings,
-            producerOptions.Get(name),
-            services.GetRequiredKeyedService<ITransactionalUnitOfWork>(name),
-            clientFactory,
-            services.GetRequiredService<IServiceScopeFactory>(),
-            handlerType,
-            logger,
-            time,
-            services.GetRequiredService<KafkaTx.Telemetry.KafkaTxInstrumentation>());
     }
 
-    public string Name => _loop.Name;
+    public string Name => _loop?.Name ?? _name;
 
-    public ProcessorState State => _loop.State;
+    public ProcessorState State => _loop?.State ?? ProcessorState.Created;
 
-    public Exception? Failure => _loop.Failure;
+    public Exception? Failure => _loop?.Failure;
 
-    public long CommittedTransactions => _loop.CommittedTransactions;
+    public long CommittedTransactions => _loop?.CommittedTransactions ?? 0;
 
-    public long CommittedRecords => _loop.CommittedRecords;
+    public long CommittedRecords => _loop?.CommittedRecords ?? 0;
 
     /// <inheritdoc cref="ProcessorLoop{TKey, TValue}.UncommittedFor"/>
-    public TimeSpan UncommittedFor => _loop.UncommittedFor;
+    public TimeSpan UncommittedFor => _loop?.UncommittedFor ?? TimeSpan.Zero;
 
     /// <inheritdoc cref="ProcessorLoop{TKey, TValue}.StalledFor"/>
-    public TimeSpan StalledFor => _loop.StalledFor;
+    public TimeSpan StalledFor => _loop?.StalledFor ?? TimeSpan.Zero;
+
+    /// <summary>Builds the loop (refusing to start on invalid options, or on a producer something else took), then runs it.</summary>
+    public override Task StartAsync(CancellationToken cancellationToken)
+    {
+        _loop ??= CreateLoop();
+        return base.StartAsync(cancellationToken);
+    }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        var loop = _loop ?? throw new InvalidOperationException("The processor runs only after StartAsync.");
+
         // The loop runs on a thread of its own (Consume blocks), so the host's start is not held up.
-        await _loop.RunAsync(stoppingToken).ConfigureAwait(false);
-        if (_stopApplicationOnFailure && _loop.State is ProcessorState.Fenced or ProcessorState.Faulted)
+        await loop.RunAsync(stoppingToken).ConfigureAwait(false);
+        if (_stopApplicationOnFailure && loop.State is ProcessorState.Fenced or ProcessorState.Faulted)
         {
-            _stopper.Stop(_logger, _loop.Name, _loop.TransactionalId, _loop.State, _loop.Failure);
+            _stopper.Stop(_logger, loop.Name, loop.TransactionalId, loop.State, loop.Failure);
         }
+    }
+
+    private ProcessorLoop<TKey, TValue> CreateLoop()
+    {
+        var settings = _options.Get(_name); // throws OptionsValidationException naming every problem
+        _stopApplicationOnFailure = settings.StopApplicationOnFailure;
+        return new ProcessorLoop<TKey, TValue>(
+            _name,
+            settings,
+            _producerOptions.Get(_name),
+            _services.GetRequiredKeyedService<KafkaTx.UnitOfWork.TransactionalUnitOfWork>(_name), // the producer it owns
+            _clientFactories.For(_name), // the builder's own (UseInMemoryKafka is per builder), else the application's
+            _services.GetRequiredService<IServiceScopeFactory>(),
+            _handlerType,
+            _logger,
+            _time,
+            _services.GetRequiredService<KafkaTx.Telemetry.KafkaTxInstrumentation>());
     }
 }

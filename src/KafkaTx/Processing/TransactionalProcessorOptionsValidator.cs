@@ -54,10 +54,11 @@ internal sealed class TransactionalProcessorOptionsValidator(IOptionsMonitor<Kaf
             failures.Add($"{label}: MaxBufferedRecords is {options.MaxBufferedRecords}, below MaxConcurrency ({options.MaxConcurrency}); the handlers could never all be busy. Raise it to at least {options.MaxConcurrency}.");
         }
 
-        var transactionTimeout = producers.Get(name ?? string.Empty).TransactionTimeout;
-        if (options.MaxBatchDuration <= TimeSpan.Zero || options.MaxBatchDuration >= transactionTimeout / 2)
+        // Null when the producer's own options are invalid: their validation reports why, beside these failures.
+        var transactionTimeout = ProducerTransactionTimeout(name ?? string.Empty);
+        if (transactionTimeout is { } timeout && (options.MaxBatchDuration <= TimeSpan.Zero || options.MaxBatchDuration >= timeout / 2))
         {
-            failures.Add($"{label}: MaxBatchDuration is {options.MaxBatchDuration.TotalMilliseconds} ms; it must be positive and below half of the producer's TransactionTimeout (transaction.timeout.ms = {transactionTimeout.TotalMilliseconds} ms), so that every transaction commits long before the broker would abort it.");
+            failures.Add($"{label}: MaxBatchDuration is {options.MaxBatchDuration.TotalMilliseconds} ms; it must be positive and below half of the producer's TransactionTimeout (transaction.timeout.ms = {timeout.TotalMilliseconds} ms), so that every transaction commits long before the broker would abort it.");
         }
 
         if (options.Retry is null || options.Retry.MaxAttempts < 1 || options.Retry.BaseDelay < TimeSpan.Zero || options.Retry.MaxDelay < options.Retry.BaseDelay)
@@ -90,5 +91,17 @@ internal sealed class TransactionalProcessorOptionsValidator(IOptionsMonitor<Kaf
         }
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    private TimeSpan? ProducerTransactionTimeout(string name)
+    {
+        try
+        {
+            return producers.Get(name).TransactionTimeout;
+        }
+        catch (OptionsValidationException)
+        {
+            return null;
+        }
     }
 }

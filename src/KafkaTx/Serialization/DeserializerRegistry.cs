@@ -23,6 +23,9 @@ internal sealed class DeserializerRegistry
         _deserializers[typeof(T)] = deserializer;
     }
 
+    /// <summary>Whether values of <paramref name="type"/> can be deserialized: a built-in or a registered deserializer.</summary>
+    public bool Has(Type type) => _deserializers.ContainsKey(type);
+
     /// <summary>The deserializer for <typeparamref name="T"/>, for a processor to look up once instead of per record.</summary>
     public IDeserializer<T> Resolve<T>(in SerializationContext context)
     {

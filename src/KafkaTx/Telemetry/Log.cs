@@ -189,6 +189,9 @@ internal static partial class Log
     [LoggerMessage(173, LogLevel.Warning, "Producer {Producer} ({TransactionalId}) could not initialize within {TimeoutSeconds} s of the start: {Error}. The application starts anyway; requests will retry initialization, and the health check reports the producer meanwhile")]
     public static partial void NotInitializedOnStart(ILogger logger, string producer, string transactionalId, double timeoutSeconds, string error);
 
+    [LoggerMessage(180, LogLevel.Information, "Producer {Producer} (transactional.id prefix {TransactionalIdPrefix}) runs on {Backend}")]
+    public static partial void ProducerBackend(ILogger logger, string producer, string transactionalIdPrefix, string backend);
+
     public static LogLevel ToLogLevel(SyslogLevel level) => level switch
     {
         SyslogLevel.Emergency or SyslogLevel.Alert or SyslogLevel.Critical => LogLevel.Critical,

@@ -22,7 +22,7 @@ public class AddTransactionalProcessorTests
         var services = new ServiceCollection();
         Producer(services).AddTransactionalProcessor<CopyHandler>(configure);
         using var provider = services.BuildServiceProvider();
-        var validator = provider.GetServices<IValidateOptions<TransactionalProcessorOptions>>().Single();
+        var validator = provider.GetServices<IValidateOptions<TransactionalProcessorOptions>>().OfType<TransactionalProcessorOptionsValidator>().Single();
         var options = new TransactionalProcessorOptions();
         configure(options);
         return validator.Validate(string.Empty, options).Failures ?? [];
