@@ -7,6 +7,7 @@
 //   dotnet run --project samples/WebApi -- --bootstrap-servers localhost:9092   (a broker; or KAFKATX_BOOTSTRAP_SERVERS)
 using KafkaTx;
 using KafkaTx.Testing;
+using Microsoft.Extensions.Options;
 using WebApi;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -46,7 +47,8 @@ app.MapHealthChecks("/health");
 app.MapPost("/orders", OrderEndpoint.PostAsync);
 
 // In memory, the topics are created here, before the processor subscribes; on a broker, create them first (README.md).
-if (app.Services.GetService<InMemoryKafkaCluster>() is { } cluster)
+var cluster = app.Services.GetRequiredService<InMemoryKafkaCluster>();
+if (app.Services.GetRequiredService<IOptionsMonitor<KafkaTransactionsOptions>>().Get(Producers.Web).BootstrapServers == cluster.BootstrapServers)
 {
     foreach (var topic in Topics.All)
     {

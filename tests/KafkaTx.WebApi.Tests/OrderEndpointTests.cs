@@ -99,7 +99,9 @@ public sealed class OrderEndpointTests : IAsyncLifetime
         web.State.Should().Be(TransactionState.Ready, "InitializeOnStart ran InitTransactions while the host started");
         web.TransactionalId.Should().Be("webapi-orders-0");
         await WebApiFactory.WaitUntilAsync(() => processor.State == ProcessorState.Running, "the processor runs");
-        _factory.Services.GetRequiredKeyedService<ITransactionalUnitOfWork>(Producers.Shipping).TransactionalId.Should().Be("webapi-shipping-0");
+        FluentActions.Invoking(() => _factory.Services.GetRequiredKeyedService<ITransactionalUnitOfWork>(Producers.Shipping))
+            .Should().Throw<InvalidOperationException>("a processor owns its producer: the sample writes through a second one")
+            .WithMessage("*owned by the transactional processor 'shipping'*");
     }
 
     [Fact]
@@ -109,6 +111,7 @@ public sealed class OrderEndpointTests : IAsyncLifetime
         var processor = _factory.Services.GetRequiredKeyedService<ITransactionalProcessor>(Producers.Shipping);
         await WebApiFactory.WaitUntilAsync(() => processor.CommittedRecords >= 1, "the order is shipped");
         var web = _factory.Services.GetRequiredKeyedService<ITransactionalUnitOfWork>(Producers.Web);
+        _ = _factory.Cluster;
 
         var stopping = System.Diagnostics.Stopwatch.StartNew();
         await _factory.DisposeAsync();

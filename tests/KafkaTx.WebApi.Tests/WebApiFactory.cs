@@ -8,26 +8,27 @@ using WebApi;
 namespace KafkaTx.WebApi.Tests;
 
 /// <summary>
-/// The sample on a TestServer, with both producers on an in-memory Kafka of the test's own, whatever the environment
-/// says (KAFKATX_BOOTSTRAP_SERVERS points the whole suite at a broker; these tests stay in memory). Everything else is
-/// the sample's Program as it runs.
+/// The sample on a TestServer as it runs by default: no bootstrap servers, so both producers run on the in-memory Kafka
+/// (UseInMemoryKafkaWhenNoBootstrapServers), whatever the environment says: an empty KAFKATX_BOOTSTRAP_SERVERS in
+/// configuration means "no broker" even when the suite runs with the environment variable pointing at one.
 /// </summary>
 public sealed class WebApiFactory(Action<IServiceCollection>? configureServices = null) : WebApplicationFactory<Program>
 {
-    public InMemoryKafkaCluster Cluster { get; } = new();
-
     public static readonly TimeSpan Deadline = TimeSpan.FromSeconds(10);
+
+    /// <summary>The in-memory Kafka both producers run on: the application's singleton.</summary>
+    public InMemoryKafkaCluster Cluster => _cluster ??= Services.GetRequiredService<InMemoryKafkaCluster>();
+
+    private InMemoryKafkaCluster? _cluster; // kept, so that a test can read it after the host stopped
 
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
         builder.UseSetting("Kafka:BootstrapServers", string.Empty);
-        builder.ConfigureTestServices(services =>
+        builder.UseSetting("KAFKATX_BOOTSTRAP_SERVERS", string.Empty);
+        if (configureServices is not null)
         {
-            // Reopens the sample's two builders (registering nothing twice) to pin their backend to this test's cluster.
-            services.AddKafkaTransactions(Producers.Web, _ => { }).UseInMemoryKafka(Cluster);
-            services.AddKafkaTransactions(Producers.Shipping, _ => { }).UseInMemoryKafka(Cluster);
-            configureServices?.Invoke(services);
-        });
+            builder.ConfigureTestServices(configureServices);
+        }
     }
 
     public IReadOnlyList<InMemoryRecord> Visible(string topic) => Cluster.ReadTopic(topic);
