@@ -67,8 +67,16 @@ public sealed class KafkaExceptionHandler(IProblemDetailsService problemDetails,
     public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
     {
         var mapping = Map(exception, httpContext);
-        var level = mapping.Status >= 500 && mapping.RetryAfterSeconds is null ? LogLevel.Error : LogLevel.Warning;
-        logger.Log(level, exception, "{Method} {Path} failed: {Status} ({Title})", httpContext.Request.Method, httpContext.Request.Path, mapping.Status, mapping.Title);
+        // The client's mistakes and departures are one line; the server's failures carry the exception (with KafkaTx's
+        // message: the transactional.id, the state, what to do), at Error when a retry will not help.
+        if (mapping.Status < 500)
+        {
+            logger.LogWarning("{Method} {Path}: {Status} ({Title}) {Reason}", httpContext.Request.Method, httpContext.Request.Path, mapping.Status, mapping.Title, exception.Message);
+        }
+        else
+        {
+            logger.Log(mapping.RetryAfterSeconds is null ? LogLevel.Error : LogLevel.Warning, exception, "{Method} {Path}: {Status} ({Title})", httpContext.Request.Method, httpContext.Request.Path, mapping.Status, mapping.Title);
+        }
 
         httpContext.Response.StatusCode = mapping.Status;
         if (mapping.RetryAfterSeconds is { } seconds)

@@ -43,6 +43,7 @@ builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true)
 
 var app = builder.Build();
 app.UseExceptionHandler();
+app.UseStatusCodePages(); // a ProblemDetails body for the errors ASP.NET Core answers itself (415, 404, 405)
 app.MapHealthChecks("/health");
 app.MapPost("/orders", OrderEndpoint.PostAsync);
 
