@@ -1,0 +1,103 @@
+using Confluent.Kafka;
+using KafkaTx;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Mvc;
+
+namespace WebApi;
+
+/// <summary>What a failure means for the client: the status, whether it may retry (and when), and what was written.</summary>
+/// <param name="Status">The HTTP status.</param>
+/// <param name="Title">The problem's title.</param>
+/// <param name="RetryAfterSeconds">Sent as Retry-After when the client may safely send the same request again.</param>
+/// <param name="Written">What read_committed consumers can see of the request: "nothing", or "unknown" (all of it or none of it).</param>
+public sealed record ProblemMapping(int Status, string Title, int? RetryAfterSeconds, string Written);
+
+/// <summary>
+/// The one place that turns what POST /orders can throw into an HTTP status (README.md, "Errors", gives the reasoning
+/// per row). Every KafkaTx failure was aborted before it got here (nothing of it is visible to read_committed
+/// consumers) except <see cref="TransactionErrorKind.OutcomeUnknown"/>, a commit that was sent but not confirmed.
+/// </summary>
+public sealed class KafkaExceptionHandler(IProblemDetailsService problemDetails, ILogger<KafkaExceptionHandler> logger) : IExceptionHandler
+{
+    /// <summary>nginx's "client closed request": the client went away; nobody reads the response, the logs do.</summary>
+    public const int ClientClosedRequest = 499;
+
+    private const string Nothing = "nothing";
+
+    public static ProblemMapping Map(Exception exception, HttpContext context) => exception switch
+    {
+        // Bad input that model binding refused (malformed JSON, wrong content type): the endpoint never ran.
+        BadHttpRequestException bad => new(bad.StatusCode, "The request could not be read.", null, Nothing),
+
+        // Cancelled by the client before the commit was sent: the transaction was aborted. (Once the commit is sent,
+        // ExecuteAsync no longer observes the token and returns the commit's outcome instead.)
+        OperationCanceledException when context.RequestAborted.IsCancellationRequested =>
+            new(ClientClosedRequest, "The client closed the request; its transaction was aborted.", null, Nothing),
+
+        KafkaTransactionException { Kind: TransactionErrorKind.Abortable } =>
+            new(503, "The transaction was aborted after every retry; nothing was written. Retry later.", 1, Nothing),
+        KafkaTransactionException { Kind: TransactionErrorKind.Retriable } =>
+            new(503, "Kafka did not answer in time (no broker or coordinator reachable); nothing was written. Retry later.", 5, Nothing),
+        KafkaTransactionException { Kind: TransactionErrorKind.Fenced } =>
+            new(503, "This instance was replaced by a newer one with its transactional.id; nothing was written. Retry: another instance takes the request.", 5, Nothing),
+        KafkaTransactionException { Kind: TransactionErrorKind.Fatal } =>
+            new(500, "The Kafka producer is unusable (for example not authorized); nothing was written. An operator must fix the cause.", null, Nothing),
+        KafkaTransactionException { Kind: TransactionErrorKind.Rejected, Error.Code: ErrorCode.MsgSizeTooLarge or ErrorCode.RecordListTooLarge or ErrorCode.InvalidMsgSize } =>
+            new(413, "The order is too large for Kafka; nothing was written.", null, Nothing),
+        KafkaTransactionException { Kind: TransactionErrorKind.Rejected } =>
+            new(500, "Kafka refused the records (unknown topic, not authorized); nothing was written. An operator must fix the configuration.", null, Nothing),
+        KafkaTransactionException { Kind: TransactionErrorKind.OutcomeUnknown } =>
+            new(500, "The commit was sent but not confirmed: the order may or may not have been written. Check before sending it again.", null, "unknown"),
+
+        // A unit that was fenced or faulted by an earlier call refuses every later one with InvalidOperationException.
+        InvalidOperationException when Unit(context)?.State is TransactionState.Fenced =>
+            new(503, "This instance was replaced by a newer one with its transactional.id; nothing was written. Retry: another instance takes the request.", 5, Nothing),
+        InvalidOperationException when Unit(context)?.State is TransactionState.Faulted =>
+            new(500, "The Kafka producer is unusable (for example not authorized); nothing was written. An operator must fix the cause.", null, Nothing),
+
+        // The host is stopping: the unit of work is being disposed, or the host's token was cancelled.
+        ObjectDisposedException or OperationCanceledException =>
+            new(503, "The service is shutting down; nothing was written. Retry: another instance takes the request.", 1, Nothing),
+
+        // Everything else is a bug or a configuration mistake (no serializer registered, a serializer that throws,
+        // invalid options): the transaction was aborted, and a retry fails the same way.
+        _ => new(500, "The order could not be written; nothing was written.", null, Nothing),
+    };
+
+    public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
+    {
+        var mapping = Map(exception, httpContext);
+        // The client's mistakes and departures are one line; the server's failures carry the exception (with KafkaTx's
+        // message: the transactional.id, the state, what to do), at Error when a retry will not help.
+        if (mapping.Status < 500)
+        {
+            logger.LogWarning("{Method} {Path}: {Status} ({Title}) {Reason}", httpContext.Request.Method, httpContext.Request.Path, mapping.Status, mapping.Title, exception.Message);
+        }
+        else
+        {
+            logger.Log(mapping.RetryAfterSeconds is null ? LogLevel.Error : LogLevel.Warning, exception, "{Method} {Path}: {Status} ({Title})", httpContext.Request.Method, httpContext.Request.Path, mapping.Status, mapping.Title);
+        }
+
+        httpContext.Response.StatusCode = mapping.Status;
+        if (mapping.RetryAfterSeconds is { } seconds)
+        {
+            httpContext.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        // The exception's message goes to the log, not to the client (it names brokers and transactional ids), except
+        // for a request that could not be read, whose message is about the client's own input.
+        var problem = new ProblemDetails { Status = mapping.Status, Title = mapping.Title, Detail = exception is BadHttpRequestException ? exception.Message : null };
+        problem.Extensions["written"] = mapping.Written;
+        if (exception is KafkaTransactionException failure)
+        {
+            problem.Extensions["kind"] = failure.Kind.ToString();
+        }
+
+        // A client that went away reads nothing: write no body to a closed connection.
+        return mapping.Status == ClientClosedRequest
+            || await problemDetails.TryWriteAsync(new() { HttpContext = httpContext, ProblemDetails = problem, Exception = exception });
+    }
+
+    private static ITransactionalUnitOfWork? Unit(HttpContext context) =>
+        context.RequestServices.GetKeyedService<ITransactionalUnitOfWork>(Producers.Web);
+}
