@@ -126,6 +126,8 @@ public class AddKafkaTransactionsTests
     {
         var factory = new FakeClientFactory();
         var builder = Host.CreateApplicationBuilder();
+        // Servers unset whatever the machine has: a broker run sets KAFKATX_BOOTSTRAP_SERVERS, which hosts read.
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["KAFKATX_BOOTSTRAP_SERVERS"] = "" });
         builder.Services.AddKafkaTransactions(o =>
         {
             o.TransactionalIdPrefix = "task-api";

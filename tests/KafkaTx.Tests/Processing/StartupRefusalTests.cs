@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration;
 using Confluent.Kafka;
 using KafkaTx.Tests.Fakes;
 using Microsoft.Extensions.DependencyInjection;
@@ -112,6 +113,8 @@ public class StartupRefusalTests
     public async Task Every_producers_and_processors_problems_are_reported_together()
     {
         var builder = Host.CreateApplicationBuilder();
+        // Servers unset whatever the machine has: a broker run sets KAFKATX_BOOTSTRAP_SERVERS, which hosts read.
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["KAFKATX_BOOTSTRAP_SERVERS"] = "" });
         builder.Logging.ClearProviders();
         builder.Services.AddKafkaTransactions("payments", o => o.BootstrapServers = "fake:9092"); // no transactional id
         builder.Services.AddKafkaTransactions("audit", o => o.TransactionalId = "audit-0"); // no servers
