@@ -89,7 +89,10 @@ public sealed class RealBrokerConsumerProtocolTests(KafkaBrokerFixture broker)
         AssertCopiedExactlyOnce(servers, output, 2 * PerSeeding);
     }
 
-    /// <summary>A consumer-protocol member of the group with this static instance id, once it has partitions.</summary>
+    /// <summary>
+    /// A consumer-protocol member of the group with this static instance id, once it has partitions. Should the stopped
+    /// incarnation still hold the id, this member is refused as the processor would be, and tries again until it joins.
+    /// </summary>
     private static IConsumer<Ignore, Ignore> HoldInstanceId(string servers, string group, string topic, string instanceId)
     {
         var config = new ConsumerConfig
@@ -101,21 +104,35 @@ public sealed class RealBrokerConsumerProtocolTests(KafkaBrokerFixture broker)
             EnableAutoCommit = false,
             IsolationLevel = IsolationLevel.ReadCommitted,
         };
-        var holder = new ConsumerBuilder<Ignore, Ignore>(config).Build();
-        holder.Subscribe(topic);
         var deadline = DateTime.UtcNow + Deadline;
-        while (holder.Assignment.Count == 0)
+        while (true)
         {
-            if (DateTime.UtcNow > deadline)
+            var holder = new ConsumerBuilder<Ignore, Ignore>(config).Build();
+            holder.Subscribe(topic);
+            try
+            {
+                while (holder.Assignment.Count == 0)
+                {
+                    if (DateTime.UtcNow > deadline)
+                    {
+                        throw new TimeoutException($"The member holding instance id {instanceId} got no partitions of {topic}.");
+                    }
+
+                    holder.Consume(TimeSpan.FromMilliseconds(200)); // positions are never committed: the records stay the processor's
+                }
+
+                return holder;
+            }
+            catch (ConsumeException e) when (e.Error.Code == ErrorCode.UnreleasedInstanceId && DateTime.UtcNow < deadline)
+            {
+                holder.Dispose(); // fatal for this consumer: a new one tries again
+            }
+            catch
             {
                 holder.Dispose();
-                throw new TimeoutException($"The member holding instance id {instanceId} got no partitions of {topic}.");
+                throw;
             }
-
-            holder.Consume(TimeSpan.FromMilliseconds(200)); // positions are never committed: the records stay the processor's
         }
-
-        return holder;
     }
 
     private static void AssertCopiedExactlyOnce(string servers, string output, int perPartition)
