@@ -61,6 +61,18 @@ public static class TransactionErrorClassifier
             return TransactionErrorKind.Fatal;
         }
 
+        if (RequiresNewProducer(error.Code))
+        {
+            return TransactionErrorKind.Fatal;
+        }
+
+        if (IsStaleGroupMembership(error.Code))
+        {
+            // Sending the same offsets again carries the same stale group metadata and fails again: abort, and the
+            // work runs again with the consumer's metadata of the moment (the processor reads it right before sending).
+            return TransactionErrorKind.Abortable;
+        }
+
         if (IsRejection(error.Code))
         {
             return TransactionErrorKind.Rejected;
@@ -87,6 +99,31 @@ public static class TransactionErrorClassifier
     /// </summary>
     internal static bool IsFencing(ErrorCode code) =>
         code is ErrorCode.Local_Fenced or ErrorCode.ProducerFenced or ErrorCode.InvalidProducerEpoch or ErrorCode.FencedInstanceId;
+
+    /// <summary>
+    /// Whether the code means the broker no longer knows this producer's id for its transactional.id: it idled past the
+    /// broker's <c>transactional.id.expiration.ms</c> (7 days by default). KIP-1050 calls it application-recoverable:
+    /// a new producer (InitTransactions) gets a fresh mapping, where librdkafka's epoch bump on abort may not.
+    /// </summary>
+    internal static bool RequiresNewProducer(ErrorCode code) => code is ErrorCode.InvalidProducerIdMapping;
+
+    /// <summary>
+    /// Whether the code means the consumer group metadata sent with the offsets (generation or, with the consumer
+    /// protocol of KIP-848, member epoch) is no longer the group's: a rebalance moved on. Never fencing of the
+    /// producer, never fatal: the transaction aborts and the work runs again.
+    /// </summary>
+    internal static bool IsStaleGroupMembership(ErrorCode code) => code is
+        ErrorCode.IllegalGeneration or
+        ErrorCode.UnknownMemberId or
+        ErrorCode.StaleMemberEpoch or
+        ErrorCode.FencedMemberEpoch;
+
+    /// <summary>
+    /// Whether a consumer error means its static member could not join because its <c>group.instance.id</c> is still
+    /// held by another member (consumer protocol, KIP-848): after a restart, the previous incarnation until its
+    /// session expires on the broker. librdkafka makes it a fatal consumer error; the processor joins again later.
+    /// </summary>
+    internal static bool IsUnreleasedInstanceId(ErrorCode code) => code is ErrorCode.UnreleasedInstanceId;
 
     /// <summary>Whether the code means Kafka refused the data or request for a reason a retry does not fix.</summary>
     internal static bool IsRejection(ErrorCode code) => code is

@@ -32,9 +32,16 @@ internal static class ProcessorConsumerConfig
             EnableAutoCommit = false,                      // progress is committed only inside transactions
             EnableAutoOffsetStore = false,
             AutoOffsetReset = options.AutoOffsetReset,
-            PartitionAssignmentStrategy = options.AssignmentStrategy,
             EnablePartitionEof = false,
         };
+
+        // Named explicitly either way, so that the processor keeps its protocol whatever librdkafka's default becomes.
+        // The consumer protocol (KIP-848) has no client-side assignor: librdkafka refuses the consumer if one is set.
+        config.GroupProtocol = options.GroupProtocol;
+        if (options.GroupProtocol == GroupProtocol.Classic)
+        {
+            config.PartitionAssignmentStrategy = options.AssignmentStrategy;
+        }
 
         if (options.StaticMembership && !settings.ContainsKey("group.instance.id"))
         {

@@ -32,7 +32,6 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
     private readonly TransactionalProcessorOptions _options;
     private readonly KafkaTransactionsOptions _producerOptions;
     private readonly ITransactionalUnitOfWork _unit;
-    private readonly IKafkaClientFactory _clientFactory;
     private readonly TimeProvider _time;
     private readonly ProcessorTelemetry _telemetry;
     private readonly ProcessorStatus _status;
@@ -43,7 +42,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
     private readonly BatchSchedule _schedule;
     private readonly Rewinder _rewinder;
     private readonly BatchTransactions<TKey, TValue> _transactions;
-    private readonly RebalanceHandler _rebalance;
+    private readonly ProcessorConsumer _consumers; // creates, replaces (a static member refused on joining) and closes _consumer
     private readonly ConcurrentLoop<TKey, TValue>? _concurrent; // MaxConcurrency above 1 only: otherwise none of it exists
     private readonly BatchHandlerLoop<TKey, TValue>? _batchHandler; // an ITransactionalBatchHandler only (MaxConcurrency 1)
     private readonly StoppingHandlerCall _stoppingCall;
@@ -64,7 +63,6 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         _options = options;
         _producerOptions = producerOptions;
         _unit = unit;
-        _clientFactory = clientFactory;
         _time = time;
         _telemetry = new ProcessorTelemetry(name, options.GroupId, unit.TransactionalId, instrumentation, logger, time);
         _status = new ProcessorStatus(unit, _telemetry);
@@ -80,7 +78,8 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
             ? new BatchHandlerLoop<TKey, TValue>(options, unit, _unitCalls, _transactions, _status, _attempts, _poison, _schedule, _rewinder, _deserializer, _telemetry, _stoppingCall, time)
             : null;
         _concurrent = options.MaxConcurrency > 1 && _batchHandler is null ? CreateConcurrentLoop(unit, handlerType) : null;
-        _rebalance = new RebalanceHandler((IOpenBatchControl?)_batchHandler ?? (IOpenBatchControl?)_concurrent ?? _transactions, _rewinder, _attempts, _status, _telemetry);
+        var rebalance = new RebalanceHandler((IOpenBatchControl?)_batchHandler ?? (IOpenBatchControl?)_concurrent ?? _transactions, _rewinder, _attempts, _status, _telemetry);
+        _consumers = new ProcessorConsumer(options, producerOptions, clientFactory, rebalance, _telemetry, time);
     }
 
     public string Name => _telemetry.Name;
@@ -124,13 +123,19 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         try
         {
             await _unitCalls.InitializeAsync(stoppingToken).ConfigureAwait(true);
-            _consumer = _clientFactory.CreateConsumer(ProcessorConsumerConfig.Build(_options, _producerOptions), _rebalance.EventHandlers());
-            _consumer.Subscribe(_options.Topics);
+            _consumer = _consumers.Subscribe();
             _status.Running();
             _telemetry.Started(_options.Topics, _options.GroupId!);
             while (!_status.HasFailed && !stoppingToken.IsCancellationRequested)
             {
-                await StepAsync(stoppingToken, drain.Token).ConfigureAwait(true);
+                try
+                {
+                    await StepAsync(stoppingToken, drain.Token).ConfigureAwait(true);
+                }
+                catch (ConsumeException e) when (ProcessorConsumer.CanJoinAgain(e, _consumer!, _transactions.Batch is not null))
+                {
+                    _consumer = await _consumers.JoinAgainAsync(_consumer!, stoppingToken).ConfigureAwait(true);
+                }
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -310,30 +315,12 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         }
         finally
         {
-            Close(consumer);
+            _consumers.Close(consumer); // leaves the group now, so that the partitions move without waiting for a session timeout
+            _consumer = null;
         }
 
         _status.StoppedIfRunning();
         _telemetry.Stopped(State);
-    }
-
-    private void Close(IConsumer<byte[]?, byte[]?> consumer)
-    {
-        try
-        {
-            consumer.Close(); // leave the group now, so that the partitions move without waiting for a session timeout
-        }
-        catch (Exception e) when (e is KafkaException or InvalidOperationException)
-        {
-            var error = (e as KafkaException)?.Error;
-            _telemetry.ConsumerError(error ?? new Error(ErrorCode.Local_State, e.Message));
-        }
-        finally
-        {
-            consumer.Dispose();
-            _consumer = null;
-            _telemetry.ConsumerClosed();
-        }
     }
 
     private ConcurrentLoop<TKey, TValue> CreateConcurrentLoop(ITransactionalUnitOfWork unit, Type handlerType)

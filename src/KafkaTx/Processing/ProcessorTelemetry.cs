@@ -92,6 +92,8 @@ internal sealed class ProcessorTelemetry
 
     public void Stopped(ProcessorState state) => Log.ProcessorStopped(_logger, Name, Id, state, CommittedTransactions, CommittedRecords);
 
+    public void JoinRefused(string? instanceId, TimeSpan delay, int attempt) => Log.JoinRefusedInstanceIdHeld(_logger, Name, instanceId, (long)delay.TotalMilliseconds, attempt);
+
     public void InitRetry(TimeSpan delay, Exception e) => Log.ProcessorInitRetry(_logger, Name, Id, (long)delay.TotalMilliseconds, e);
 
     public void Fenced(Exception e) => Log.ProcessorFenced(_logger, Name, Id, e);

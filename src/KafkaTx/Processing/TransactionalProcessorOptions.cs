@@ -6,6 +6,8 @@ namespace KafkaTx;
 /// <summary>Settings of a consume-transform-produce processor. Validated when the host starts.</summary>
 public sealed class TransactionalProcessorOptions
 {
+    private PartitionAssignmentStrategy _assignmentStrategy = PartitionAssignmentStrategy.CooperativeSticky;
+
     /// <summary>The topics to consume. Required.</summary>
     public IList<string> Topics { get; set; } = [];
 
@@ -62,10 +64,31 @@ public sealed class TransactionalProcessorOptions
     public string? DeadLetterTopic { get; set; }
 
     /// <summary>
-    /// The partition assignor. Default CooperativeSticky: a rebalance revokes only the partitions that move, so the
-    /// other partitions' transactions go on. Range and RoundRobin (eager) are supported too.
+    /// The partition assignor of the <see cref="GroupProtocol.Classic"/> protocol. Default CooperativeSticky: a
+    /// rebalance revokes only the partitions that move, so the other partitions' transactions go on. Range and
+    /// RoundRobin (eager) are supported too. With <see cref="GroupProtocol.Consumer"/> the broker assigns the partitions:
+    /// setting this is refused at start-up (choose the broker's assignor with
+    /// <c>ConsumerSettings["group.remote.assignor"]</c> instead).
     /// </summary>
-    public PartitionAssignmentStrategy AssignmentStrategy { get; set; } = PartitionAssignmentStrategy.CooperativeSticky;
+    public PartitionAssignmentStrategy AssignmentStrategy
+    {
+        get => _assignmentStrategy;
+        set
+        {
+            _assignmentStrategy = value;
+            AssignmentStrategyIsSet = true;
+        }
+    }
+
+    /// <summary>
+    /// The consumer group protocol. Default <see cref="GroupProtocol.Classic"/> (JoinGroup/SyncGroup, every broker).
+    /// <see cref="GroupProtocol.Consumer"/> is the protocol of KIP-848 (brokers 4.0 and later): the broker assigns the
+    /// partitions and owns the session timeout and heartbeat interval, so <see cref="AssignmentStrategy"/> and the
+    /// consumer settings <c>session.timeout.ms</c>, <c>heartbeat.interval.ms</c> and <c>group.protocol.type</c> are
+    /// refused at start-up with it; <c>group.remote.assignor</c> in <see cref="ConsumerSettings"/> picks the broker's
+    /// assignor. See the "Kafka 4" section of docs/consume-transform-produce.md.
+    /// </summary>
+    public GroupProtocol GroupProtocol { get; set; } = GroupProtocol.Classic;
 
     /// <summary>Where to start in a partition without a committed offset. Default Earliest.</summary>
     public AutoOffsetReset AutoOffsetReset { get; set; } = AutoOffsetReset.Earliest;
@@ -103,6 +126,9 @@ public sealed class TransactionalProcessorOptions
     /// exactly-once (auto-commit, read_uncommitted) are refused at start-up.
     /// </summary>
     public IDictionary<string, string> ConsumerSettings { get; set; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
+    /// <summary>Whether <see cref="AssignmentStrategy"/> was set, by code or configuration, rather than left at its default.</summary>
+    internal bool AssignmentStrategyIsSet { get; private set; }
 
     /// <summary>Deserializers registered per type with <c>AddDeserializer</c>, for the records this processor consumes.</summary>
     internal DeserializerRegistry Deserializers { get; } = new();

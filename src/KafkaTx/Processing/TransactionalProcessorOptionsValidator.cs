@@ -13,7 +13,7 @@ internal sealed class TransactionalProcessorOptionsValidator(IOptionsMonitor<Kaf
         ["isolation.level"] = "a processor must read only committed records (read_committed), or it would process aborted ones",
         ["group.id"] = "set TransactionalProcessorOptions.GroupId instead",
         ["bootstrap.servers"] = "the processor uses its producer's BootstrapServers",
-        ["partition.assignment.strategy"] = "set TransactionalProcessorOptions.AssignmentStrategy instead",
+        ["partition.assignment.strategy"] = "set TransactionalProcessorOptions.AssignmentStrategy instead (with GroupProtocol Consumer the broker assigns partitions: see ConsumerSettings[\"group.remote.assignor\"])",
         ["auto.offset.reset"] = "set TransactionalProcessorOptions.AutoOffsetReset instead",
         ["enable.partition.eof"] = "the processor does not handle end-of-partition events",
     };
@@ -90,6 +90,7 @@ internal sealed class TransactionalProcessorOptionsValidator(IOptionsMonitor<Kaf
             }
         }
 
+        GroupProtocolRules.Validate(label, options, failures);
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 

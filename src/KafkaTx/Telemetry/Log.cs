@@ -200,4 +200,7 @@ internal static partial class Log
         SyslogLevel.Notice or SyslogLevel.Info => LogLevel.Information,
         _ => LogLevel.Debug,
     };
+
+    [LoggerMessage(190, LogLevel.Warning, "Processor {Name}: the consumer group refused to let group.instance.id {InstanceId} join: another member still holds it (UNRELEASED_INSTANCE_ID, consumer protocol). After a restart that is the previous incarnation, until its session expires on the broker (group.consumer.session.timeout.ms, 45 s by default). Joining again in {DelayMs} ms (attempt {Attempt})")]
+    public static partial void JoinRefusedInstanceIdHeld(ILogger logger, string name, string? instanceId, long delayMs, int attempt);
 }

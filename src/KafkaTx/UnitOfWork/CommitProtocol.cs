@@ -144,10 +144,11 @@ internal sealed class CommitProtocol(UnitParts unit, TransactionOrchestrator orc
                 var refused = await unit.Producer.CollectFailuresAsync().ConfigureAwait(false);
                 orchestrator.ReplaceProducer(e.Error, "CommitTransaction");
                 await orchestrator.InitializeReplacementAsync().ConfigureAwait(false);
-                if (refused.Count > 0)
+                if (refused.Count > 0 || TransactionErrorClassifier.RequiresNewProducer(e.Error.Code))
                 {
-                    // A record was refused, so the commit cannot have taken effect: the new producer aborted it.
-                    return Aborted(orchestrator.DeliveryFailed(TransactionErrors.KindOf(refused), e.Error, e, refused));
+                    // A record was refused, or the coordinator no longer knew the producer id (INVALID_PRODUCER_ID_MAPPING),
+                    // so the commit cannot have taken effect: the new producer aborted it, and the work may run again.
+                    return Aborted(orchestrator.DeliveryFailed(refused.Count > 0 ? TransactionErrors.KindOf(refused) : kind, e.Error, e, refused));
                 }
 
                 // The commit request may have reached the coordinator before the error (a retried EndTxn, say).

@@ -1,3 +1,4 @@
+using Confluent.Kafka;
 using KafkaTx.IntegrationTests.Support;
 
 namespace KafkaTx.IntegrationTests.MockCluster;
@@ -18,5 +19,20 @@ public sealed class BrokerFeaturesTests
         features.MaxVersion(9).Should().BeInRange(0, 6, "OffsetFetch");
         features.StableOffsetFetch.Should().BeFalse();
         features.ToString().Should().Contain("KIP-360 yes").And.Contain("KIP-447 no");
+    }
+
+    [Fact]
+    public async Task The_mock_cluster_is_read_as_speaking_the_consumer_group_protocol()
+    {
+        // librdkafka's mock answers ConsumerGroupHeartbeat (API 68) since 2.12; its processors on GroupProtocol.Consumer join.
+        using var cluster = new MockKafkaCluster();
+
+        var features = await BrokerFeatures.DetectAsync(cluster.BootstrapServers);
+
+        features.MaxVersion(68).Should().BeGreaterThanOrEqualTo(0, "ConsumerGroupHeartbeat");
+        features.ConsumerGroupProtocol.Should().BeTrue();
+        features.Lacks(GroupProtocol.Consumer).Should().BeNull();
+        features.Lacks(GroupProtocol.Classic).Should().BeNull();
+        features.ToString().Should().Contain("KIP-848 yes");
     }
 }

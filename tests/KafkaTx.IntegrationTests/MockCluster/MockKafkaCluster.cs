@@ -115,6 +115,7 @@ public enum KafkaApi : short
     AddOffsetsToTxn = 25,
     EndTxn = 26,
     TxnOffsetCommit = 28,
+    ConsumerGroupHeartbeat = 68,
 }
 
 #pragma warning disable SA1300, CA5392, CA1401 // native names as librdkafka spells them

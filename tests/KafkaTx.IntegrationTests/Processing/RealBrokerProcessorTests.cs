@@ -5,18 +5,25 @@ using KafkaTx.IntegrationTests.Support;
 
 namespace KafkaTx.IntegrationTests.Processing;
 
-/// <summary>Exactly-once consume-transform-produce on a real broker. Skipped, with the reason, when there is none.</summary>
+/// <summary>
+/// Exactly-once consume-transform-produce on a real broker, with each group protocol: Classic on every broker, Consumer
+/// (KIP-848) where the broker answers ConsumerGroupHeartbeat (API 68, Kafka 4.0 and later). Skipped, with the reason,
+/// when there is no broker or it lacks the protocol.
+/// </summary>
 [Collection(RealBrokerGroup.Name)]
 public sealed class RealBrokerProcessorTests(KafkaBrokerFixture broker)
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromMinutes(3);
 
-    [SkippableFact]
-    public async Task RealBroker_two_instances_copy_ten_thousand_records_exactly_once_through_a_rebalance_and_an_abort()
+    public static TheoryData<GroupProtocol> Protocols => new() { GroupProtocol.Classic, GroupProtocol.Consumer };
+
+    [SkippableTheory]
+    [MemberData(nameof(Protocols))]
+    public async Task RealBroker_two_instances_copy_ten_thousand_records_exactly_once_through_a_rebalance_and_an_abort(GroupProtocol protocol)
     {
         const int Partitions = 6;
         const int PerPartition = 10_000 / Partitions + 1; // 1,667 per partition, 10,002 in all
-        var servers = broker.RequireBroker();
+        var servers = await broker.RequireBrokerAsync(protocol);
         var topics = await broker.CreateTopicsAsync(Partitions, "copy-in", "copy-out");
         var (input, output) = (topics[0], topics[1]);
         var group = "copiers-" + Guid.NewGuid().ToString("N");
@@ -25,10 +32,14 @@ public sealed class RealBrokerProcessorTests(KafkaBrokerFixture broker)
 
         // One script for both instances: the injected failure happens once, whichever instance owns partition 2 then.
         var script = new CopyScript { OutputTopic = output, FailOnceAt = $"2:{PerPartition / 3}" };
-        static void Configure(TransactionalProcessorOptions o)
+        void Configure(TransactionalProcessorOptions o)
         {
             o.MaxBatchSize = 200;
-            o.ConsumerSettings["heartbeat.interval.ms"] = "500";
+            o.GroupProtocol = protocol;
+            if (protocol == GroupProtocol.Classic)
+            {
+                o.ConsumerSettings["heartbeat.interval.ms"] = "500"; // with Consumer the broker sets it (refused client-side)
+            }
         }
 
         await using var one = new ProcessorHost(servers, "0", input, group, script, Configure);
@@ -59,13 +70,14 @@ public sealed class RealBrokerProcessorTests(KafkaBrokerFixture broker)
         }
     }
 
-    [SkippableFact]
-    public async Task RealBroker_graceful_stops_while_handlers_await_with_their_token_lose_nothing_and_keep_order()
+    [SkippableTheory]
+    [MemberData(nameof(Protocols))]
+    public async Task RealBroker_graceful_stops_while_handlers_await_with_their_token_lose_nothing_and_keep_order(GroupProtocol protocol)
     {
         const int Partitions = 3;
         const int PerPartition = 400;
         const int Stops = 5;
-        var servers = broker.RequireBroker();
+        var servers = await broker.RequireBrokerAsync(protocol);
         var topics = await broker.CreateTopicsAsync(Partitions, "stop-in", "stop-out");
         var (input, output) = (topics[0], topics[1]);
         var group = "stoppers-" + Guid.NewGuid().ToString("N");
@@ -91,7 +103,11 @@ public sealed class RealBrokerProcessorTests(KafkaBrokerFixture broker)
                 }
             },
         };
-        static void Configure(TransactionalProcessorOptions o) => o.MaxBatchSize = 50;
+        void Configure(TransactionalProcessorOptions o)
+        {
+            o.MaxBatchSize = 50;
+            o.GroupProtocol = protocol;
+        }
 
         for (var stop = 0; stop < Stops; stop++)
         {
@@ -118,14 +134,14 @@ public sealed class RealBrokerProcessorTests(KafkaBrokerFixture broker)
         }
     }
 
-    private static bool GroupAtEnd(string servers, string group, string topic, int partitions, int perPartition)
+    internal static bool GroupAtEnd(string servers, string group, string topic, int partitions, int perPartition)
     {
         using var consumer = new ConsumerBuilder<Ignore, Ignore>(new ConsumerConfig { BootstrapServers = servers, GroupId = group }).Build();
         var committed = consumer.Committed(Enumerable.Range(0, partitions).Select(p => new TopicPartition(topic, p)), TimeSpan.FromSeconds(10));
         return committed.All(c => c.Offset.Value == perPartition);
     }
 
-    private static (int Partition, long Offset) Origin(string value)
+    internal static (int Partition, long Offset) Origin(string value)
     {
         var parts = value.Split(':');
         return (int.Parse(parts[0], CultureInfo.InvariantCulture), long.Parse(parts[1], CultureInfo.InvariantCulture));

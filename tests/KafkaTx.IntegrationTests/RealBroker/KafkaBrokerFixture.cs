@@ -14,6 +14,7 @@ public sealed class KafkaBrokerFixture : IAsyncLifetime
     public const string BootstrapServersVariable = "KAFKATX_BOOTSTRAP_SERVERS";
     private const string Image = "confluentinc/cp-kafka:7.5.12";
     private KafkaContainer? _container;
+    private Support.BrokerFeatures? _features;
 
     public string? BootstrapServers { get; private set; }
 
@@ -60,6 +61,19 @@ public sealed class KafkaBrokerFixture : IAsyncLifetime
     {
         Skip.If(BootstrapServers is null, UnavailableReason);
         return BootstrapServers!;
+    }
+
+    /// <summary>
+    /// Skips the calling test, with the reason, when there is no broker or the broker lacks the group protocol (the
+    /// consumer protocol of KIP-848 needs ConsumerGroupHeartbeat, API 68: Kafka 4.0 and later). Returns the broker.
+    /// </summary>
+    public async Task<string> RequireBrokerAsync(GroupProtocol protocol)
+    {
+        var servers = RequireBroker();
+        _features ??= await Support.BrokerFeatures.DetectAsync(servers);
+        var lacking = _features.Lacks(protocol);
+        Skip.If(lacking is not null, lacking);
+        return servers;
     }
 
     /// <summary>Creates topics with unique names, so that tests never see each other's records.</summary>

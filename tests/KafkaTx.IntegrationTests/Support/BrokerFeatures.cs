@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Net.Sockets;
+using Confluent.Kafka;
 
 namespace KafkaTx.IntegrationTests.Support;
 
@@ -18,6 +19,7 @@ internal sealed class BrokerFeatures
     private const short ApiVersionsKey = 18;
     private const short InitProducerIdKey = 22;
     private const short OffsetFetchKey = 9;
+    private const short ConsumerGroupHeartbeatKey = 68;
 
     private readonly Dictionary<short, (short Min, short Max)> _apis;
 
@@ -35,11 +37,23 @@ internal sealed class BrokerFeatures
     /// </summary>
     public bool StableOffsetFetch => MaxVersion(OffsetFetchKey) >= 7;
 
+    /// <summary>
+    /// KIP-848 (Kafka 4.0 GA; 3.7 and 3.8 as a preview when enabled): the broker answers ConsumerGroupHeartbeat (API 68),
+    /// the consumer group protocol a processor uses with <see cref="GroupProtocol.Consumer"/>. Without it, such a
+    /// consumer cannot join a group.
+    /// </summary>
+    public bool ConsumerGroupProtocol => MaxVersion(ConsumerGroupHeartbeatKey) >= 0;
+
+    /// <summary>Why a test of <paramref name="protocol"/> cannot run on this broker, or null when it can.</summary>
+    public string? Lacks(GroupProtocol protocol) => protocol == GroupProtocol.Consumer && !ConsumerGroupProtocol
+        ? $"The broker does not answer ConsumerGroupHeartbeat (API 68), so it lacks KIP-848's consumer group protocol (Kafka 4.0 and later): the GroupProtocol.Consumer case runs only against such a broker. Broker: {this}."
+        : null;
+
     /// <summary>The highest version of the API the broker accepts, -1 when it does not know the API.</summary>
     public int MaxVersion(short apiKey) => _apis.TryGetValue(apiKey, out var range) ? range.Max : -1;
 
     public override string ToString() =>
-        $"InitProducerId v{MaxVersion(InitProducerIdKey)} (KIP-360 {(EpochBump ? "yes" : "no")}), OffsetFetch v{MaxVersion(OffsetFetchKey)} (KIP-447 {(StableOffsetFetch ? "yes" : "no")})";
+        $"InitProducerId v{MaxVersion(InitProducerIdKey)} (KIP-360 {(EpochBump ? "yes" : "no")}), OffsetFetch v{MaxVersion(OffsetFetchKey)} (KIP-447 {(StableOffsetFetch ? "yes" : "no")}), ConsumerGroupHeartbeat v{MaxVersion(ConsumerGroupHeartbeatKey)} (KIP-848 {(ConsumerGroupProtocol ? "yes" : "no")})";
 
     public static async Task<BrokerFeatures> DetectAsync(string bootstrapServers, CancellationToken cancellationToken = default)
     {

@@ -30,6 +30,10 @@ public class TransactionErrorClassifierTests
         { "failed delivery (Local_Inconsistent)", new KafkaTxnRequiresAbortException(new Error(ErrorCode.Local_Inconsistent, "1 message(s) failed delivery")), TransactionErrorKind.Abortable },
         { "unknown broker error on EndTxn", new KafkaTxnRequiresAbortException(new Error(ErrorCode.Unknown, "Unknown broker error")), TransactionErrorKind.Abortable },
         { "UnknownMemberId on TxnOffsetCommit", new KafkaTxnRequiresAbortException(new Error(ErrorCode.UnknownMemberId, "Unknown member")), TransactionErrorKind.Abortable },
+        { "IllegalGeneration on TxnOffsetCommit", new KafkaTxnRequiresAbortException(new Error(ErrorCode.IllegalGeneration, "generation id is not valid")), TransactionErrorKind.Abortable },
+        { "StaleMemberEpoch on TxnOffsetCommit", new KafkaTxnRequiresAbortException(new Error(ErrorCode.StaleMemberEpoch, "member epoch is stale")), TransactionErrorKind.Abortable },
+        { "FencedMemberEpoch on TxnOffsetCommit", new KafkaTxnRequiresAbortException(new Error(ErrorCode.FencedMemberEpoch, "member epoch is fenced")), TransactionErrorKind.Abortable },
+        { "InvalidProducerIdMapping (expired transactional.id)", new KafkaTxnRequiresAbortException(new Error(ErrorCode.InvalidProducerIdMapping, "producer id not assigned to its transactional id")), TransactionErrorKind.Fatal },
         { "an unrecognised non-fatal error", new KafkaException(new Error(ErrorCode.Local_State, "Operation not valid in state")), TransactionErrorKind.Abortable },
 
         // Retriable.

@@ -26,10 +26,14 @@ internal sealed class FakeClientFactory : IKafkaClientFactory
 
     public List<ConsumerConfig> ConsumerConfigs { get; } = [];
 
+    /// <summary>Runs on each consumer as it is created (the first is Consumers[0]).</summary>
+    public Action<FakeConsumer>? SetupConsumer { get; set; }
+
     public IConsumer<byte[]?, byte[]?> CreateConsumer(ConsumerConfig config, ConsumerEventHandlers handlers)
     {
         var consumer = new FakeConsumer(Broker ?? throw new InvalidOperationException("Set Broker to create consumers."), handlers);
         Consumers.Add(consumer);
+        SetupConsumer?.Invoke(consumer);
         ConsumerConfigs.Add(config);
         return consumer;
     }

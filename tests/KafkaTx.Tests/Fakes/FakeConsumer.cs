@@ -66,9 +66,17 @@ internal sealed class FakeConsumer(FakeBroker broker, ConsumerEventHandlers hand
     /// <summary>The managed thread ids Consume was called on, and whether any of them was a thread-pool thread.</summary>
     public System.Collections.Concurrent.ConcurrentDictionary<int, bool> ConsumeThreads { get; } = new();
 
+    /// <summary>Thrown by the next Consume calls, one each (a fatal ConsumeException, say), before anything else happens.</summary>
+    public Queue<Exception> ConsumeFailures { get; } = new();
+
     public ConsumeResult<byte[]?, byte[]?>? Consume(TimeSpan timeout)
     {
         ConsumeThreads.TryAdd(Environment.CurrentManagedThreadId, Thread.CurrentThread.IsThreadPoolThread);
+        if (ConsumeFailures.TryDequeue(out var failure))
+        {
+            throw failure;
+        }
+
         DeliverRebalances();
         var found = NextRecord();
         if (found is null && timeout > TimeSpan.Zero)

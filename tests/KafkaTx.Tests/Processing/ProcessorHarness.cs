@@ -139,9 +139,12 @@ internal sealed class ProcessorHarness : IAsyncDisposable
 
     public List<ProducedRecord> CommittedTo(string topic) => [.. Factory.Producers.SelectMany(p => p.Committed).Where(r => r.Topic == topic)];
 
+    /// <summary>Runs the loop, without waiting for it to start or assigning anything.</summary>
+    public void Start() => Running = Task.Run(() => Loop.RunAsync(_stop.Token));
+
     public async Task StartAsync(params TopicPartition[] assign)
     {
-        Running = Task.Run(() => Loop.RunAsync(_stop.Token));
+        Start();
         await Until(() => Factory.Consumers.Count == 1 && Loop.State == ProcessorState.Running, "the processor starts");
         Consumer.Rebalance("assign", assign.Length == 0 ? [P0] : assign);
     }
