@@ -28,7 +28,7 @@ public class GroupProtocolOptionsTests
             o.InstanceId = "0";
         }).AddTransactionalProcessor<CopyHandler>(_ => { });
         using var provider = services.BuildServiceProvider();
-        var validator = provider.GetServices<IValidateOptions<TransactionalProcessorOptions>>().Single();
+        var validator = provider.GetServices<IValidateOptions<TransactionalProcessorOptions>>().OfType<TransactionalProcessorOptionsValidator>().Single();
         var options = new TransactionalProcessorOptions { Topics = ["in"], GroupId = "g" };
         configure(options);
         return validator.Validate(string.Empty, options).Failures?.ToList() ?? [];
