@@ -61,6 +61,9 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
 
     public TransactionState State => _unit.Lifecycle.State;
 
+    /// <summary>The error that fenced the unit, while it is Fenced (for the pool that holds it as a slot).</summary>
+    internal Error? FencedBy => _unit.Lifecycle.CauseOf(TransactionState.Fenced);
+
     /// <summary>The unit's logger, for the pool that holds it as a slot.</summary>
     internal ILogger Logger => _unit.Telemetry.Logger;
 
