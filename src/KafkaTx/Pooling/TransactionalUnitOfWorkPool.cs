@@ -203,7 +203,7 @@ internal sealed class TransactionalUnitOfWorkPool : ITransactionalUnitOfWorkPool
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
         if (Volatile.Read(ref _fenced) is { } fenced)
         {
-            var cause = fenced.FencedBy ?? new Error(ErrorCode.Local_Fenced, "fenced");
+            var cause = fenced.EndedBy ?? new Error(ErrorCode.Local_Fenced, "fenced");
             throw new KafkaTransactionException(TransactionErrorKind.Fenced, cause,
                 $"{operation} is not valid: pool slot '{fenced.TransactionalId}' is Fenced ({cause.Code}: {cause.Reason}). A newer instance with this instance's transactional.ids took over, so this pool is a zombie and refuses every call; " +
                 "it creates and initializes no other slot, which would fence the newer instance's. Never retry: replace this instance (stop it). If no restart explains it, two instances share one InstanceId (docs/transactional-id.md).",

@@ -61,8 +61,8 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
 
     public TransactionState State => _unit.Lifecycle.State;
 
-    /// <summary>The error that fenced the unit, while it is Fenced (for the pool that holds it as a slot).</summary>
-    internal Error? FencedBy => _unit.Lifecycle.CauseOf(TransactionState.Fenced);
+    /// <summary>The error that fenced or faulted the unit, while it is Fenced or Faulted (for the pool that holds it as a slot).</summary>
+    internal Error? EndedBy => _unit.Lifecycle.CauseOf(State);
 
     /// <summary>The unit's logger, for the pool that holds it as a slot.</summary>
     internal ILogger Logger => _unit.Telemetry.Logger;
