@@ -38,6 +38,8 @@ public sealed class KafkaExceptionHandler(IProblemDetailsService problemDetails,
             new(503, "The transaction was aborted after every retry; nothing was written. Retry later.", 1, Nothing),
         KafkaTransactionException { Kind: TransactionErrorKind.Retriable } =>
             new(503, "Kafka did not answer in time (no broker or coordinator reachable); nothing was written. Retry later.", 5, Nothing),
+        // Fenced and Fatal: raised by the call that fenced or faulted the producer, and by every later call, which the
+        // unit refuses with the same kind and the error that ended it.
         KafkaTransactionException { Kind: TransactionErrorKind.Fenced } =>
             new(503, "This instance was replaced by a newer one with its transactional.id; nothing was written. Retry: another instance takes the request.", 5, Nothing),
         KafkaTransactionException { Kind: TransactionErrorKind.Fatal } =>
@@ -48,12 +50,6 @@ public sealed class KafkaExceptionHandler(IProblemDetailsService problemDetails,
             new(500, "Kafka refused the records (unknown topic, not authorized); nothing was written. An operator must fix the configuration.", null, Nothing),
         KafkaTransactionException { Kind: TransactionErrorKind.OutcomeUnknown } =>
             new(500, "The commit was sent but not confirmed: the order may or may not have been written. Check before sending it again.", null, "unknown"),
-
-        // A unit that was fenced or faulted by an earlier call refuses every later one with InvalidOperationException.
-        InvalidOperationException when Unit(context)?.State is TransactionState.Fenced =>
-            new(503, "This instance was replaced by a newer one with its transactional.id; nothing was written. Retry: another instance takes the request.", 5, Nothing),
-        InvalidOperationException when Unit(context)?.State is TransactionState.Faulted =>
-            new(500, "The Kafka producer is unusable (for example not authorized); nothing was written. An operator must fix the cause.", null, Nothing),
 
         // The host is stopping: the unit of work is being disposed, or the host's token was cancelled.
         ObjectDisposedException or OperationCanceledException =>
@@ -97,7 +93,4 @@ public sealed class KafkaExceptionHandler(IProblemDetailsService problemDetails,
         return mapping.Status == ClientClosedRequest
             || await problemDetails.TryWriteAsync(new() { HttpContext = httpContext, ProblemDetails = problem, Exception = exception });
     }
-
-    private static ITransactionalUnitOfWork? Unit(HttpContext context) =>
-        context.RequestServices.GetKeyedService<ITransactionalUnitOfWork>(Producers.Web);
 }

@@ -7,7 +7,6 @@
 //   dotnet run --project samples/WebApi -- --bootstrap-servers localhost:9092   (a broker; or KAFKATX_BOOTSTRAP_SERVERS)
 using KafkaTx;
 using KafkaTx.Testing;
-using Microsoft.Extensions.Options;
 using WebApi;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -18,7 +17,7 @@ var kafka = builder.Configuration.GetSection("Kafka");
 // InitTransactions while the host starts, so that the first request does not pay for it.
 builder.Services
     .AddKafkaTransactions(Producers.Web, o => Configure(o, "webapi-orders"))
-    .UseInMemoryKafkaWhenNoBootstrapServers()
+    .UseInMemoryKafkaWhenNoBootstrapServers(CreateTopics)
     .AddSerializer(new KafkaJsonSerde<Order>())
     .AddSerializer(new KafkaJsonSerde<AuditEntry>())
     .AddHealthChecks()
@@ -27,7 +26,7 @@ builder.Services
 // The processor's producer, a second one: a processor owns its producer and transactional.id, nothing else may write through it.
 builder.Services
     .AddKafkaTransactions(Producers.Shipping, o => Configure(o, "webapi-shipping"))
-    .UseInMemoryKafkaWhenNoBootstrapServers()
+    .UseInMemoryKafkaWhenNoBootstrapServers(CreateTopics) // before the processor subscribes
     .AddDeserializer(new KafkaJsonSerde<Order>())
     .AddSerializer(new KafkaJsonSerde<Shipment>())
     .AddHealthChecks()
@@ -46,18 +45,17 @@ app.UseExceptionHandler();
 app.UseStatusCodePages(); // a ProblemDetails body for the errors ASP.NET Core answers itself (415, 404, 405)
 app.MapHealthChecks("/health");
 app.MapPost("/orders", OrderEndpoint.PostAsync);
+app.Run();
 
-// In memory, the topics are created here, before the processor subscribes; on a broker, create them first (README.md).
-var cluster = app.Services.GetRequiredService<InMemoryKafkaCluster>();
-if (app.Services.GetRequiredService<IOptionsMonitor<KafkaTransactionsOptions>>().Get(Producers.Web).BootstrapServers == cluster.BootstrapServers)
+// In memory only, once per builder before its first client: on a broker, create the topics first (README.md).
+// Both builders run it; creating a topic that exists with the same partition count does nothing.
+static void CreateTopics(InMemoryKafkaCluster cluster)
 {
     foreach (var topic in Topics.All)
     {
         cluster.CreateTopic(topic, partitions: 3);
     }
 }
-
-app.Run();
 
 void Configure(KafkaTransactionsOptions options, string transactionalIdPrefix)
 {

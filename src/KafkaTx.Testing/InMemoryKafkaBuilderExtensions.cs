@@ -24,14 +24,33 @@ public static class InMemoryKafkaBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.TryAddSingleton<InMemoryKafkaCluster>(_ => new InMemoryKafkaCluster());
-        return RunInMemory(builder, onlyWithoutBootstrapServers: false);
+        return RunInMemory(builder, onlyWithoutBootstrapServers: false, whenInMemory: null);
+    }
+
+    /// <summary>
+    /// As <see cref="UseInMemoryKafka(IKafkaTransactionsBuilder)"/>, and runs <paramref name="whenInMemory"/> on the
+    /// cluster once, before this builder's first client (its producer, or its processor's consumer) is created: the
+    /// place to create the topics a processor subscribes to, or to write input a test starts from.
+    /// </summary>
+    /// <param name="builder">The builder returned by <c>AddKafkaTransactions</c>.</param>
+    /// <param name="whenInMemory">The set-up, given the application's <see cref="InMemoryKafkaCluster"/>. Builders that
+    /// share the cluster may each create the same topics: <see cref="InMemoryKafkaCluster.CreateTopic"/> of an existing
+    /// topic with the same partition count does nothing. If it throws, no client is created and it runs again before the next.</param>
+    /// <returns>The same builder.</returns>
+    public static IKafkaTransactionsBuilder UseInMemoryKafka(this IKafkaTransactionsBuilder builder, Action<InMemoryKafkaCluster> whenInMemory)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(whenInMemory);
+        builder.Services.TryAddSingleton<InMemoryKafkaCluster>(_ => new InMemoryKafkaCluster());
+        return RunInMemory(builder, onlyWithoutBootstrapServers: false, whenInMemory);
     }
 
     /// <summary>
     /// Makes this builder's producer and processor use <paramref name="cluster"/> instead of real Kafka, and registers
     /// it as the application's <see cref="InMemoryKafkaCluster"/>. BootstrapServers may be left unset or empty. Other
     /// builders are not affected (those that call <see cref="UseInMemoryKafka(IKafkaTransactionsBuilder)"/> or
-    /// <see cref="UseInMemoryKafkaWhenNoBootstrapServers"/> meet on this cluster).
+    /// <see cref="UseInMemoryKafkaWhenNoBootstrapServers(IKafkaTransactionsBuilder)"/> meet on this cluster). Seed
+    /// <paramref name="cluster"/> directly: it is the test's own.
     /// </summary>
     /// <param name="builder">The builder returned by <c>AddKafkaTransactions</c>.</param>
     /// <param name="cluster">The cluster to use; keep a reference to inspect it in the test.</param>
@@ -41,7 +60,7 @@ public static class InMemoryKafkaBuilderExtensions
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentNullException.ThrowIfNull(cluster);
         builder.Services.Replace(ServiceDescriptor.Singleton(cluster));
-        return RunInMemory(builder, onlyWithoutBootstrapServers: false);
+        return RunInMemory(builder, onlyWithoutBootstrapServers: false, whenInMemory: null);
     }
 
     /// <summary>
@@ -58,10 +77,29 @@ public static class InMemoryKafkaBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Services.TryAddSingleton<InMemoryKafkaCluster>(_ => new InMemoryKafkaCluster());
-        return RunInMemory(builder, onlyWithoutBootstrapServers: true);
+        return RunInMemory(builder, onlyWithoutBootstrapServers: true, whenInMemory: null);
     }
 
-    private static IKafkaTransactionsBuilder RunInMemory(IKafkaTransactionsBuilder builder, bool onlyWithoutBootstrapServers)
+    /// <summary>
+    /// As <see cref="UseInMemoryKafkaWhenNoBootstrapServers(IKafkaTransactionsBuilder)"/>, and, only when this builder
+    /// does run in memory, runs <paramref name="whenInMemory"/> on the cluster once, before the builder's first client
+    /// (its producer, or its processor's consumer) is created: the place to create the topics that a broker would have
+    /// been given beforehand. With bootstrap servers configured it never runs.
+    /// </summary>
+    /// <param name="builder">The builder returned by <c>AddKafkaTransactions</c>.</param>
+    /// <param name="whenInMemory">The set-up, given the application's <see cref="InMemoryKafkaCluster"/>. Builders that
+    /// share the cluster may each create the same topics: <see cref="InMemoryKafkaCluster.CreateTopic"/> of an existing
+    /// topic with the same partition count does nothing. If it throws, no client is created and it runs again before the next.</param>
+    /// <returns>The same builder.</returns>
+    public static IKafkaTransactionsBuilder UseInMemoryKafkaWhenNoBootstrapServers(this IKafkaTransactionsBuilder builder, Action<InMemoryKafkaCluster> whenInMemory)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(whenInMemory);
+        builder.Services.TryAddSingleton<InMemoryKafkaCluster>(_ => new InMemoryKafkaCluster());
+        return RunInMemory(builder, onlyWithoutBootstrapServers: true, whenInMemory);
+    }
+
+    private static IKafkaTransactionsBuilder RunInMemory(IKafkaTransactionsBuilder builder, bool onlyWithoutBootstrapServers, Action<InMemoryKafkaCluster>? whenInMemory)
     {
         var name = builder.Name;
         var services = builder.Services;
@@ -89,7 +127,8 @@ public static class InMemoryKafkaBuilderExtensions
                 return sp.GetRequiredService<IKafkaClientFactory>(); // real Kafka: servers were configured
             }
 
-            return new InMemoryBackend(sp.GetRequiredService<InMemoryClientFactories>().For(sp.GetRequiredService<InMemoryKafkaCluster>()), configured);
+            var cluster = sp.GetRequiredService<InMemoryKafkaCluster>();
+            return new InMemoryBackend(sp.GetRequiredService<InMemoryClientFactories>().For(cluster), configured, cluster, whenInMemory, name);
         });
         return builder;
     }

@@ -86,6 +86,7 @@ public sealed class InMemoryKafkaCluster
     /// <summary>Creates a topic. Creating an existing topic with the same partition count does nothing.</summary>
     /// <param name="topic">The topic name.</param>
     /// <param name="partitions">Its number of partitions.</param>
+    /// <exception cref="InvalidOperationException">The topic exists with another partition count (the message names both).</exception>
     public void CreateTopic(string topic, int partitions)
     {
         ArgumentException.ThrowIfNullOrEmpty(topic);

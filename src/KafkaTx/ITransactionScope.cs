@@ -22,7 +22,7 @@ public interface ITransactionScope
     /// <param name="message">The record.</param>
     /// <exception cref="ArgumentException">The topic is null or empty.</exception>
     /// <exception cref="InvalidOperationException">No transaction is open, or no serializer is registered for a type.</exception>
-    /// <exception cref="KafkaTransactionException">The client refused the record at once (for example it is larger than message.max.bytes).</exception>
+    /// <exception cref="KafkaTransactionException">The client refused the record at once (for example it is larger than message.max.bytes), or the unit was fenced or faulted (Kind Fenced or Fatal).</exception>
     void Produce<TKey, TValue>(string topic, Message<TKey, TValue> message);
 
     /// <summary>Writes a record to a given partition in the open transaction. See <see cref="Produce{TKey, TValue}(string, Message{TKey, TValue})"/>.</summary>

@@ -44,11 +44,12 @@ public interface ITransactionalUnitOfWork : ITransactionScope, IAsyncDisposable,
     /// <param name="cancellationToken">Cancels waiting; the unit stays <see cref="TransactionState.Uninitialized"/> and a later call resumes.
     /// A commit being settled runs to its outcome whatever the token says.</param>
     /// <returns>A task that completes when the producer is ready for transactions.</returns>
-    /// <exception cref="KafkaTransactionException">Initialization failed: Retriable after <see cref="KafkaTransactionsOptions.InitTimeout"/> (call again), Fatal (for example not authorized for the transactional.id) or Fenced.</exception>
+    /// <exception cref="KafkaTransactionException">Initialization failed: Retriable after <see cref="KafkaTransactionsOptions.InitTimeout"/> (call again), Fatal (for example not authorized for the transactional.id) or Fenced; or the unit was fenced or faulted earlier (Fenced or Fatal, with the error that ended it).</exception>
     Task InitializeAsync(CancellationToken cancellationToken = default);
 
     /// <summary>Opens a transaction. Legal only in <see cref="TransactionState.Ready"/>, and only when no other transaction is open.</summary>
     /// <exception cref="InvalidOperationException">The unit is not ready (the message names the state and the calls that work in it), or another transaction is open.</exception>
+    /// <exception cref="KafkaTransactionException">The unit was fenced or faulted earlier: <see cref="KafkaTransactionException.Kind"/> is Fenced or Fatal and <see cref="Confluent.Kafka.KafkaException.Error"/> the error that ended it.</exception>
     void BeginTransaction();
 
     /// <summary>
@@ -68,7 +69,7 @@ public interface ITransactionalUnitOfWork : ITransactionScope, IAsyncDisposable,
     /// CommitTimeout). ExecuteAsync never stops waiting for a commit it sent.</param>
     /// <returns>A task that completes when the transaction is committed.</returns>
     /// <exception cref="InvalidOperationException">No transaction is open, or another explicit call is running (the message names the state and the calls that work in it).</exception>
-    /// <exception cref="KafkaTransactionException">The commit failed; <see cref="KafkaTransactionException.Kind"/> says whether the transaction was aborted, the outcome is unknown, or the producer is fenced or faulted.</exception>
+    /// <exception cref="KafkaTransactionException">The commit failed; <see cref="KafkaTransactionException.Kind"/> says whether the transaction was aborted, the outcome is unknown, or the producer is fenced or faulted (now or by an earlier call).</exception>
     Task CommitAsync(CancellationToken cancellationToken = default);
 
     /// <summary>
@@ -80,7 +81,7 @@ public interface ITransactionalUnitOfWork : ITransactionScope, IAsyncDisposable,
     /// <param name="cancellationToken">Stops waiting; the state stays <see cref="TransactionState.Aborting"/> and a later call (AbortAsync, or ExecuteAsync before its own transaction) resumes.</param>
     /// <returns>A task that completes when the transaction is aborted.</returns>
     /// <exception cref="InvalidOperationException">No transaction is open (the message names the state).</exception>
-    /// <exception cref="KafkaTransactionException">The abort failed (Retriable after the timeout, or Fenced/Fatal).</exception>
+    /// <exception cref="KafkaTransactionException">The abort failed (Retriable after the timeout, or Fenced/Fatal), or the unit was fenced or faulted earlier.</exception>
     Task AbortAsync(CancellationToken cancellationToken = default);
 
     /// <summary>
@@ -99,7 +100,8 @@ public interface ITransactionalUnitOfWork : ITransactionScope, IAsyncDisposable,
     /// <see cref="KafkaTransactionsOptions.CommitTimeout"/> and the call reports that outcome (success, a failure, or
     /// <see cref="TransactionErrorKind.OutcomeUnknown"/>, which the next call settles on its own).</param>
     /// <returns>A task that completes when the transaction is committed.</returns>
-    /// <exception cref="KafkaTransactionException">The transaction could not be committed; see <see cref="KafkaTransactionException.Kind"/>.</exception>
+    /// <exception cref="KafkaTransactionException">The transaction could not be committed; see <see cref="KafkaTransactionException.Kind"/>.
+    /// A unit fenced or faulted earlier refuses the call with Kind Fenced or Fatal and the error that ended it.</exception>
     Task ExecuteAsync(Func<ITransactionScope, CancellationToken, ValueTask> work, CancellationToken cancellationToken = default);
 
     /// <summary>Runs <paramref name="work"/> in a transaction, commits it, and returns the work's result once committed.
@@ -118,6 +120,7 @@ public interface ITransactionalUnitOfWork : ITransactionScope, IAsyncDisposable,
     /// </summary>
     /// <param name="cancellationToken">Cancels waiting for other callers to finish.</param>
     /// <returns>A task that completes when the unit is <see cref="TransactionState.Uninitialized"/> with a new producer.</returns>
-    /// <exception cref="InvalidOperationException">The unit is fenced, disposed, or has a transaction open (abort it instead).</exception>
+    /// <exception cref="InvalidOperationException">The unit is disposed, or has a transaction open (abort it instead).</exception>
+    /// <exception cref="KafkaTransactionException">The unit is fenced (Kind Fenced, with the error that fenced it): replace this instance.</exception>
     Task ResetAsync(CancellationToken cancellationToken = default);
 }

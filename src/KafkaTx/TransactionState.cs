@@ -2,7 +2,10 @@ namespace KafkaTx;
 
 /// <summary>
 /// The states of an <see cref="ITransactionalUnitOfWork"/>. Every call is legal only in some states;
-/// an illegal call throws <see cref="InvalidOperationException"/> naming the state and the call, and sends nothing.
+/// an illegal call throws <see cref="InvalidOperationException"/> naming the state and the call, and sends nothing. In
+/// <see cref="Fenced"/> and <see cref="Faulted"/> (Kafka's verdict, not a misuse) every call is refused with a
+/// <see cref="KafkaTransactionException"/> of kind <see cref="TransactionErrorKind.Fenced"/> or
+/// <see cref="TransactionErrorKind.Fatal"/> that carries the error which ended the unit.
 /// </summary>
 /// <remarks>See <c>docs/state-machine.md</c> for the full transition table.</remarks>
 public enum TransactionState

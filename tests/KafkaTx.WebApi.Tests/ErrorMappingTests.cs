@@ -80,8 +80,10 @@ public sealed class ErrorMappingTests
         var second = await client.PostAsJsonAsync("/orders", OrderEndpointTests.AnOrder("o-2"));
 
         first.StatusCode.Should().Be(HttpStatusCode.ServiceUnavailable, await first.Content.ReadAsStringAsync());
-        second.StatusCode.Should().Be(HttpStatusCode.ServiceUnavailable, "a fenced unit refuses every later call, and that is mapped the same way");
+        second.StatusCode.Should().Be(HttpStatusCode.ServiceUnavailable, "a fenced unit refuses every later call with the same kind, mapped the same way");
         second.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(5));
+        var problem = JsonDocument.Parse(await second.Content.ReadAsStringAsync()).RootElement;
+        problem.GetProperty("kind").GetString().Should().Be(nameof(TransactionErrorKind.Fenced), "the later call's refusal carries the kind itself: the handler reads no state");
         factory.Visible(Topics.Orders).Should().BeEmpty();
         factory.Visible(Topics.AuditLog).Should().BeEmpty();
         (await client.GetAsync("/health")).StatusCode.Should().Be(HttpStatusCode.ServiceUnavailable, "the fenced producer's health check is Unhealthy");

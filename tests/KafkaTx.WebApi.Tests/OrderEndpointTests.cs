@@ -99,6 +99,8 @@ public sealed class OrderEndpointTests : IAsyncLifetime
         web.State.Should().Be(TransactionState.Ready, "InitializeOnStart ran InitTransactions while the host started");
         web.TransactionalId.Should().Be("webapi-orders-0");
         await WebApiFactory.WaitUntilAsync(() => processor.State == ProcessorState.Running, "the processor runs");
+        processor.TransactionalId.Should().Be("webapi-shipping-0", "resolved when the processor started");
+        processor.TransactionalId.Should().NotBe(web.TransactionalId, "the processor writes through a producer of its own");
         FluentActions.Invoking(() => _factory.Services.GetRequiredKeyedService<ITransactionalUnitOfWork>(Producers.Shipping))
             .Should().Throw<InvalidOperationException>("a processor owns its producer: the sample writes through a second one")
             .WithMessage("*owned by the transactional processor 'shipping'*");

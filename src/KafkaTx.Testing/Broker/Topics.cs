@@ -17,7 +17,9 @@ internal sealed class Topics(int defaultPartitions)
         {
             if (existing.Length != partitions)
             {
-                throw new InvalidOperationException($"Topic '{topic}' already exists with {existing.Length} partitions.");
+                throw new InvalidOperationException(
+                    $"CreateTopic('{topic}', {partitions}): the topic already exists with {existing.Length} partition(s), and the in-memory Kafka does not change a topic's partition count. " +
+                    $"Ask for {existing.Length} everywhere it is created (each builder's set-up callback included), or create it before anything uses it (a topic first used uncreated gets the cluster's DefaultPartitions).");
             }
 
             return;

@@ -11,6 +11,18 @@ internal sealed class ClientRegistry(object sync, TimeProvider time)
     /// <summary>How many times the clients were crashed: a process that was running then is dead.</summary>
     public int CrashCount { get; private set; }
 
+    /// <summary>How many clients are open now (for tests of what runs before the first client).</summary>
+    public int OpenCount
+    {
+        get
+        {
+            lock (sync)
+            {
+                return _open.Count;
+            }
+        }
+    }
+
     public T Open<T>(T client)
         where T : IInMemoryClient
     {

@@ -1,3 +1,4 @@
+using Confluent.Kafka;
 using KafkaTx.DependencyInjection;
 using KafkaTx.Telemetry;
 using KafkaTx.UnitOfWork;
@@ -202,9 +203,11 @@ internal sealed class TransactionalUnitOfWorkPool : ITransactionalUnitOfWorkPool
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
         if (Volatile.Read(ref _fenced) is { } fenced)
         {
-            throw new InvalidOperationException(
-                $"{operation} is not valid: pool slot '{fenced.TransactionalId}' is Fenced. A newer instance with this instance's transactional.ids took over, so this pool is a zombie and refuses every call; " +
-                "it creates and initializes no other slot, which would fence the newer instance's. Stop this instance. If no restart explains it, two instances share one InstanceId (docs/transactional-id.md).");
+            var cause = fenced.EndedBy ?? new Error(ErrorCode.Local_Fenced, "fenced");
+            throw new KafkaTransactionException(TransactionErrorKind.Fenced, cause,
+                $"{operation} is not valid: pool slot '{fenced.TransactionalId}' is Fenced ({cause.Code}: {cause.Reason}). A newer instance with this instance's transactional.ids took over, so this pool is a zombie and refuses every call; " +
+                "it creates and initializes no other slot, which would fence the newer instance's. Never retry: replace this instance (stop it). If no restart explains it, two instances share one InstanceId (docs/transactional-id.md).",
+                TransactionState.Fenced) { TransactionalId = fenced.TransactionalId };
         }
     }
 }

@@ -9,6 +9,12 @@ public interface ITransactionalProcessor
     /// <summary>The name of the producer registration the processor belongs to.</summary>
     string Name { get; }
 
+    /// <summary>
+    /// The transactional.id of the producer the processor owns, resolved when it starts (from its options:
+    /// TransactionalId, or TransactionalIdPrefix and InstanceId); <see langword="null"/> before it starts.
+    /// </summary>
+    string? TransactionalId { get; }
+
     /// <summary>The processor's state.</summary>
     ProcessorState State { get; }
 

@@ -48,6 +48,8 @@ internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, 
 
     public string Name => _loop?.Name ?? _name;
 
+    public string? TransactionalId => _loop?.TransactionalId;
+
     public ProcessorState State => _loop?.State ?? ProcessorState.Created;
 
     public Exception? Failure => _loop?.Failure;

@@ -40,7 +40,8 @@ internal sealed class CallGuards(UnitParts unit)
 
     public void ThrowIfTerminal(TransactionCall call)
     {
-        if (TransactionTransitions.TerminalRefusal(TransactionTransitions.Operation(call), unit.State, unit.TransactionalId) is { } refusal)
+        var state = unit.State;
+        if (TransactionTransitions.TerminalRefusal(TransactionTransitions.Operation(call), state, unit.TransactionalId, unit.Lifecycle.CauseOf(state)) is { } refusal)
         {
             throw refusal;
         }
@@ -55,8 +56,9 @@ internal sealed class CallGuards(UnitParts unit)
         }
     }
 
-    public InvalidOperationException Refusal(TransactionCall call, TransactionState state) =>
-        TransactionTransitions.Refusal(call, state, unit.TransactionalId);
+    /// <summary>The refusal of a call in a state: typed (<see cref="KafkaTransactionException"/>) when the unit was fenced or faulted.</summary>
+    public Exception Refusal(TransactionCall call, TransactionState state) =>
+        TransactionTransitions.Refusal(call, state, unit.TransactionalId, unit.Lifecycle.CauseOf(state));
 
     public void Exit(bool explicitCall = false) => unit.Calls.Exit(explicitCall);
 }

@@ -50,7 +50,7 @@ internal sealed class CommitProtocol(UnitParts unit, TransactionOrchestrator orc
             }
             else if (state != TransactionState.Committing)
             {
-                throw TransactionTransitions.Refusal(TransactionCall.Commit, state, unit.TransactionalId);
+                throw TransactionTransitions.Refusal(TransactionCall.Commit, state, unit.TransactionalId, unit.Lifecycle.CauseOf(state));
             }
 
             var records = unit.Transaction.Records;

@@ -48,7 +48,8 @@ internal sealed class ExecuteLoop(UnitParts unit, TransactionOrchestrator orches
                     cancellationToken.ThrowIfCancellationRequested();
 
                     // Disposed while the work ran (Dispose gave up waiting for it): the producer is no longer this call's.
-                    if (TransactionTransitions.TerminalRefusal(nameof(ITransactionalUnitOfWork.ExecuteAsync), unit.State, unit.TransactionalId) is { } refusal)
+                    var ended = unit.State;
+                    if (TransactionTransitions.TerminalRefusal(nameof(ITransactionalUnitOfWork.ExecuteAsync), ended, unit.TransactionalId, unit.Lifecycle.CauseOf(ended)) is { } refusal)
                     {
                         throw refusal;
                     }

@@ -137,7 +137,7 @@ internal sealed class ExplicitTransaction(UnitParts unit, TransactionOrchestrato
             var state = unit.State;
             if (state != TransactionState.Committing)
             {
-                throw TransactionTransitions.TerminalRefusal(nameof(ITransactionalUnitOfWork.CommitAsync), state, unit.TransactionalId)
+                throw TransactionTransitions.TerminalRefusal(nameof(ITransactionalUnitOfWork.CommitAsync), state, unit.TransactionalId, unit.Lifecycle.CauseOf(state))
                     ?? TransactionTransitions.InvalidState(nameof(ITransactionalUnitOfWork.CommitAsync), state, unit.TransactionalId, TransactionTransitions.SettledMeanwhile);
             }
 

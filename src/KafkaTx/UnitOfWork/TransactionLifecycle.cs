@@ -1,3 +1,4 @@
+using Confluent.Kafka;
 using KafkaTx.Telemetry;
 using Microsoft.Extensions.Logging;
 
@@ -17,6 +18,7 @@ internal sealed class TransactionLifecycle(ILogger logger, string transactionalI
 {
     private int _state;
     private int _owner;
+    private EndedBy? _endedBy;
 
     public TransactionState State => (TransactionState)Volatile.Read(ref _state);
 
@@ -24,6 +26,22 @@ internal sealed class TransactionLifecycle(ILogger logger, string transactionalI
 
     /// <summary>Moves to <paramref name="next"/>, logging the change; a move out of a terminal state is ignored.</summary>
     public void TransitionTo(TransactionState next) => Move(next, log: true);
+
+    /// <summary>
+    /// Moves to Fenced or Faulted and keeps the error that caused it, which every later refusal carries; the first
+    /// error that ends the unit in a state is kept (a later one of the same state does not replace it).
+    /// </summary>
+    public void End(TransactionState terminal, Error cause)
+    {
+        Move(terminal, log: true);
+        if (State == terminal && Volatile.Read(ref _endedBy)?.State != terminal)
+        {
+            Volatile.Write(ref _endedBy, new EndedBy(terminal, cause));
+        }
+    }
+
+    /// <summary>The error that moved the unit to <paramref name="state"/> (Fenced or Faulted), when it is in that state.</summary>
+    public Error? CauseOf(TransactionState state) => Volatile.Read(ref _endedBy) is { } ended && ended.State == state ? ended.Cause : null;
 
     /// <summary>ResetAsync's move to Uninitialized: the reset itself is logged, not the state change.</summary>
     public void ResetToUninitialized() => Move(TransactionState.Uninitialized, log: false);
@@ -61,6 +79,11 @@ internal sealed class TransactionLifecycle(ILogger logger, string transactionalI
 
             if (Interlocked.CompareExchange(ref _state, (int)next, (int)current) == (int)current)
             {
+                if (current == TransactionState.Faulted && next != current)
+                {
+                    Volatile.Write(ref _endedBy, null); // left by a reset or a replacement: a later fault is a new one
+                }
+
                 if (log && current != next)
                 {
                     Log.StateChanged(logger, transactionalId, current, next);
@@ -70,4 +93,6 @@ internal sealed class TransactionLifecycle(ILogger logger, string transactionalI
             }
         }
     }
+
+    private sealed record EndedBy(TransactionState State, Error Cause);
 }

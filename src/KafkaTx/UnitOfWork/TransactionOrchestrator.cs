@@ -206,7 +206,7 @@ internal sealed class TransactionOrchestrator
         var state = Lifecycle.State;
         if (state != TransactionState.Ready)
         {
-            throw TransactionTransitions.TerminalRefusal(nameof(ITransactionalUnitOfWork.ExecuteAsync), state, _unit.TransactionalId)
+            throw TransactionTransitions.TerminalRefusal(nameof(ITransactionalUnitOfWork.ExecuteAsync), state, _unit.TransactionalId, Lifecycle.CauseOf(state))
                 ?? TransactionTransitions.InvalidState(nameof(ITransactionalUnitOfWork.ExecuteAsync), state, _unit.TransactionalId, TransactionTransitions.NextStep(state));
         }
     }
@@ -281,7 +281,7 @@ internal sealed class TransactionOrchestrator
         KafkaTransactionException failure;
         if (kind == TransactionErrorKind.Fenced)
         {
-            Lifecycle.TransitionTo(TransactionState.Fenced);
+            Lifecycle.End(TransactionState.Fenced, cause.Error);
             Telemetry.Fenced(cause);
             _unit.Producer.Dispose();
             failure = Telemetry.Failed(_unit.Errors.Fenced(what, cause));
@@ -289,7 +289,7 @@ internal sealed class TransactionOrchestrator
             return failure;
         }
 
-        Lifecycle.TransitionTo(TransactionState.Faulted);
+        Lifecycle.End(TransactionState.Faulted, cause.Error);
         Telemetry.Faulted(cause);
         failure = Telemetry.Failed(_unit.Errors.Faulted(what, cause, _unit.Session.ReplacementsInARow));
         Telemetry.SpanEnded("faulted", error: failure);

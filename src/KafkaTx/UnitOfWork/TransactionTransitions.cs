@@ -1,3 +1,4 @@
+using Confluent.Kafka;
 using static KafkaTx.TransactionState;
 
 namespace KafkaTx.UnitOfWork;
@@ -109,13 +110,17 @@ internal static class TransactionTransitions
         _ => string.Empty,
     };
 
-    /// <summary>The exception that refuses <paramref name="call"/> in <paramref name="state"/>, as the table says.</summary>
-    public static InvalidOperationException Refusal(TransactionCall call, TransactionState state, string transactionalId)
+    /// <summary>
+    /// The exception that refuses <paramref name="call"/> in <paramref name="state"/>, as the table says: a
+    /// <see cref="KafkaTransactionException"/> when the unit was fenced or faulted (<paramref name="endedBy"/> is the
+    /// error that did it), an <see cref="InvalidOperationException"/> for a call made in the wrong state.
+    /// </summary>
+    public static Exception Refusal(TransactionCall call, TransactionState state, string transactionalId, Error? endedBy)
     {
         var transition = For(state, call);
         return transition.Kind switch
         {
-            TransitionKind.Terminal => TerminalRefusal(Operation(call), state, transactionalId)
+            TransitionKind.Terminal => TerminalRefusal(Operation(call), state, transactionalId, endedBy)
                 ?? throw new InvalidOperationException($"{state} is not terminal; this is a bug in KafkaTx."),
             TransitionKind.Busy => Busy(state, transactionalId),
             TransitionKind.Refused => InvalidState(Operation(call), state, transactionalId, transition.Refusal),
@@ -125,14 +130,33 @@ internal static class TransactionTransitions
         };
     }
 
-    /// <summary>The refusal of any call in a terminal state (ResetAsync is legal in Faulted); null when there is none.</summary>
-    public static InvalidOperationException? TerminalRefusal(string operation, TransactionState state, string transactionalId) => state switch
+    /// <summary>
+    /// The refusal of any call in a terminal state (ResetAsync is legal in Faulted); null when there is none. Fenced and
+    /// Faulted are not the caller's misuse but Kafka's verdict, so their refusal is typed: a
+    /// <see cref="KafkaTransactionException"/> of kind Fenced or Fatal carrying the error that ended the unit
+    /// (<paramref name="endedBy"/>), so that a handler that maps kinds needs no look at the state.
+    /// </summary>
+    public static Exception? TerminalRefusal(string operation, TransactionState state, string transactionalId, Error? endedBy)
     {
-        Disposed => new ObjectDisposedException(nameof(TransactionalUnitOfWork), $"{operation} is not valid in state Disposed: the unit of work for '{transactionalId}' has been disposed."),
-        Fenced => new InvalidOperationException($"{operation} is not valid in state Fenced: producer '{transactionalId}' was fenced by a newer instance with the same transactional.id and must stop. Nothing can be sent from this instance."),
-        Faulted when operation != nameof(ITransactionalUnitOfWork.ResetAsync) => new InvalidOperationException($"{operation} is not valid in state Faulted: producer '{transactionalId}' hit a fatal error. Call ResetAsync to replace the producer."),
-        _ => null,
-    };
+        switch (state)
+        {
+            case Disposed:
+                return new ObjectDisposedException(nameof(TransactionalUnitOfWork), $"{operation} is not valid in state Disposed: the unit of work for '{transactionalId}' has been disposed.");
+            case Fenced:
+                var fencedBy = endedBy ?? new Error(ErrorCode.Local_Fenced, "fenced");
+                return new KafkaTransactionException(TransactionErrorKind.Fenced, fencedBy,
+                    $"{operation} is not valid in state Fenced: producer '{transactionalId}' was fenced by a newer instance with the same transactional.id ({fencedBy.Code}: {fencedBy.Reason}) and has stopped; nothing can be sent from this instance. Never retry: replace this instance (stop it). " +
+                    "If no restart of this instance explains it, two instances share one transactional.id: give each a unique, stable InstanceId (docs/transactional-id.md).",
+                    state) { TransactionalId = transactionalId };
+            case Faulted when operation != nameof(ITransactionalUnitOfWork.ResetAsync):
+                var faultedBy = endedBy ?? new Error(ErrorCode.Local_Fatal, "fatal error");
+                return new KafkaTransactionException(TransactionErrorKind.Fatal, faultedBy,
+                    $"{operation} is not valid in state Faulted: producer '{transactionalId}' hit a fatal error ({faultedBy.Code}: {faultedBy.Reason}) and can no longer be used. Fix the cause (it was logged when it happened), then call ResetAsync to replace the producer, or restart the instance.",
+                    state) { TransactionalId = transactionalId };
+            default:
+                return null;
+        }
+    }
 
     public static InvalidOperationException InvalidState(string operation, TransactionState state, string transactionalId, string? hint) =>
         new($"{operation} is not valid in state {state} (transactional.id '{transactionalId}').{(hint is null ? string.Empty : " " + hint)}");

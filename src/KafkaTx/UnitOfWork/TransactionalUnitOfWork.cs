@@ -61,6 +61,9 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
 
     public TransactionState State => _unit.Lifecycle.State;
 
+    /// <summary>The error that fenced or faulted the unit, while it is Fenced or Faulted (for the pool that holds it as a slot).</summary>
+    internal Error? EndedBy => _unit.Lifecycle.CauseOf(State);
+
     /// <summary>The unit's logger, for the pool that holds it as a slot.</summary>
     internal ILogger Logger => _unit.Telemetry.Logger;
 

@@ -94,7 +94,7 @@ public sealed class RealBrokerTransactionTests(KafkaBrokerFixture broker)
         var fenced = await zombie.Unit.Awaiting(u => u.CommitAsync()).Should().ThrowAsync<KafkaTransactionException>();
         fenced.Which.Kind.Should().Be(TransactionErrorKind.Fenced);
         zombie.Unit.State.Should().Be(TransactionState.Fenced);
-        zombie.Unit.Invoking(u => u.BeginTransaction()).Should().Throw<InvalidOperationException>().WithMessage("*Fenced*");
+        zombie.Unit.Invoking(u => u.BeginTransaction()).Should().Throw<KafkaTransactionException>().WithMessage("*Fenced*").Which.Kind.Should().Be(TransactionErrorKind.Fenced);
         zombie.Logs.Entries.Should().Contain(e => e.Level == Microsoft.Extensions.Logging.LogLevel.Critical && e.Message.Contains(sharedId, StringComparison.Ordinal));
 
         await successor.Unit.ExecuteAsync((scope, _) =>

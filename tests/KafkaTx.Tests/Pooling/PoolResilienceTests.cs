@@ -148,10 +148,10 @@ public class PoolResilienceTests
         var later = Enumerable.Range(0, 3).Select(_ => pool.ExecuteAsync(WriteOne)).ToList();
         foreach (var call in later)
         {
-            await call.Awaiting(c => c.WaitAsync(Deadline)).Should().ThrowAsync<InvalidOperationException>().WithMessage("*Fenced*");
+            (await call.Awaiting(c => c.WaitAsync(Deadline)).Should().ThrowAsync<KafkaTransactionException>().WithMessage("*Fenced*")).Which.Kind.Should().Be(TransactionErrorKind.Fenced);
         }
 
-        await pool.Awaiting(p => p.InitializeAsync()).Should().ThrowAsync<InvalidOperationException>().WithMessage("*Fenced*");
+        (await pool.Awaiting(p => p.InitializeAsync()).Should().ThrowAsync<KafkaTransactionException>().WithMessage("*Fenced*")).Which.Kind.Should().Be(TransactionErrorKind.Fenced);
         factory.Producers.Should().HaveCount(2, "creating or initializing another slot would fence the newer instance's slot");
         factory.Producers.Sum(p => p.CallCount("Init")).Should().Be(2);
         (await HealthAsync(provider)).Status.Should().Be(HealthStatus.Unhealthy);

@@ -147,13 +147,17 @@ public class UnitOfWorkPoolTests
         // the same slot again and again.
         var slots = ((KafkaTx.Pooling.TransactionalUnitOfWorkPool)old).CreatedSlots;
         slots.Select(s => s.TransactionalId).Should().Equal(old.TransactionalIds);
+        var fencedBy = new List<string>();
         foreach (var slot in slots)
         {
             var failure = await slot.Awaiting(u => u.ExecuteAsync(WriteOne)).Should().ThrowAsync<KafkaTransactionException>();
             failure.Which.Kind.Should().Be(TransactionErrorKind.Fenced, slot.TransactionalId);
+            fencedBy.Add(failure.Which.Error.Reason);
         }
 
-        await old.Awaiting(p => p.ExecuteAsync(WriteOne)).Should().ThrowAsync<InvalidOperationException>().WithMessage("*Fenced*", "the pool then refuses at once");
+        var refused = await old.Awaiting(p => p.ExecuteAsync(WriteOne)).Should().ThrowAsync<KafkaTransactionException>().WithMessage("*Fenced*", "the pool then refuses at once");
+        refused.Which.Kind.Should().Be(TransactionErrorKind.Fenced, "the pool's refusal carries the kind, as a fenced unit's does");
+        fencedBy.Should().Contain(refused.Which.Error.Reason, "it carries the error that fenced a slot");
         kafka.ReadTopic("orders").Should().BeEmpty("no zombie slot could commit");
     }
 

@@ -218,10 +218,10 @@ public class StateMachineTests
         var callsWhenFenced = producer.Calls.Count;
 
         unit.State.Should().Be(TransactionState.Fenced);
-        unit.Invoking(u => u.BeginTransaction()).Should().Throw<InvalidOperationException>().WithMessage("*BeginTransaction*Fenced*");
-        unit.Invoking(u => u.Produce("t", Record)).Should().Throw<InvalidOperationException>().WithMessage("*Produce*Fenced*");
-        await unit.Awaiting(u => u.ExecuteAsync((_, _) => ValueTask.CompletedTask)).Should().ThrowAsync<InvalidOperationException>().WithMessage("*Fenced*");
-        await unit.Awaiting(u => u.ResetAsync()).Should().ThrowAsync<InvalidOperationException>().WithMessage("*ResetAsync*Fenced*");
+        unit.Invoking(u => u.BeginTransaction()).Should().Throw<KafkaTransactionException>().WithMessage("*BeginTransaction*Fenced*").Which.Kind.Should().Be(TransactionErrorKind.Fenced);
+        unit.Invoking(u => u.Produce("t", Record)).Should().Throw<KafkaTransactionException>().WithMessage("*Produce*Fenced*").Which.Kind.Should().Be(TransactionErrorKind.Fenced);
+        (await unit.Awaiting(u => u.ExecuteAsync((_, _) => ValueTask.CompletedTask)).Should().ThrowAsync<KafkaTransactionException>().WithMessage("*Fenced*")).Which.Kind.Should().Be(TransactionErrorKind.Fenced);
+        (await unit.Awaiting(u => u.ResetAsync()).Should().ThrowAsync<KafkaTransactionException>().WithMessage("*ResetAsync*Fenced*")).Which.Kind.Should().Be(TransactionErrorKind.Fenced);
         producer.Calls.Count.Should().Be(callsWhenFenced);
     }
 
@@ -253,7 +253,7 @@ public class StateMachineTests
         var failure = await unit.Awaiting(u => u.CommitAsync()).Should().ThrowAsync<KafkaTransactionException>();
         failure.Which.Kind.Should().Be(TransactionErrorKind.Fatal);
         unit.State.Should().Be(TransactionState.Faulted);
-        unit.Invoking(u => u.BeginTransaction()).Should().Throw<InvalidOperationException>().WithMessage("*Faulted*ResetAsync*");
+        unit.Invoking(u => u.BeginTransaction()).Should().Throw<KafkaTransactionException>().WithMessage("*Faulted*ResetAsync*").Which.Kind.Should().Be(TransactionErrorKind.Fatal);
 
         await unit.ResetAsync();
 

@@ -31,10 +31,18 @@ public class TransitionTableConformanceTests
 
         if (!cell.IsAccepted)
         {
-            var expected = TransactionTransitions.Refusal(call, state, unit.TransactionalId);
-            var refused = await running.Awaiting(t => t.WaitAsync(Deadline)).Should().ThrowAsync<InvalidOperationException>();
+            var expected = TransactionTransitions.Refusal(call, state, unit.TransactionalId, unit.EndedBy);
+            var refused = await running.Awaiting(t => t.WaitAsync(Deadline)).Should().ThrowAsync<Exception>();
             refused.Which.GetType().Should().Be(expected.GetType());
             refused.Which.Message.Should().Be(expected.Message);
+            if (expected is KafkaTransactionException typed)
+            {
+                var actual = (KafkaTransactionException)refused.Which;
+                actual.Kind.Should().Be(typed.Kind);
+                actual.Error.Code.Should().Be(typed.Error.Code);
+                unit.EndedBy.Should().NotBeNull("the unit keeps the error that fenced or faulted it");
+            }
+
             unit.State.Should().Be(state, "a refused call changes nothing");
             return;
         }

@@ -1,3 +1,4 @@
+using Confluent.Kafka;
 using KafkaTx.UnitOfWork;
 
 namespace KafkaTx.Tests.UnitOfWork;
@@ -37,7 +38,8 @@ public class TransitionTableTests
             return;
         }
 
-        var refusal = TransactionTransitions.Refusal(call, state, "tx-1");
+        var endedBy = new Error(state == TransactionState.Fenced ? ErrorCode.ProducerFenced : ErrorCode.InvalidTxnState, "the cause");
+        var refusal = TransactionTransitions.Refusal(call, state, "tx-1", endedBy);
         refusal.Message.Should().Contain(TransactionTransitions.Operation(call)).And.Contain(state.ToString());
         if (cell.Kind == TransitionKind.Refused)
         {
@@ -48,6 +50,20 @@ public class TransitionTableTests
         {
             state.Should().BeOneOf(TransactionState.Fenced, TransactionState.Faulted, TransactionState.Disposed);
             (refusal is ObjectDisposedException).Should().Be(state == TransactionState.Disposed);
+            if (state != TransactionState.Disposed)
+            {
+                // Kafka's verdict, not a misuse: typed, with the error that ended the unit and what to do.
+                var typed = refusal.Should().BeOfType<KafkaTransactionException>().Which;
+                typed.Kind.Should().Be(state == TransactionState.Fenced ? TransactionErrorKind.Fenced : TransactionErrorKind.Fatal);
+                typed.Error.Code.Should().Be(endedBy.Code);
+                typed.State.Should().Be(state);
+                typed.TransactionalId.Should().Be("tx-1");
+                typed.Message.Should().Contain("'tx-1'").And.Contain(endedBy.Code.ToString()).And.Contain(state == TransactionState.Fenced ? "replace this instance" : "ResetAsync");
+            }
+        }
+        else
+        {
+            refusal.Should().BeAssignableTo<InvalidOperationException>("a call in the wrong state is the caller's misuse");
         }
     }
 
