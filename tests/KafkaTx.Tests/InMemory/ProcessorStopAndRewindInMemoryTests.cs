@@ -20,6 +20,7 @@ public class ProcessorStopAndRewindInMemoryTests
         kafka.CreateTopic("in", 1);
         Seed(kafka, 0, 10);
         var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var script = new HandlerScript
         {
             WriteBeforeAwait = true,
@@ -28,6 +29,9 @@ public class ProcessorStopAndRewindInMemoryTests
                 if (value == "v5")
                 {
                     entered.TrySetResult();
+                    // The call is still running when the host begins to stop (the stop reaches the processor right
+                    // after ApplicationStopping), however slowly this machine schedules the test's own continuation.
+                    await stopping.Task.WaitAsync(ct);
                     await Task.Delay(TimeSpan.FromMilliseconds(200), ct); // a call to a service, honouring the token
                 }
             },
@@ -35,6 +39,7 @@ public class ProcessorStopAndRewindInMemoryTests
 
         using (var first = App(kafka, script))
         {
+            first.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.Register(() => stopping.TrySetResult());
             await first.StartAsync();
             await entered.Task.WaitAsync(TimeSpan.FromSeconds(10));
             await first.StopAsync(); // the host's stop token is cancelled while v5's handler awaits
