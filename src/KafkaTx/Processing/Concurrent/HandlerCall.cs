@@ -13,17 +13,23 @@ namespace KafkaTx.Processing.Concurrent;
 /// <remarks>
 /// Writes run on the handler's threads; <see cref="Close"/>, <see cref="TryAbandon"/> and the collection run on the
 /// processor's thread. Closing takes the lock a Produce holds, so no write is half way through when the call's
-/// transaction ends.
+/// transaction ends. The lock is the slot's (<paramref name="slotLock"/>), shared by every call the slot runs in turn,
+/// not one allocated per call: a slot runs one call at a time (an abandoned call keeps its slot until it ends), so it
+/// is only ever contended by a late write of an earlier call, which it refuses all the same (each call keeps its own
+/// state under it).
 /// </remarks>
-internal sealed class HandlerCall(BufferedRecord record, int slot, long startedAt, ITransactionalUnitOfWork unit) : ITransactionScope
+internal sealed class HandlerCall(BufferedRecord record, int slot, long startedAt, ITransactionalUnitOfWork unit, Lock? slotLock = null) : ITransactionScope
 {
-    private readonly Lock _lock = new();
+    private const string Returned = "its call has returned";
+
+    private readonly Lock _lock = slotLock ?? new();
     private string? _closedBecause;     // why writes are refused; null while the call may write
+    private bool _closed;               // closed, no write in progress (processor thread only): closing again is a no-op
     private int _offsetsBeingSent;      // SendOffsetsAsync calls in progress: closing waits for them
     private bool _ended;
     private IAsyncDisposable? _abandonedScope; // set once abandoned: the DI scope the call still uses, disposed when it ends
 
-    public BufferedRecord Record { get; } = record;
+    public BufferedRecord Record => record;
 
     public int Slot { get; } = slot;
 
@@ -107,7 +113,15 @@ internal sealed class HandlerCall(BufferedRecord record, int slot, long startedA
         lock (_lock)
         {
             _ended = true; // never abandoned: it ended before the processor's thread went on
+            _closedBecause ??= Returned; // and closed in the same round trip, unless an offsets request is in progress
+            if (_offsetsBeingSent == 0)
+            {
+                _closed = true;
+                return;
+            }
         }
+
+        Close(Returned);
     }
 
     /// <summary>
@@ -153,15 +167,16 @@ internal sealed class HandlerCall(BufferedRecord record, int slot, long startedA
     /// <summary>
     /// Refuses every write from now on, for <paramref name="reason"/>; a write in progress finishes first (processor thread).
     /// </summary>
-    public void Close(string reason)
+    public void Close(string reason = Returned)
     {
-        while (true)
+        while (!_closed)
         {
             lock (_lock)
             {
                 _closedBecause ??= reason;
                 if (_offsetsBeingSent == 0)
                 {
+                    _closed = true;
                     return;
                 }
             }
