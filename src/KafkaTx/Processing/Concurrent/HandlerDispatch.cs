@@ -23,7 +23,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     TimeProvider time)
 {
     private readonly Stack<int> _freeSlots = new(Enumerable.Range(0, options.MaxConcurrency).Reverse());
-    private readonly Lock[] _slotLocks = [.. Enumerable.Range(0, options.MaxConcurrency).Select(_ => new Lock())]; // each slot's calls' (see HandlerCall)
+    private readonly HandlerCall?[] _slotCalls = new HandlerCall?[options.MaxConcurrency]; // each slot's, reused call after call
     private readonly Dictionary<(string Topic, int Partition), StrongBox<long>> _highestDispatched = [];
     private RecordKey? _lastFrom; // a record of the partition last dispatched from, whose highest offset is _lastHighest: the next record is most often of it
     private StrongBox<long>? _lastHighest;
@@ -156,7 +156,8 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         }
 
         var token = BatchToken(drainToken);
-        var call = new HandlerCall(record, slot, startedAt, unit, _slotLocks[slot]);
+        var call = _slotCalls[slot] ??= new HandlerCall(slot, unit);
+        var scope = call.Begin(record, startedAt);
         var previous = Activity.Current;
         var activity = telemetry.StartRecord(record.Raw, batch.Activity); // current in the call
         ValueTask task;
@@ -164,7 +165,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         {
             using (ProcessorThread.WithoutContext())
             {
-                task = handler.HandleAsync(typed, call, token);
+                task = handler.HandleAsync(typed, scope, token);
             }
         }
         catch (Exception e)
