@@ -324,10 +324,24 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         {
             Incomplete = true;
         }
-        else if (!_failures.Exists(f => f.Record.Key == call.Record.Key))
+        else if (!IsFailed(call.Record.Key))
         {
             // Not twice: a call charged for overrunning the bound may still end with an error of its own.
             _failures.Add((call.Record, call.Error));
         }
+    }
+
+    // A loop, not a lambda: a lambda capturing the call would allocate its closure at every call's end, failed or not.
+    private bool IsFailed(RecordKey key)
+    {
+        foreach (var (record, _) in _failures)
+        {
+            if (record.Key == key)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 }
