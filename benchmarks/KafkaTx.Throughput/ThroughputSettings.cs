@@ -56,6 +56,9 @@ internal sealed class ThroughputSettings
     /// <summary>parallel: records of the no-I/O comparison (the plain copy handler).</summary>
     public int CopyRecords { get; private init; } = 1_000_000;
 
+    /// <summary>parallel: rounds of the no-I/O comparison (one run of each case a round): --rounds when given, else 10.</summary>
+    public int NoIoRounds { get; private init; } = 10;
+
     /// <summary>parallel: which tables to run: "io" (the awaiting handler), "no-io" (the plain copy), or both.</summary>
     public string[] ParallelTables { get; private init; } = ["io", "no-io"];
 
@@ -115,6 +118,7 @@ internal sealed class ThroughputSettings
             Keys = Ints("--keys") ?? [10_000, 100],
             MaxDelayMs = Ints("--max-delay-ms")?[0] ?? 5,
             CopyRecords = Ints("--copy-records")?[0] ?? 1_000_000,
+            NoIoRounds = Ints("--rounds")?[0] ?? 10,
             MaxBatchSize = Ints("--max-batch-size")?[0],
             ParallelTables = Value("--tables")?.Split(',') ?? ["io", "no-io"],
             CallMs = Ints("--call-ms")?[0] ?? 5,

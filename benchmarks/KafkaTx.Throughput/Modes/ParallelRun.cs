@@ -52,22 +52,7 @@ internal static class ParallelRun
 
         if (settings.ParallelTables.Contains("no-io"))
         {
-            if (settings.Warmup)
-            {
-                // A whole round unrecorded first: the JIT's tiers settle on both paths before either is measured (a tenth
-                // of a round left the first measured run at a third of the speed of the next ones).
-                foreach (var warmup in noIo)
-                {
-                    await RunOnceAsync(backend, settings, warmup, cancellationToken);
-                }
-
-                Console.WriteLine("[parallel] warmed up the no-I/O cases.");
-            }
-
-            table.AppendLine(CultureInfo.InvariantCulture, $"{copyRecords:N0} records, the plain copy handler (no I/O):");
-            var copy = await MeasureAsync(backend, settings, noIo, table, cancellationToken);
-            var rounds = copy[0].Zip(copy[1], (one, sixteen) => one / sixteen).ToList(); // both ran in each round
-            table.AppendLine(CultureInfo.InvariantCulture, $"MaxConcurrency 16 / MaxConcurrency 1, records per second: {Median(copy[0]) / Median(copy[1]):F2} (rounds {rounds.DefaultIfEmpty(double.NaN).Min():F2}-{rounds.DefaultIfEmpty(double.NaN).Max():F2}; target: at least 0.9)");
+            var copy = await NoIoComparison.RunAsync(backend, settings, noIo, table, cancellationToken);
             chart.Add(($"{copyRecords:N0} records, the plain copy handler (no I/O)", Bars(noIo, copy)));
         }
 
@@ -88,7 +73,7 @@ internal static class ParallelRun
         return 0;
     }
 
-    private static double Median(List<double> values) => values.Count == 0 ? double.NaN : Reporting.WorkloadSummary.Median(values);
+    internal static double Median(List<double> values) => values.Count == 0 ? double.NaN : Reporting.WorkloadSummary.Median(values);
 
     private static List<Reporting.BarChart.Bar> Bars(ParallelCase[] cases, List<double>[] seconds) =>
         [.. cases.Select((c, i) => new Reporting.BarChart.Bar(c.Name, c.Records / Median(seconds[i]), c.Records / seconds[i].DefaultIfEmpty(double.NaN).Max(), c.Records / seconds[i].DefaultIfEmpty(double.NaN).Min()))];
@@ -105,7 +90,7 @@ internal static class ParallelRun
             {
                 var i = (j + round - 1) % cases.Length;
                 Console.Write($"[parallel, round {round}/{settings.Rounds}] {cases[i].Name}: ");
-                var (elapsed, cpuTime, verdict) = await RunOnceAsync(backend, settings, cases[i], cancellationToken);
+                var (elapsed, cpuTime, _, verdict) = await RunOnceAsync(backend, settings, cases[i], cancellationToken);
                 seconds[i].Add(elapsed.TotalSeconds);
                 cpu[i].Add(cpuTime.TotalMicroseconds / cases[i].Records);
                 verdicts[i].Add(verdict);
@@ -125,13 +110,21 @@ internal static class ParallelRun
         return seconds;
     }
 
-    private static async Task<(TimeSpan Elapsed, TimeSpan Cpu, string Verdict)> RunOnceAsync(ThroughputBackend backend, ThroughputSettings settings, ParallelCase workload, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs the case once: into a new output topic, from <paramref name="seededInput"/> (read by a new group) or from an
+    /// input seeded for this run alone. Returns the elapsed time, the process's CPU time and the bytes it allocated, all
+    /// from the first record handled to the last committed, and the output's verdict.
+    /// </summary>
+    internal static async Task<(TimeSpan Elapsed, TimeSpan Cpu, long Allocated, string Verdict)> RunOnceAsync(ThroughputBackend backend, ThroughputSettings settings, ParallelCase workload, CancellationToken cancellationToken, string? seededInput = null)
     {
         var id = Guid.NewGuid().ToString("N")[..12];
-        var (input, output) = ("parallel-in-" + id, "parallel-out-" + id);
-        backend.CreateTopic(input, workload.Partitions);
+        var (input, output) = (seededInput ?? "parallel-in-" + id, "parallel-out-" + id);
         backend.CreateTopic(output, workload.Partitions);
-        Seed(backend, workload, input);
+        if (seededInput is null)
+        {
+            backend.CreateTopic(input, workload.Partitions);
+            Seed(backend, workload, input);
+        }
 
         // Every run starts from a collected heap: the in-memory Kafka keeps every record, and what the collector had
         // left from the run before decided whether a run's gen0 collections cost 0.2 or 1.0 us per record.
@@ -170,6 +163,7 @@ internal static class ParallelRun
 
         var elapsed = progress.Meter.Elapsed;
         var cpu = progress.CpuTime;
+        var allocated = progress.Allocated;
         await host.StopAsync(CancellationToken.None);
         if (processor.CommittedRecords < workload.Records)
         {
@@ -177,13 +171,17 @@ internal static class ParallelRun
         }
 
         var verdict = Verify(backend, workload, output);
-        backend.DeleteTopicData(input, workload.Partitions);
+        if (seededInput is null)
+        {
+            backend.DeleteTopicData(input, workload.Partitions);
+        }
+
         backend.DeleteTopicData(output, workload.Partitions);
-        return (elapsed, cpu, verdict);
+        return (elapsed, cpu, allocated, verdict);
     }
 
     /// <summary>Record i goes to partition i % partitions with key k(i % keys); its value is i.</summary>
-    private static void Seed(ThroughputBackend backend, ParallelCase workload, string topic)
+    internal static void Seed(ThroughputBackend backend, ParallelCase workload, string topic)
     {
         using var producer = backend.CreateProducer(new ProducerConfig { BootstrapServers = backend.BootstrapServers, EnableIdempotence = true, LingerMs = 5 });
         for (var i = 0; i < workload.Records; i++)
@@ -251,13 +249,14 @@ internal static class ParallelRun
     }
 
     /// <summary>One case: records in how many partitions, how many distinct keys, the processor's concurrency and order, and the handler's delay (none: the plain copy).</summary>
-    private sealed record ParallelCase(string Name, int Records, int Partitions, int Keys, int MaxConcurrency, ProcessingOrder Order, int? MaxDelayMs);
+    internal sealed record ParallelCase(string Name, int Records, int Partitions, int Keys, int MaxConcurrency, ProcessingOrder Order, int? MaxDelayMs);
 
     /// <summary>Where the copy goes, the handler's delay, and the run's clock, started by the first record handled.</summary>
     internal sealed class ParallelProgress(string output, int? maxDelayMs)
     {
         private int _started;
         private TimeSpan _cpuAtStart;
+        private long _allocatedAtStart;
 
         public string Output { get; } = output;
 
@@ -271,11 +270,15 @@ internal static class ParallelRun
         /// </summary>
         public TimeSpan CpuTime => Environment.CpuUsage.TotalTime - _cpuAtStart;
 
+        /// <summary>The bytes every thread of the process allocated since the first record was handled.</summary>
+        public long Allocated => GC.GetTotalAllocatedBytes(precise: true) - _allocatedAtStart;
+
         public void RecordHandled()
         {
             if (_started == 0 && Interlocked.Exchange(ref _started, 1) == 0)
             {
                 _cpuAtStart = Environment.CpuUsage.TotalTime;
+                _allocatedAtStart = GC.GetTotalAllocatedBytes(precise: true);
                 Meter.Start();
             }
         }

@@ -164,20 +164,20 @@ internal sealed class OpenBatch<TKey, TValue> : IAsyncDisposable
     /// </summary>
     public List<TopicPartitionOffset> NextOffsets()
     {
-        var next = new Dictionary<TopicPartition, long>();
+        var next = new Dictionary<(string Topic, int Partition), long>(); // by name and number: no TopicPartition per record
         foreach (var key in _handled)
         {
-            if (!next.TryGetValue(key.TopicPartition, out var offset) || offset <= key.Offset)
+            if (!next.TryGetValue(key.Where, out var offset) || offset <= key.Offset)
             {
-                next[key.TopicPartition] = key.Offset + 1;
+                next[key.Where] = key.Offset + 1;
             }
         }
 
-        return [.. next.Select(p => new TopicPartitionOffset(p.Key, p.Value))];
+        return [.. next.Select(p => new TopicPartitionOffset(p.Key.Topic, p.Key.Partition, p.Value))];
     }
 
     /// <summary>The partitions read in this transaction.</summary>
-    public IEnumerable<TopicPartition> Partitions() => _handled.Select(k => k.TopicPartition).Distinct();
+    public IEnumerable<TopicPartition> Partitions() => _handled.Select(k => k.Where).Distinct().Select(p => new TopicPartition(p.Topic, p.Partition));
 
     /// <summary>Disposes the batch's scope: user code (scoped services' Dispose may block on their own tasks).</summary>
     public ValueTask DisposeAsync()

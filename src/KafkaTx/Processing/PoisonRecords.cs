@@ -25,7 +25,7 @@ internal sealed class PoisonRecords(TransactionalProcessorOptions options, ITran
         switch (options.PoisonRecordPolicy)
         {
             case PoisonRecordPolicy.DeadLetter:
-                var deadLetterTopic = options.DeadLetterTopicFor(key.TopicPartition.Topic);
+                var deadLetterTopic = options.DeadLetterTopicFor(key.Topic);
                 unit.Produce(deadLetterTopic, new Message<byte[]?, byte[]?>
                 {
                     Key = result.Message.Key,
@@ -64,8 +64,8 @@ internal sealed class PoisonRecords(TransactionalProcessorOptions options, ITran
             }
         }
 
-        headers.Add(DeadLetterHeaders.Topic, Encoding.UTF8.GetBytes(key.TopicPartition.Topic));
-        headers.Add(DeadLetterHeaders.Partition, Encoding.UTF8.GetBytes(key.TopicPartition.Partition.Value.ToString(CultureInfo.InvariantCulture)));
+        headers.Add(DeadLetterHeaders.Topic, Encoding.UTF8.GetBytes(key.Topic));
+        headers.Add(DeadLetterHeaders.Partition, Encoding.UTF8.GetBytes(key.Partition.ToString(CultureInfo.InvariantCulture)));
         headers.Add(DeadLetterHeaders.Offset, Encoding.UTF8.GetBytes(key.Offset.ToString(CultureInfo.InvariantCulture)));
         headers.Add(DeadLetterHeaders.ErrorType, Encoding.UTF8.GetBytes(failure.LastError.GetType().FullName ?? failure.LastError.GetType().Name));
         headers.Add(DeadLetterHeaders.ErrorMessage, Encoding.UTF8.GetBytes(failure.LastError.Message));

@@ -189,7 +189,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
 
         if (result is not null)
         {
-            _rewinder.Consumed(result.TopicPartition, result.Offset.Value);
+            _rewinder.Consumed(result);
         }
 
         // Stopping takes no new record: it is left for whoever owns the partition next. After a rebalance callback

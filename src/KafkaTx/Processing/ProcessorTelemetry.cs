@@ -133,28 +133,28 @@ internal sealed class ProcessorTelemetry
     public void RecordHandled() => _instrumentation.ProcessorRecordsHandled.Add(1, _tags);
 
     public void HandlerFailed(RecordKey key, int attempts, int maxAttempts, Exception e) =>
-        Log.HandlerFailed(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, attempts, maxAttempts, e);
+        Log.HandlerFailed(_logger, Name, key.Topic, key.Partition, key.Offset, attempts, maxAttempts, e);
 
     public void DeadLettered(RecordKey key, RecordFailure failure, string deadLetterTopic)
     {
         _instrumentation.ProcessorRecordsDeadLettered.Add(1, _tags);
-        Log.DeadLettered(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, failure.Attempts, deadLetterTopic, failure.LastError);
+        Log.DeadLettered(_logger, Name, key.Topic, key.Partition, key.Offset, failure.Attempts, deadLetterTopic, failure.LastError);
     }
 
     public void PoisonSkipped(RecordKey key, RecordFailure failure)
     {
         _instrumentation.ProcessorRecordsSkipped.Add(1, _tags);
-        Log.PoisonSkipped(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, failure.Attempts, failure.LastError);
+        Log.PoisonSkipped(_logger, Name, key.Topic, key.Partition, key.Offset, failure.Attempts, failure.LastError);
     }
 
     public void HandlerCallAbandoned(RecordKey key, TimeSpan ranFor, TimeSpan ignoredCancellationFor, string why) =>
-        Log.HandlerCallAbandoned(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, (long)ranFor.TotalMilliseconds, (long)ignoredCancellationFor.TotalMilliseconds, why);
+        Log.HandlerCallAbandoned(_logger, Name, key.Topic, key.Partition, key.Offset, (long)ranFor.TotalMilliseconds, (long)ignoredCancellationFor.TotalMilliseconds, why);
 
     public void AbandonedCallEnded(RecordKey key, TimeSpan ranFor, Exception? scopeDisposeError) =>
-        Log.AbandonedCallEnded(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, (long)ranFor.TotalMilliseconds, scopeDisposeError);
+        Log.AbandonedCallEnded(_logger, Name, key.Topic, key.Partition, key.Offset, (long)ranFor.TotalMilliseconds, scopeDisposeError);
 
     public void PoisonStopped(RecordKey key, RecordFailure failure) =>
-        Log.PoisonStopped(_logger, Name, key.TopicPartition.Topic, key.TopicPartition.Partition.Value, key.Offset, failure.Attempts, failure.LastError);
+        Log.PoisonStopped(_logger, Name, key.Topic, key.Partition, key.Offset, failure.Attempts, failure.LastError);
 
     // ---------------------------------------------------------------- transactions
 

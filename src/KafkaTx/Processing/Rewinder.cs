@@ -34,15 +34,21 @@ internal sealed class Rewinder(ProcessorTelemetry telemetry)
     /// A record was consumed: the first offset consumed from each partition since it was assigned is the rewind target
     /// of a partition with no committed offset yet (seeking to the reset position would skip records, with Latest).
     /// </summary>
-    public void Consumed(TopicPartition partition, long offset)
+    public void Consumed(TopicPartition partition, long offset) => Consumed(partition.Topic, partition.Partition.Value, offset);
+
+    /// <inheritdoc cref="Consumed(TopicPartition, long)"/>
+    public void Consumed(ConsumeResult<byte[]?, byte[]?> result) => Consumed(result.Topic, result.Partition.Value, result.Offset.Value);
+
+    private void Consumed(string topic, int partition, long offset)
     {
-        if (_lastConsumedFrom is { } last && last.Partition.Value == partition.Partition.Value && ReferenceEquals(last.Topic, partition.Topic))
+        if (_lastConsumedFrom is { } last && last.Partition.Value == partition && ReferenceEquals(last.Topic, topic))
         {
-            return; // records mostly come in runs from one partition
+            return; // records mostly come in runs from one partition: no TopicPartition is made for them
         }
 
-        _firstConsumed.TryAdd(partition, offset);
-        _lastConsumedFrom = partition;
+        var where = new TopicPartition(topic, partition);
+        _firstConsumed.TryAdd(where, offset);
+        _lastConsumedFrom = where;
     }
 
     /// <summary>A transaction that sent these positions committed.</summary>

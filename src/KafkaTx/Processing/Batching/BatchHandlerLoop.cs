@@ -85,7 +85,7 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
 
         if (result is not null)
         {
-            rewinder.Consumed(result.TopicPartition, result.Offset.Value);
+            rewinder.Consumed(result);
         }
 
         // As in the record loop: a stop takes nothing new, and a record read after a callback aborted is read again.

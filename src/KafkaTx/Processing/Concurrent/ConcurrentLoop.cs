@@ -197,7 +197,7 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
 
             if (result is not null)
             {
-                rewinder.Consumed(result.TopicPartition, result.Offset.Value);
+                rewinder.Consumed(result);
             }
 
             // As in the sequential loop: a stop takes nothing new, and a record read after a callback aborted is read again.

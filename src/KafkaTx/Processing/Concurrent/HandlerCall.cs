@@ -4,31 +4,58 @@ using Confluent.Kafka;
 namespace KafkaTx.Processing.Concurrent;
 
 /// <summary>
-/// One concurrent handler call: its record, its slot, when it started, how it ended, and the
-/// <see cref="ITransactionScope"/> it was given. The scope writes through to the unit of work only while the call's
-/// transaction may take its writes: once the call has ended, or has been abandoned (it ignored its cancellation and
-/// its batch aborted without it), every write is refused with an <see cref="InvalidOperationException"/> naming what
-/// happened, so that a write made late can never land in the next transaction.
+/// A handler slot's calls, one at a time: the running call's record, when it started, how it ended, and the
+/// <see cref="ITransactionScope"/> it was given (<see cref="Begin"/>). The scope writes through to the unit of work only
+/// while the call's transaction may take its writes: once the call has ended, or has been abandoned (it ignored its
+/// cancellation and its batch aborted without it), every write is refused with an <see cref="InvalidOperationException"/>
+/// naming what happened, so that a write made late can never land in the next transaction.
 /// </summary>
 /// <remarks>
-/// Writes run on the handler's threads; <see cref="Close"/>, <see cref="TryAbandon"/> and the collection run on the
-/// processor's thread. Closing takes the lock a Produce holds, so no write is half way through when the call's
-/// transaction ends.
+/// <para>
+/// Writes run on the handler's threads; <see cref="Begin"/>, <see cref="Close"/>, <see cref="TryAbandon"/> and the
+/// collection run on the processor's thread. Closing takes the lock a write holds, so no write is half way through
+/// when the call's transaction ends.
+/// </para>
+/// <para>
+/// One object per slot, reused call after call (a call per record allocates only its scope: two references and a
+/// number). A slot runs its next call only once the previous one has ended and been collected (an abandoned call keeps
+/// its slot until it ends). Each call's scope carries the call's number: a scope kept past its call (by a handler that
+/// wrote from a task it left running) writes with a number that is no longer the slot's, and is refused under the same
+/// lock, whatever the slot runs now.
+/// </para>
 /// </remarks>
-internal sealed class HandlerCall(BufferedRecord record, int slot, long startedAt, ITransactionalUnitOfWork unit) : ITransactionScope
+internal sealed class HandlerCall
 {
+    private const string Returned = "its call has returned";
+
     private readonly Lock _lock = new();
+    private readonly ITransactionalUnitOfWork _unit;
+    private int _generation;            // the running call's number, changed under the lock as each call begins
     private string? _closedBecause;     // why writes are refused; null while the call may write
+    private bool _closed;               // closed, no write in progress (processor thread only): closing again is a no-op
     private int _offsetsBeingSent;      // SendOffsetsAsync calls in progress: closing waits for them
-    private bool _ended;
+    private bool _ended = true;         // no call yet: the slot is free
     private IAsyncDisposable? _abandonedScope; // set once abandoned: the DI scope the call still uses, disposed when it ends
+    private CallScope? _scope;
 
-    public BufferedRecord Record { get; } = record;
+    /// <summary>A slot's calls, none begun yet.</summary>
+    public HandlerCall(int slot, ITransactionalUnitOfWork unit)
+    {
+        Slot = slot;
+        _unit = unit;
+    }
 
-    public int Slot { get; } = slot;
+    /// <summary>A slot's calls, the first begun already (its scope is <see cref="Scope"/>).</summary>
+    public HandlerCall(BufferedRecord record, int slot, long startedAt, ITransactionalUnitOfWork unit)
+        : this(slot, unit) => Begin(record, startedAt);
+
+    /// <summary>The running (or last) call's record.</summary>
+    public BufferedRecord Record { get; private set; }
+
+    public int Slot { get; }
 
     /// <summary>When the call started (a TimeProvider timestamp).</summary>
-    public long StartedAt { get; } = startedAt;
+    public long StartedAt { get; private set; }
 
     /// <summary>What the call threw, or null (set when it ends).</summary>
     public Exception? Error { get; private set; }
@@ -45,48 +72,31 @@ internal sealed class HandlerCall(BufferedRecord record, int slot, long startedA
     /// <summary>The source of the abandoned call's token: disposed once the call has ended (set when abandoned).</summary>
     public CancellationTokenSource? TokenSource { get; private set; }
 
-    /// <inheritdoc/>
-    public string TransactionalId => unit.TransactionalId;
+    /// <summary>The running (or last) call's scope: what its handler writes through.</summary>
+    public ITransactionScope Scope => _scope!;
 
-    /// <inheritdoc/>
-    public void Produce<TKey, TValue>(string topic, Message<TKey, TValue> message)
+    /// <summary>
+    /// Begins the slot's next call (processor thread; the previous one has ended and been collected): its outcome is
+    /// reset, and the scope returned writes for this call only.
+    /// </summary>
+    public ITransactionScope Begin(BufferedRecord record, long startedAt)
     {
         lock (_lock)
         {
-            ThrowIfClosed();
-            unit.Produce(topic, message);
-        }
-    }
-
-    /// <inheritdoc/>
-    public void Produce<TKey, TValue>(TopicPartition topicPartition, Message<TKey, TValue> message)
-    {
-        lock (_lock)
-        {
-            ThrowIfClosed();
-            unit.Produce(topicPartition, message);
-        }
-    }
-
-    /// <inheritdoc/>
-    public async Task SendOffsetsAsync(IEnumerable<TopicPartitionOffset> offsets, IConsumerGroupMetadata groupMetadata, CancellationToken cancellationToken = default)
-    {
-        lock (_lock)
-        {
-            ThrowIfClosed();
-            _offsetsBeingSent++;
-        }
-
-        try
-        {
-            await unit.SendOffsetsAsync(offsets, groupMetadata, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            lock (_lock)
-            {
-                _offsetsBeingSent--;
-            }
+            Debug.Assert(_ended && _offsetsBeingSent == 0, "a slot begins a call only once its previous one has ended");
+            _generation++;
+            _closedBecause = null;
+            _closed = false;
+            _ended = false;
+            _abandonedScope = null;
+            Error = null;
+            Cancelled = false;
+            ScopeDisposeError = null;
+            Abandoned = false;
+            TokenSource = null;
+            Record = record;
+            StartedAt = startedAt;
+            return _scope = new CallScope(this, _generation, record.Raw);
         }
     }
 
@@ -107,7 +117,15 @@ internal sealed class HandlerCall(BufferedRecord record, int slot, long startedA
         lock (_lock)
         {
             _ended = true; // never abandoned: it ended before the processor's thread went on
+            _closedBecause ??= Returned; // and closed in the same round trip, unless an offsets request is in progress
+            if (_offsetsBeingSent == 0)
+            {
+                _closed = true;
+                return;
+            }
         }
+
+        Close(Returned);
     }
 
     /// <summary>
@@ -153,15 +171,16 @@ internal sealed class HandlerCall(BufferedRecord record, int slot, long startedA
     /// <summary>
     /// Refuses every write from now on, for <paramref name="reason"/>; a write in progress finishes first (processor thread).
     /// </summary>
-    public void Close(string reason)
+    public void Close(string reason = Returned)
     {
-        while (true)
+        while (!_closed)
         {
             lock (_lock)
             {
                 _closedBecause ??= reason;
                 if (_offsetsBeingSent == 0)
                 {
+                    _closed = true;
                     return;
                 }
             }
@@ -191,13 +210,59 @@ internal sealed class HandlerCall(BufferedRecord record, int slot, long startedA
         }
     }
 
-    private void ThrowIfClosed()
+    private void ThrowIfClosed(int generation, ConsumeResult<byte[]?, byte[]?> raw)
     {
-        if (_closedBecause is { } reason)
+        // A scope of an earlier call of the slot: that call has ended (the slot began another only then).
+        if ((generation == _generation ? _closedBecause : Returned) is { } reason)
         {
             throw new InvalidOperationException(
-                $"The handler call for {Record.Key} cannot write to the transaction of '{unit.TransactionalId}': {reason}. " +
+                $"The handler call for {RecordKey.Of(raw)} cannot write to the transaction of '{_unit.TransactionalId}': {reason}. " +
                 "A write made after its call has returned or its batch has ended would land in another transaction; write only from within the call, before it returns.");
+        }
+    }
+
+    /// <summary>What one call's handler writes through: its slot's unit of work, while that call may write.</summary>
+    private sealed class CallScope(HandlerCall slot, int generation, ConsumeResult<byte[]?, byte[]?> raw) : ITransactionScope
+    {
+        public string TransactionalId => slot._unit.TransactionalId;
+
+        public void Produce<TKey, TValue>(string topic, Message<TKey, TValue> message)
+        {
+            lock (slot._lock)
+            {
+                slot.ThrowIfClosed(generation, raw);
+                slot._unit.Produce(topic, message);
+            }
+        }
+
+        public void Produce<TKey, TValue>(TopicPartition topicPartition, Message<TKey, TValue> message)
+        {
+            lock (slot._lock)
+            {
+                slot.ThrowIfClosed(generation, raw);
+                slot._unit.Produce(topicPartition, message);
+            }
+        }
+
+        public async Task SendOffsetsAsync(IEnumerable<TopicPartitionOffset> offsets, IConsumerGroupMetadata groupMetadata, CancellationToken cancellationToken = default)
+        {
+            lock (slot._lock)
+            {
+                slot.ThrowIfClosed(generation, raw);
+                slot._offsetsBeingSent++;
+            }
+
+            try
+            {
+                await slot._unit.SendOffsetsAsync(offsets, groupMetadata, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                lock (slot._lock)
+                {
+                    slot._offsetsBeingSent--;
+                }
+            }
         }
     }
 }

@@ -23,8 +23,9 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     TimeProvider time)
 {
     private readonly Stack<int> _freeSlots = new(Enumerable.Range(0, options.MaxConcurrency).Reverse());
-    private readonly Dictionary<TopicPartition, StrongBox<long>> _highestDispatched = [];
-    private TopicPartition? _lastPartition; // the partition last dispatched from and its highest offset: the next record is most often of it
+    private readonly HandlerCall?[] _slotCalls = new HandlerCall?[options.MaxConcurrency]; // each slot's, reused call after call
+    private readonly Dictionary<(string Topic, int Partition), StrongBox<long>> _highestDispatched = [];
+    private RecordKey? _lastFrom; // a record of the partition last dispatched from, whose highest offset is _lastHighest: the next record is most often of it
     private StrongBox<long>? _lastHighest;
     private readonly List<(BufferedRecord Record, Exception Error)> _failures = [];
     private CancellationTokenSource? _batchCancellation;
@@ -59,7 +60,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
 
     /// <summary>A record the barrier must still dispatch: it lies below a record of its partition already dispatched.</summary>
     public bool IsHole(BufferedRecord record) =>
-        _highestDispatched.TryGetValue(record.Key.TopicPartition, out var highest) && record.Key.Offset < highest.Value;
+        _highestDispatched.TryGetValue(record.Key.Where, out var highest) && record.Key.Offset < highest.Value;
 
     /// <summary>
     /// Dispatches the record in the open batch: a poison record (MaxAttempts failures) meets its policy here, on the
@@ -98,15 +99,15 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     {
         Dispatched++;
         LastDispatched = key;
-        if (_lastHighest is null || !key.TopicPartition.Equals(_lastPartition))
+        if (_lastHighest is null || _lastFrom is not { } last || !key.IsIn(last.Topic, last.Partition))
         {
-            if (!_highestDispatched.TryGetValue(key.TopicPartition, out _lastHighest))
+            if (!_highestDispatched.TryGetValue(key.Where, out _lastHighest))
             {
                 _lastHighest = new StrongBox<long>(key.Offset);
-                _highestDispatched.Add(key.TopicPartition, _lastHighest);
+                _highestDispatched.Add(key.Where, _lastHighest);
             }
 
-            _lastPartition = key.TopicPartition;
+            _lastFrom = key;
         }
 
         if (_lastHighest.Value < key.Offset)
@@ -155,7 +156,8 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         }
 
         var token = BatchToken(drainToken);
-        var call = new HandlerCall(record, slot, startedAt, unit);
+        var call = _slotCalls[slot] ??= new HandlerCall(slot, unit);
+        var scope = call.Begin(record, startedAt);
         var previous = Activity.Current;
         var activity = telemetry.StartRecord(record.Raw, batch.Activity); // current in the call
         ValueTask task;
@@ -163,7 +165,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         {
             using (ProcessorThread.WithoutContext())
             {
-                task = handler.HandleAsync(typed, call, token);
+                task = handler.HandleAsync(typed, scope, token);
             }
         }
         catch (Exception e)
@@ -287,7 +289,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         Dispatched = 0;
         LastDispatched = null;
         _highestDispatched.Clear();
-        _lastPartition = null;
+        _lastFrom = null;
         _lastHighest = null;
         _failures.Clear();
         Incomplete = false;
@@ -312,7 +314,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
             return;
         }
 
-        call.Close("its call has returned");
+        call.Close(); // no-op for a call that completed at once: closed as it ended
         if (call.Error is null)
         {
             batch?.AddHandled(call.Record.Key);
@@ -322,10 +324,24 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         {
             Incomplete = true;
         }
-        else if (!_failures.Exists(f => ReferenceEquals(f.Record, call.Record)))
+        else if (!IsFailed(call.Record.Key))
         {
             // Not twice: a call charged for overrunning the bound may still end with an error of its own.
             _failures.Add((call.Record, call.Error));
         }
+    }
+
+    // A loop, not a lambda: a lambda capturing the call would allocate its closure at every call's end, failed or not.
+    private bool IsFailed(RecordKey key)
+    {
+        foreach (var (record, _) in _failures)
+        {
+            if (record.Key == key)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 }

@@ -71,7 +71,7 @@ internal sealed class LaneQueues
             }
         }
 
-        record = null!;
+        record = default;
         return false;
     }
 

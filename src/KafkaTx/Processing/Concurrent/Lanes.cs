@@ -50,12 +50,15 @@ internal readonly struct LaneId : IEquatable<LaneId>
     public override int GetHashCode() => _hash;
 }
 
-/// <summary>A record consumed and not handled yet: waiting in its lane, or in flight.</summary>
-internal sealed class BufferedRecord(ConsumeResult<byte[]?, byte[]?> raw, LaneId lane)
+/// <summary>
+/// A record consumed and not handled yet: waiting in its lane, or in flight (held by its <see cref="HandlerCall"/>). A
+/// value, not an object: a record dispatched as it is read allocates nothing of its own.
+/// </summary>
+internal readonly struct BufferedRecord(ConsumeResult<byte[]?, byte[]?> raw, LaneId lane)
 {
     public ConsumeResult<byte[]?, byte[]?> Raw { get; } = raw;
 
-    public RecordKey Key { get; } = RecordKey.Of(raw);
+    public RecordKey Key => RecordKey.Of(Raw);
 
     public LaneId Lane { get; } = lane;
 }

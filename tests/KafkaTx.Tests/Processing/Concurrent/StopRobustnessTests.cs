@@ -84,12 +84,32 @@ public class StopRobustnessTests
         unit.BeginTransaction();
         var call = Call(unit);
 
-        call.Produce("out", new Message<string, string> { Value = "before" });
+        call.Scope.Produce("out", new Message<string, string> { Value = "before" });
         call.Close("its batch was aborted");
 
-        var late = () => call.Produce("out", new Message<string, string> { Value = "late" });
+        var late = () => call.Scope.Produce("out", new Message<string, string> { Value = "late" });
         late.Should().Throw<InvalidOperationException>().WithMessage("*in [0] @7*its batch was aborted*");
         producer.OpenRecords().Select(r => r.ValueText).Should().Equal("before");
+    }
+
+    [Fact]
+    public async Task A_scope_kept_past_its_call_is_refused_once_its_slot_runs_the_next_call_whose_writes_pass()
+    {
+        var (unit, producer) = await TestUnits.CreateReady();
+        await using var _ = unit;
+        unit.BeginTransaction();
+        var call = Call(unit);
+        var kept = call.Scope; // a handler that leaves a task running with its scope
+        kept.Produce("out", new Message<string, string> { Value = "first" });
+        call.EndedAtOnce(ValueTask.CompletedTask, activity: null);
+
+        var raw = new ConsumeResult<byte[]?, byte[]?> { Topic = "in", Partition = 0, Offset = 8, Message = new Message<byte[]?, byte[]?>() };
+        var next = call.Begin(new BufferedRecord(raw, LaneId.Of(ProcessingOrder.Key, raw)), 0); // the slot's next call
+
+        var late = () => kept.Produce("out", new Message<string, string> { Value = "late" });
+        late.Should().Throw<InvalidOperationException>().WithMessage("*in [0] @7*its call has returned*");
+        next.Produce("out", new Message<string, string> { Value = "second" });
+        producer.OpenRecords().Select(r => r.ValueText).Should().Equal("first", "second");
     }
 
     [Fact]
@@ -102,7 +122,7 @@ public class StopRobustnessTests
         var queueFull = true;
         producer.QueueFull = () => Volatile.Read(ref queueFull);
 
-        var writing = Task.Run(() => call.Produce("out", new Message<string, string> { Value = "slow" }));
+        var writing = Task.Run(() => call.Scope.Produce("out", new Message<string, string> { Value = "slow" }));
         await Until(() => producer.QueueFullRefusals > 0, "the write waits for room in the queue");
         var closing = Task.Run(() => call.Close("its batch was aborted"));
         await Task.Delay(100); // nothing marks a Close that has not returned
