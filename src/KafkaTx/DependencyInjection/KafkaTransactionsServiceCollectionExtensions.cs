@@ -65,10 +65,8 @@ public static class KafkaTransactionsServiceCollectionExtensions
 
         services.AddOptions<KafkaTx.KafkaTransactionsOptions>(name).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<KafkaTx.KafkaTransactionsOptions>, KafkaTransactionsOptionsValidator>());
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<KafkaTx.KafkaTransactionsOptions>, InstanceIdFromConfiguration>(
-            sp => new InstanceIdFromConfiguration(sp.GetService<IConfiguration>()))); // KAFKATX_INSTANCE_ID from configuration, then the environment
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<KafkaTx.KafkaTransactionsOptions>, BootstrapServersFromConfiguration>(
-            sp => new BootstrapServersFromConfiguration(sp.GetService<IConfiguration>()))); // KAFKATX_BOOTSTRAP_SERVERS likewise
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<KafkaTx.KafkaTransactionsOptions>, SettingsFromConfiguration>(
+            sp => new SettingsFromConfiguration(sp.GetService<IConfiguration>()))); // KAFKATX_INSTANCE_ID, KAFKATX_BOOTSTRAP_SERVERS: configuration, then the environment
         services.TryAddSingleton<KafkaTx.IKafkaClientFactory, ConfluentKafkaClientFactory>();
         services.TryAddSingleton<ClientFactories>(); // a builder's own factory (keyed by its name), else that one
         services.TryAddSingleton(TimeProvider.System);

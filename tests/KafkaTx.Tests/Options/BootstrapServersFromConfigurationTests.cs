@@ -13,7 +13,7 @@ public class BootstrapServersFromConfigurationTests
     {
         var options = new KafkaTransactionsOptions { BootstrapServers = inOptions };
         var config = new ConfigurationBuilder().AddInMemoryCollection(configuration).Build();
-        new BootstrapServersFromConfiguration(config, key => key == "KAFKATX_BOOTSTRAP_SERVERS" ? environment : null).PostConfigure("", options);
+        new SettingsFromConfiguration(config, key => key == "KAFKATX_BOOTSTRAP_SERVERS" ? environment : null).PostConfigure("", options);
         return options.BootstrapServers;
     }
 

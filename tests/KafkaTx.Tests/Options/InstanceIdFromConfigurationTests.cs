@@ -104,12 +104,12 @@ public class InstanceIdFromConfigurationTests
         var configured = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["KAFKATX_INSTANCE_ID"] = "from-configuration" }).Build();
         var empty = new ConfigurationBuilder().Build();
 
-        Fill(new InstanceIdFromConfiguration(configured, Environment)).Should().Be("from-configuration");
-        Fill(new InstanceIdFromConfiguration(empty, Environment)).Should().Be("from-environment");
-        Fill(new InstanceIdFromConfiguration(configuration: null, Environment)).Should().Be("from-environment", "an application without a host registers no configuration");
-        Fill(new InstanceIdFromConfiguration(empty, _ => null)).Should().BeNull();
+        Fill(new SettingsFromConfiguration(configured, Environment)).Should().Be("from-configuration");
+        Fill(new SettingsFromConfiguration(empty, Environment)).Should().Be("from-environment");
+        Fill(new SettingsFromConfiguration(configuration: null, Environment)).Should().Be("from-environment", "an application without a host registers no configuration");
+        Fill(new SettingsFromConfiguration(empty, _ => null)).Should().BeNull();
 
-        static string? Fill(InstanceIdFromConfiguration source)
+        static string? Fill(SettingsFromConfiguration source)
         {
             var options = new KafkaTransactionsOptions { TransactionalIdPrefix = "checkout" };
             source.PostConfigure(Microsoft.Extensions.Options.Options.DefaultName, options);
@@ -121,7 +121,7 @@ public class InstanceIdFromConfigurationTests
     public void A_complete_TransactionalId_takes_no_instance_id()
     {
         var options = new KafkaTransactionsOptions { TransactionalId = "checkout-0" };
-        new InstanceIdFromConfiguration(configuration: null, _ => "2").PostConfigure(null, options);
+        new SettingsFromConfiguration(configuration: null, _ => "2").PostConfigure(null, options);
 
         options.InstanceId.Should().BeNull();
     }
