@@ -119,6 +119,10 @@ internal sealed class KafkaTransactionsOptionsValidator : IValidateOptions<Kafka
         {
             failures.Add($"{label}: Retry.BaseDelay ({Ms(retry.BaseDelay)}) must be non-negative and not above Retry.MaxDelay ({Ms(retry.MaxDelay)}).");
         }
+        else
+        {
+            WaitLimit.Check(retry.MaxDelay, "Retry.MaxDelay", label, failures);
+        }
     }
 
     private static void ValidateClientSettings(IDictionary<string, string>? settings, string label, List<string> failures)

@@ -1,3 +1,4 @@
+using KafkaTx.Options;
 using Microsoft.Extensions.Options;
 
 namespace KafkaTx.Processing;
@@ -65,11 +66,17 @@ internal sealed class TransactionalProcessorOptionsValidator(IOptionsMonitor<Kaf
         {
             failures.Add($"{label}: Retry must allow at least 1 attempt per record, with 0 <= BaseDelay <= MaxDelay.");
         }
+        else
+        {
+            WaitLimit.Check(options.Retry.MaxDelay, "Retry.MaxDelay", label, failures);
+        }
 
         if (options.ShutdownTimeout <= TimeSpan.Zero)
         {
             failures.Add($"{label}: ShutdownTimeout must be positive.");
         }
+
+        WaitLimit.Check(options.ShutdownTimeout, "ShutdownTimeout", label, failures);
 
         if (!options.StaticMembership && options.ConsumerSettings?.ContainsKey("group.instance.id") == true)
         {
