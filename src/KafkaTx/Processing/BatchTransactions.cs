@@ -96,8 +96,17 @@ internal sealed class BatchTransactions<TKey, TValue>(
         return _batch;
     }
 
+    /// <summary>A revoke's commit: it runs inside the rebalance callback, so a failure retries without backing off.</summary>
+    Task IOpenBatchControl.CommitAsync(CancellationToken cancellationToken) => CommitAsync(backoff: false, cancellationToken);
+
     /// <summary>Commits the open batch with the offsets of its handled records (see <see cref="OpenBatch{TKey, TValue}.NextOffsets"/>).</summary>
-    public async Task CommitAsync(CancellationToken cancellationToken)
+    /// <param name="backoff">
+    /// Whether a failed commit backs off before the next attempt (the loop's everyday commit). False inside a rebalance
+    /// callback or the commit on stop: the backoff (up to Retry.MaxDelay) would hold the rebalance, max.poll.interval.ms
+    /// or the graceful stop; the batch is aborted and rewound at once, and the next attempt comes with the next batch.
+    /// </param>
+    /// <param name="cancellationToken">The commit's token.</param>
+    public async Task CommitAsync(bool backoff, CancellationToken cancellationToken)
     {
         var batch = _batch!;
         var offsets = batch.NextOffsets();
@@ -113,7 +122,7 @@ internal sealed class BatchTransactions<TKey, TValue>(
         }
         catch (KafkaTransactionException e)
         {
-            await HandleCommitFailureAsync(e, cancellationToken).ConfigureAwait(true);
+            await HandleCommitFailureAsync(e, backoff, cancellationToken).ConfigureAwait(true);
             return;
         }
 
@@ -142,12 +151,18 @@ internal sealed class BatchTransactions<TKey, TValue>(
     /// request that timed out): abort, rewind and back off, without counting an attempt against any record, so that
     /// nothing is dead-lettered or skipped for it. The backoff grows with the failures in a row.
     /// </summary>
-    public async Task RetryAsync(KafkaTransactionException failure, CancellationToken cancellationToken)
+    /// <param name="failure">The transaction's failure.</param>
+    /// <param name="backoff">False inside a rebalance callback or the commit on stop: abort and rewind without waiting.</param>
+    /// <param name="cancellationToken">The backoff's token.</param>
+    public async Task RetryAsync(KafkaTransactionException failure, bool backoff, CancellationToken cancellationToken)
     {
         _transientFailuresInARow++;
         telemetry.CommitFailed(failure.Kind, _batch?.Count ?? 0, failure);
         await AbortAndRewindAsync($"the transaction failed ({failure.Kind}: {failure.Error.Code})").ConfigureAwait(true);
-        await schedule.BackoffAsync(_transientFailuresInARow, cancellationToken).ConfigureAwait(true);
+        if (backoff)
+        {
+            await schedule.BackoffAsync(_transientFailuresInARow, cancellationToken).ConfigureAwait(true);
+        }
     }
 
     /// <summary>The unit of work can no longer be used: the batch ends, and the processor stops fenced or faulted.</summary>
@@ -174,7 +189,7 @@ internal sealed class BatchTransactions<TKey, TValue>(
         {
             try
             {
-                await CommitAsync(drainToken).ConfigureAwait(true);
+                await CommitAsync(backoff: false, drainToken).ConfigureAwait(true); // a failure must not hold the stop
             }
             catch (Exception e) when (e is OperationCanceledException or KafkaException or InvalidOperationException)
             {
@@ -198,7 +213,7 @@ internal sealed class BatchTransactions<TKey, TValue>(
         await EndAsync(Outcome.Aborted).ConfigureAwait(true);
     }
 
-    private async Task HandleCommitFailureAsync(KafkaTransactionException failure, CancellationToken cancellationToken)
+    private async Task HandleCommitFailureAsync(KafkaTransactionException failure, bool backoff, CancellationToken cancellationToken)
     {
         if (failure.Kind is TransactionErrorKind.Fenced or TransactionErrorKind.Fatal || unit.State is TransactionState.Fenced or TransactionState.Faulted)
         {
@@ -228,7 +243,7 @@ internal sealed class BatchTransactions<TKey, TValue>(
 
         if (failure.Kind != TransactionErrorKind.Rejected && !schedule.Outlived(_batch))
         {
-            await RetryAsync(failure, cancellationToken).ConfigureAwait(true);
+            await RetryAsync(failure, backoff, cancellationToken).ConfigureAwait(true);
             return;
         }
 
@@ -261,7 +276,10 @@ internal sealed class BatchTransactions<TKey, TValue>(
         telemetry.CommitFailed(failure.Kind, handled.Count, failure);
         await EndAsync(Outcome.Aborted).ConfigureAwait(true);
         rewinder.Require();
-        await schedule.BackoffAsync(backoffAttempts, cancellationToken).ConfigureAwait(true);
+        if (backoff)
+        {
+            await schedule.BackoffAsync(backoffAttempts, cancellationToken).ConfigureAwait(true);
+        }
     }
 
     private async Task AbortQuietlyAsync()

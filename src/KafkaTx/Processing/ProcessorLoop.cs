@@ -206,7 +206,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
 
         if (_transactions.Batch is { } batch && !_status.HasFailed && _schedule.IsDue(batch, now, _attempts))
         {
-            await _transactions.CommitAsync(drainToken).ConfigureAwait(true);
+            await _transactions.CommitAsync(backoff: true, drainToken).ConfigureAwait(true);
         }
     }
 
@@ -242,7 +242,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         {
             // The transaction failed under the handler (the coordinator moved, say): not the record's fault.
             ProcessorTelemetry.RecordFailed(recordActivity, e);
-            await _transactions.RetryAsync(e, stoppingToken).ConfigureAwait(true);
+            await _transactions.RetryAsync(e, backoff: true, stoppingToken).ConfigureAwait(true);
         }
         catch (Exception e)
         {
@@ -269,7 +269,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         }
         catch (KafkaTransactionException e) when (_unitCalls.IsTransactionFailure(e))
         {
-            await _transactions.RetryAsync(e, stoppingToken).ConfigureAwait(true);
+            await _transactions.RetryAsync(e, backoff: true, stoppingToken).ConfigureAwait(true);
             return;
         }
 

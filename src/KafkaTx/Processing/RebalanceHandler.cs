@@ -113,7 +113,10 @@ internal interface IOpenBatchControl
     /// <summary>Whether the processor is running (not starting, stopping on a failure, or stopped).</summary>
     bool IsRunning { get; }
 
-    /// <summary>Commits the open batch with the offsets of its handled records; a failure is handled as any commit's.</summary>
+    /// <summary>
+    /// Commits the open batch with the offsets of its handled records (a revoke, inside its callback); a failure is
+    /// handled as any commit's, except that it never backs off: that would hold the rebalance.
+    /// </summary>
     Task CommitAsync(CancellationToken cancellationToken);
 
     /// <summary>Aborts the open batch and rewinds the consumer.</summary>

@@ -102,7 +102,7 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
 
     /// <inheritdoc/>
     Task IOpenBatchControl.CommitAsync(CancellationToken cancellationToken) =>
-        transactions.Batch is { } batch ? CommitAsync([.. batch.Handled], cancellationToken) : Task.CompletedTask;
+        transactions.Batch is { } batch ? CommitAsync([.. batch.Handled], backoff: false, cancellationToken) : Task.CompletedTask; // a revoke: no backoff
 
     /// <inheritdoc/>
     async Task IOpenBatchControl.AbortAndRewindAsync(string reason)
@@ -167,17 +167,18 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
             return;
         }
 
-        await CommitAsync(keys, drainToken).ConfigureAwait(true);
+        await CommitAsync(keys, backoff: true, drainToken).ConfigureAwait(true);
     }
 
     /// <summary>Commits the open batch; once it has committed, its records are no longer suspects of the bisection.</summary>
     /// <param name="keys">The batch's records (handled or dead-lettered).</param>
+    /// <param name="backoff">Whether a failed commit backs off (not inside a rebalance callback).</param>
     /// <param name="cancellationToken">The commit's token.</param>
-    private async Task CommitAsync(IReadOnlyList<RecordKey> keys, CancellationToken cancellationToken)
+    private async Task CommitAsync(IReadOnlyList<RecordKey> keys, bool backoff, CancellationToken cancellationToken)
     {
         // The commit reports no outcome of its own (a failed one has been handled when it returns): the count says.
         var committedBefore = telemetry.CommittedTransactions;
-        await transactions.CommitAsync(cancellationToken).ConfigureAwait(true);
+        await transactions.CommitAsync(backoff, cancellationToken).ConfigureAwait(true);
         if (telemetry.CommittedTransactions != committedBefore)
         {
             _bisection.Committed(keys);
@@ -209,7 +210,7 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
         catch (KafkaTransactionException e) when (unitCalls.IsTransactionFailure(e) && !schedule.Outlived(transactions.Batch))
         {
             // The transaction failed under the handler (the coordinator moved, say): no record's fault, nor the batch's.
-            await transactions.RetryAsync(e, stoppingToken).ConfigureAwait(true);
+            await transactions.RetryAsync(e, backoff: true, stoppingToken).ConfigureAwait(true);
             return false;
         }
         catch (Exception e)
@@ -291,7 +292,7 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
         }
         catch (KafkaTransactionException e) when (unitCalls.IsTransactionFailure(e))
         {
-            await transactions.RetryAsync(e, stoppingToken).ConfigureAwait(true);
+            await transactions.RetryAsync(e, backoff: true, stoppingToken).ConfigureAwait(true);
             return false;
         }
         catch

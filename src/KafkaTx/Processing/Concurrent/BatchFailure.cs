@@ -46,7 +46,7 @@ internal sealed class BatchFailure<TKey, TValue>(
             else if (transactionFailure is not null)
             {
                 // The batch ends once, in the finally: ending it twice would double back a BatchCap an overrun halved.
-                await transactions.RetryAsync(transactionFailure, cancellationToken).ConfigureAwait(true); // backs off itself
+                await transactions.RetryAsync(transactionFailure, backoff, cancellationToken).ConfigureAwait(true); // backs off itself, unless in a callback
             }
             else if (failures.Count == 0)
             {

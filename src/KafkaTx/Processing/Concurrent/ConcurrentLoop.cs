@@ -138,7 +138,7 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
                 var bound = BoundOf(batch) < options.ShutdownTimeout ? BoundOf(batch) : options.ShutdownTimeout;
                 if (await barrier.WaitAsync(bound, chargeOverrun: false, "the partitions were revoked", CancellationToken.None).ConfigureAwait(true))
                 {
-                    await transactions.CommitAsync(cancellationToken).ConfigureAwait(true);
+                    await transactions.CommitAsync(backoff: false, cancellationToken).ConfigureAwait(true); // inside the callback
                     dispatch.BatchEnded();
                 }
                 else
@@ -304,7 +304,7 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
             return; // broken: the next step aborts the batch
         }
 
-        await transactions.CommitAsync(drainToken).ConfigureAwait(true);
+        await transactions.CommitAsync(backoff: true, drainToken).ConfigureAwait(true);
         dispatch.BatchEnded();
     }
 
