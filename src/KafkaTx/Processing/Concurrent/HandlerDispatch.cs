@@ -29,7 +29,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     private StrongBox<long>? _lastHighest;
     private readonly List<(BufferedRecord Record, Exception Error)> _failures = [];
     private CancellationTokenSource? _batchCancellation;
-    private bool _overranUncharged; // this batch overran with no call at fault: it ends with BatchCap kept low
+    private readonly BatchCap _cap = new();
     private readonly AbandonedCalls _abandon = new(telemetry, time);
 
     public InFlight InFlight { get; } = new();
@@ -219,17 +219,12 @@ internal sealed class HandlerDispatch<TKey, TValue>(
 
         if (!charged)
         {
-            BatchCap = Math.Max(1, Dispatched / 2);
-            _overranUncharged = true;
+            _cap.OverranUncharged(Dispatched);
         }
     }
 
-    /// <summary>
-    /// The most records a batch dispatches after batches overran their transaction's bound with no call at fault:
-    /// halved at each such overrun, doubled back at each batch that ends without one, so that one call alone, when it
-    /// overruns, runs long enough to be charged.
-    /// </summary>
-    public int BatchCap { get; private set; } = int.MaxValue;
+    /// <summary>The most records a batch dispatches (see <see cref="Concurrent.BatchCap"/>).</summary>
+    public int BatchCap => _cap.Value;
 
     /// <summary>Cancels the batch's handler calls: it aborts, or they overran their bound.</summary>
     public void CancelCalls()
@@ -276,16 +271,19 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     /// <summary>A record the batch needs cannot be handled in it (it waits behind an abandoned call): it must abort.</summary>
     public void MarkIncomplete() => Incomplete = true;
 
-    /// <summary>The batch ended (committed or aborted): the next one starts afresh.</summary>
+    /// <summary>
+    /// The batch ended (committed or aborted): the next one starts afresh. A second call before anything of a next
+    /// batch happened (a failure path and the stop both ending it) is a no-op: it would double back a halved BatchCap.
+    /// </summary>
     public void BatchEnded()
     {
         Debug.Assert(InFlight.Count == 0, "a batch ends only once its handler calls have");
-        if (!_overranUncharged)
+        if (_batchCancellation is null && Dispatched == 0)
         {
-            BatchCap = BatchCap >= int.MaxValue / 2 ? int.MaxValue : BatchCap * 2;
+            return; // ended already, and nothing of a next batch has happened (each begins with its token or a dispatch)
         }
 
-        _overranUncharged = false;
+        _cap.BatchEnded();
         Dispatched = 0;
         LastDispatched = null;
         _highestDispatched.Clear();
