@@ -98,7 +98,8 @@ public sealed class TransactionalProcessorOptions
     /// <see cref="MaxConcurrency"/> above 1, also how long a revoke waits for the handler calls in flight before it
     /// cancels them and aborts their batch (the partitions then move without it). A handler call that ignores its
     /// cancellation is waited for at most this long again after it is cancelled, then abandoned (see
-    /// docs/parallel-processing.md): its batch aborts without it and its later writes are refused.
+    /// docs/parallel-processing.md): its batch aborts without it and its later writes are refused. At most 1 day
+    /// (refused at start-up above it).
     /// </summary>
     public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(10);
 

@@ -12,7 +12,7 @@ public sealed class TransactionRetryOptions
     /// <summary>The wait before the second run; it doubles for each further run. Default 100 ms.</summary>
     public TimeSpan BaseDelay { get; set; } = TimeSpan.FromMilliseconds(100);
 
-    /// <summary>The longest wait between runs. Default 5 seconds.</summary>
+    /// <summary>The longest wait between runs. Default 5 seconds; at most 1 day (refused at start-up above it).</summary>
     public TimeSpan MaxDelay { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
