@@ -55,10 +55,23 @@ public static class InMemoryKafkaBuilderExtensions
     /// <param name="builder">The builder returned by <c>AddKafkaTransactions</c>.</param>
     /// <param name="cluster">The cluster to use; keep a reference to inspect it in the test.</param>
     /// <returns>The same builder.</returns>
+    /// <exception cref="InvalidOperationException">An earlier call (on this builder or another) registered a different cluster.</exception>
     public static IKafkaTransactionsBuilder UseInMemoryKafka(this IKafkaTransactionsBuilder builder, InMemoryKafkaCluster cluster)
     {
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentNullException.ThrowIfNull(cluster);
+        if (builder.Services.LastOrDefault(d => d.ServiceType == typeof(InMemoryKafkaCluster) && !d.IsKeyedService)?.ImplementationInstance is InMemoryKafkaCluster earlier
+            && !ReferenceEquals(earlier, cluster))
+        {
+            // The application has one in-memory Kafka: replacing it would move every builder already given the first
+            // cluster to this one, silently.
+            var name = builder.Name.Length == 0 ? "(default)" : builder.Name;
+            throw new InvalidOperationException(
+                $"UseInMemoryKafka(cluster) on producer '{name}' was given a different InMemoryKafkaCluster than an earlier UseInMemoryKafka(cluster) call (on this builder or another). " +
+                "The application has one in-memory Kafka, shared by every builder that runs in memory, so a second cluster cannot be used beside the first. " +
+                "Pass the same cluster to every call, or pass it once and call UseInMemoryKafka() on the other builders, which then use it.");
+        }
+
         builder.Services.Replace(ServiceDescriptor.Singleton(cluster));
         return RunInMemory(builder, onlyWithoutBootstrapServers: false, whenInMemory: null);
     }
@@ -128,7 +141,7 @@ public static class InMemoryKafkaBuilderExtensions
             }
 
             var cluster = sp.GetRequiredService<InMemoryKafkaCluster>();
-            return new InMemoryBackend(sp.GetRequiredService<InMemoryClientFactories>().For(cluster), configured, cluster, whenInMemory, name);
+            return new InMemoryBackend(sp.GetRequiredService<InMemoryClientFactories>().For(cluster), configured, cluster, whenInMemory, name, onlyWithoutBootstrapServers);
         });
         return builder;
     }

@@ -4,6 +4,7 @@ using System.Text.Json;
 using Confluent.Kafka;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using WebApi;
 
 namespace KafkaTx.WebApi.Tests;
@@ -24,7 +25,10 @@ public sealed class ErrorMappingTests
         { nameof(TransactionErrorKind.Rejected), 500, null, "nothing" },
         { "Rejected (too large)", 413, null, "nothing" },
         { nameof(TransactionErrorKind.OutcomeUnknown), 500, null, "unknown" },
+        { "Fenced after the commit was sent (Outcome Unknown)", 500, null, "unknown" },
+        { "Fatal after the commit was sent (Outcome Unknown)", 500, null, "unknown" },
         { "Shutting down (ObjectDisposedException)", 503, 1, "nothing" },
+        { "Timed out (OperationCanceledException, neither client nor host)", 503, 1, "nothing" },
         { "No serializer (InvalidOperationException)", 500, null, "nothing" },
         { "Serializer failed (JsonException)", 500, null, "nothing" },
     };
@@ -58,15 +62,34 @@ public sealed class ErrorMappingTests
     }
 
     [Fact]
-    public void A_request_the_client_cancelled_is_499()
+    public void A_cancellation_is_a_shutdown_when_the_host_stops_and_a_time_out_otherwise()
     {
-        using var aborted = new CancellationTokenSource();
-        aborted.Cancel();
-        var context = new DefaultHttpContext { RequestAborted = aborted.Token };
+        using var stopping = new StoppingLifetime();
+        var whileStopping = new DefaultHttpContext { RequestServices = new ServiceCollection().AddSingleton<IHostApplicationLifetime>(stopping).BuildServiceProvider() };
+        stopping.Stop();
 
-        KafkaExceptionHandler.Map(new OperationCanceledException(aborted.Token), context).Should().Be(
-            new ProblemMapping(499, "The client closed the request; its transaction was aborted.", null, "nothing"));
-        KafkaExceptionHandler.Map(new OperationCanceledException(), new DefaultHttpContext()).Status.Should().Be(503, "not the client's cancellation: the host is stopping");
+        KafkaExceptionHandler.Map(new OperationCanceledException(), whileStopping).Title.Should().Contain("shutting down");
+        KafkaExceptionHandler.Map(new OperationCanceledException(), new DefaultHttpContext()).Title.Should().Contain("timed out");
+    }
+
+    [Theory]
+    [InlineData(ErrorCode.ProducerFenced, nameof(TransactionErrorKind.Fenced))]
+    [InlineData(ErrorCode.InvalidTxnState, nameof(TransactionErrorKind.OutcomeUnknown))]
+    public async Task A_commit_that_fails_after_it_was_sent_is_500_unknown_without_retry_after(ErrorCode error, string kind)
+    {
+        await using var factory = new WebApiFactory();
+        using var client = factory.CreateClient();
+        factory.Cluster.FailNextCommit("webapi-orders-0", error); // the commit request reaches the coordinator, then fails
+
+        var response = await client.PostAsJsonAsync("/orders", OrderEndpointTests.AnOrder("o-1"));
+
+        response.StatusCode.Should().Be(HttpStatusCode.InternalServerError, await response.Content.ReadAsStringAsync());
+        response.Headers.RetryAfter.Should().BeNull("the order may have been written: a blind retry could write it twice");
+        var problem = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        problem.GetProperty("written").GetString().Should().Be("unknown");
+        problem.GetProperty("outcome").GetString().Should().Be(nameof(TransactionOutcome.Unknown));
+        problem.GetProperty("kind").GetString().Should().Be(kind);
+        problem.GetProperty("title").GetString().Should().Contain("may or may not have been written");
     }
 
     [Fact]
@@ -122,10 +145,31 @@ public sealed class ErrorMappingTests
         return failure switch
         {
             "Rejected (too large)" => new KafkaTransactionException(TransactionErrorKind.Rejected, new Error(ErrorCode.MsgSizeTooLarge, "injected"), "injected", TransactionState.Ready),
+            "Fenced after the commit was sent (Outcome Unknown)" => new KafkaTransactionException(TransactionErrorKind.Fenced, error, "injected", TransactionState.Fenced) { Outcome = TransactionOutcome.Unknown },
+            "Fatal after the commit was sent (Outcome Unknown)" => new KafkaTransactionException(TransactionErrorKind.Fatal, error, "injected", TransactionState.Faulted) { Outcome = TransactionOutcome.Unknown },
             "Shutting down (ObjectDisposedException)" => new ObjectDisposedException("TransactionalUnitOfWork", "injected"),
+            "Timed out (OperationCanceledException, neither client nor host)" => new OperationCanceledException("injected"),
             "No serializer (InvalidOperationException)" => new InvalidOperationException("No serializer is registered for WebApi.Order (injected)"),
             "Serializer failed (JsonException)" => new JsonException("injected"),
             _ => new KafkaTransactionException(Enum.Parse<TransactionErrorKind>(failure), error, "injected", TransactionState.Ready),
         };
+    }
+
+    /// <summary>An application lifetime whose stopping token the test cancels.</summary>
+    private sealed class StoppingLifetime : IHostApplicationLifetime, IDisposable
+    {
+        private readonly CancellationTokenSource _stopping = new();
+
+        public CancellationToken ApplicationStarted => CancellationToken.None;
+
+        public CancellationToken ApplicationStopping => _stopping.Token;
+
+        public CancellationToken ApplicationStopped => CancellationToken.None;
+
+        public void StopApplication() => _stopping.Cancel();
+
+        public void Stop() => _stopping.Cancel();
+
+        public void Dispose() => _stopping.Dispose();
     }
 }

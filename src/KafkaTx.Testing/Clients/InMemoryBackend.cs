@@ -6,9 +6,10 @@ namespace KafkaTx.Testing.Clients;
 /// The client factory of one builder that runs in memory: the application's in-memory factory, described for the
 /// producer's start-up log, which names servers configured but not used. It runs the builder's set-up callback
 /// (<c>UseInMemoryKafka(whenInMemory)</c>) once, before the first client it creates, so that topics a processor
-/// subscribes to exist before its consumer does.
+/// subscribes to exist before its consumer does. becauseNoServers: chosen by UseInMemoryKafkaWhenNoBootstrapServers (no
+/// servers resolved), not by UseInMemoryKafka; the log says which.
 /// </summary>
-internal sealed class InMemoryBackend(InMemoryKafkaClientFactory factory, string? ignoredBootstrapServers, InMemoryKafkaCluster cluster, Action<InMemoryKafkaCluster>? whenInMemory, string builderName) : IKafkaClientFactory
+internal sealed class InMemoryBackend(InMemoryKafkaClientFactory factory, string? ignoredBootstrapServers, InMemoryKafkaCluster cluster, Action<InMemoryKafkaCluster>? whenInMemory, string builderName, bool becauseNoServers) : IKafkaClientFactory
 {
     private readonly Lock _setUpLock = new();
     private Action<InMemoryKafkaCluster>? _setUp = whenInMemory;
@@ -25,9 +26,11 @@ internal sealed class InMemoryBackend(InMemoryKafkaClientFactory factory, string
         return factory.CreateConsumer(config, handlers);
     }
 
-    public override string ToString() => ignoredBootstrapServers is null
-        ? "in-memory Kafka (KafkaTx.Testing)"
-        : $"in-memory Kafka (KafkaTx.Testing): UseInMemoryKafka() was called on this builder, so its BootstrapServers '{ignoredBootstrapServers}' are not used";
+    public override string ToString() => becauseNoServers
+        ? "the in-memory Kafka (KafkaTx.Testing), because no bootstrap servers are configured (BootstrapServers and KAFKATX_BOOTSTRAP_SERVERS unset or empty) and UseInMemoryKafkaWhenNoBootstrapServers() was called on this builder"
+        : ignoredBootstrapServers is null
+            ? "the in-memory Kafka (KafkaTx.Testing), because UseInMemoryKafka() was called on this builder"
+            : $"the in-memory Kafka (KafkaTx.Testing), because UseInMemoryKafka() was called on this builder, so its BootstrapServers '{ignoredBootstrapServers}' are not used";
 
     /// <summary>Runs the set-up once; a set-up that throws fails this client and runs again before the next one.</summary>
     private void EnsureSetUp()

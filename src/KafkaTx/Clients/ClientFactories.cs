@@ -19,7 +19,7 @@ internal sealed class ClientFactories(IServiceProvider services)
     {
         if (factory is ConfluentKafkaClientFactory)
         {
-            return $"Kafka at {bootstrapServers}";
+            return $"Kafka at bootstrap servers {bootstrapServers} (configured: BootstrapServers or KAFKATX_BOOTSTRAP_SERVERS)";
         }
 
         var description = factory.ToString();

@@ -63,7 +63,7 @@ internal sealed class TransactionalUnitOfWorkFactory(
     /// </summary>
     public static string OwnedMessage(string name, Type handlerType, string what) =>
         $"The producer '{Display(name)}' is owned by the transactional processor '{Display(name)}' (handler {handlerType.Name}), which runs its own transactions on it: " +
-        $"{what} would share its transactional.id with the processor, and the two would collide (\"BeginTransaction is not valid now\") or fence each other. " +
+        $"{what} would share its transactional.id with the processor, and the two would collide (\"BeginTransaction cannot open a transaction now\") or fence each other. " +
         $"Register another producer for other writers, with AddKafkaTransactions(\"web\", ...) for ExecuteAsync, and resolve that one ([FromKeyedServices(\"web\")] ITransactionalUnitOfWork).";
 
     private InvalidOperationException OwnedByProcessor(string name, string what) =>

@@ -3,7 +3,8 @@ using Confluent.Kafka;
 namespace KafkaTx;
 
 /// <summary>
-/// A transactional operation failed. <see cref="Kind"/> says what it means and what to do;
+/// A transactional operation failed. <see cref="Outcome"/> says whether the transaction may have committed,
+/// <see cref="Kind"/> what the failure means and what to do;
 /// <see cref="KafkaException.Error"/> keeps the underlying Kafka error, and <see cref="Exception.InnerException"/>
 /// the exception Confluent.Kafka raised, when there was one.
 /// </summary>
@@ -21,7 +22,17 @@ public class KafkaTransactionException : KafkaException
         Kind = kind;
         State = state;
         DetailedMessage = message;
+        Outcome = kind == TransactionErrorKind.OutcomeUnknown ? TransactionOutcome.Unknown : TransactionOutcome.NotCommitted;
     }
+
+    /// <summary>
+    /// Whether the transaction may have committed: <see cref="TransactionOutcome.NotCommitted"/> when nothing of it
+    /// is visible for sure, <see cref="TransactionOutcome.Unknown"/> when the commit was sent and then failed (fenced,
+    /// fatal error, or not completed within CommitTimeout). Check it before <see cref="Kind"/>: a Fenced or Fatal
+    /// failure may come after the commit was sent. Defaults to Unknown for <see cref="TransactionErrorKind.OutcomeUnknown"/>,
+    /// else NotCommitted.
+    /// </summary>
+    public TransactionOutcome Outcome { get; init; }
 
     /// <summary>What the failure means, and so what the caller should do.</summary>
     public TransactionErrorKind Kind { get; }

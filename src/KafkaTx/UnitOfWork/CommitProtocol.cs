@@ -139,7 +139,8 @@ internal sealed class CommitProtocol(UnitParts unit, TransactionOrchestrator orc
                 return new CommitResult(CommitOutcome.Unknown, unit.Telemetry.Failed(unit.Errors.CommitTimedOut(e)));
             case TransactionErrorKind.Fenced:
             case TransactionErrorKind.Fatal when !unit.Session.CanReplace(e.Error):
-                return new CommitResult(CommitOutcome.Terminal, orchestrator.Terminate(kind, e, "CommitTransaction failed"));
+                // The commit was sent: fenced or broken after it, it may have taken effect.
+                return new CommitResult(CommitOutcome.Terminal, orchestrator.Terminate(kind, e, "CommitTransaction failed", TransactionOutcome.Unknown));
             case TransactionErrorKind.Fatal:
                 var refused = await unit.Producer.CollectFailuresAsync().ConfigureAwait(false);
                 orchestrator.ReplaceProducer(e.Error, "CommitTransaction");

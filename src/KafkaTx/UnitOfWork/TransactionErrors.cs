@@ -51,10 +51,10 @@ internal sealed class TransactionErrors(string transactionalId, KafkaTransaction
     public KafkaTransactionException AbortTimedOut(KafkaException e) => Failure(TransactionErrorKind.Retriable, e,
         $"Aborting the transaction of '{transactionalId}' did not complete within AbortTimeout ({options.AbortTimeout}): {e.Error.Code} ({e.Error.Reason}). Nothing in it is visible. Call AbortAsync again (ExecuteAsync does so before its next transaction), or dispose: the broker aborts it after transaction.timeout.ms, and a new producer with this transactional.id aborts it at once.");
 
-    public KafkaTransactionException Fenced(string what, KafkaException cause) => Failure(TransactionErrorKind.Fenced, cause,
-        $"{what}: producer '{transactionalId}' was fenced by a newer instance with the same transactional.id ({cause.Error.Code}: {cause.Error.Reason}). This instance is a zombie and has stopped; its open transaction is aborted by the coordinator. Never retry. If this was not a restart of this instance, two instances share one transactional.id: give each a unique, stable InstanceId (docs/transactional-id.md).");
+    public KafkaTransactionException Fenced(string what, KafkaException cause, TransactionOutcome outcome) => Failure(TransactionErrorKind.Fenced, cause, outcome,
+        $"{what}: producer '{transactionalId}' was fenced by a newer instance with the same transactional.id ({cause.Error.Code}: {cause.Error.Reason}). This instance is a zombie and has stopped; {(outcome == TransactionOutcome.Unknown ? "the commit was sent before the fencing, so it may have taken effect: check the output (read_committed) before doing the work again" : "its open transaction is aborted by the coordinator")}. Never retry. If this was not a restart of this instance, two instances share one transactional.id: give each a unique, stable InstanceId (docs/transactional-id.md).");
 
-    public KafkaTransactionException Faulted(string what, KafkaException cause, int replacementsInARow)
+    public KafkaTransactionException Faulted(string what, KafkaException cause, int replacementsInARow, TransactionOutcome outcome)
     {
         var hint = cause.Error.Code switch
         {
@@ -64,12 +64,12 @@ internal sealed class TransactionErrors(string transactionalId, KafkaTransaction
                 $" The producer was already replaced {replacementsInARow} times in a row (MaxProducerReplacements) without a transaction completing. Call ResetAsync once the cause is fixed, or create a new unit.",
             _ => " Call ResetAsync (or create a new unit): the new producer's InitTransactions aborts the pending transaction, and the work can run again.",
         };
-        return Failure(TransactionErrorKind.Fatal, cause, $"{what}: producer '{transactionalId}' hit a fatal error {cause.Error.Code} ({cause.Error.Reason}) and can no longer be used.{hint}");
+        return Failure(TransactionErrorKind.Fatal, cause, outcome, $"{what}: producer '{transactionalId}' hit a fatal error {cause.Error.Code} ({cause.Error.Reason}) and can no longer be used.{hint}");
     }
 
     /// <summary>A terminal failure that also names the records that failed.</summary>
     public KafkaTransactionException WithDeliveries(KafkaTransactionException terminal, Exception? inner, List<DeliveryFailure> failures) =>
-        new(terminal.Kind, terminal.Error, terminal.Message, lifecycle.State, inner) { FailedDeliveries = failures, TransactionalId = transactionalId, Attempts = transaction.Attempt };
+        new(terminal.Kind, terminal.Error, terminal.Message, lifecycle.State, inner) { FailedDeliveries = failures, TransactionalId = transactionalId, Attempts = transaction.Attempt, Outcome = terminal.Outcome };
 
     /// <summary>The transaction could not commit because records failed; it was aborted.</summary>
     public KafkaTransactionException DeliveryFailed(TransactionErrorKind kind, Error error, Exception? inner, List<DeliveryFailure> failures)
@@ -123,6 +123,10 @@ internal sealed class TransactionErrors(string transactionalId, KafkaTransaction
 
     private KafkaTransactionException Failure(TransactionErrorKind kind, KafkaException cause, string message) =>
         Failure(kind, cause.Error, cause, message);
+
+    /// <summary>A failure whose outcome the caller decides (a terminal failure after the commit was sent is Unknown).</summary>
+    private KafkaTransactionException Failure(TransactionErrorKind kind, KafkaException cause, TransactionOutcome outcome, string message) =>
+        new(kind, cause.Error, message, lifecycle.State, cause) { TransactionalId = transactionalId, Attempts = transaction.Attempt, Outcome = outcome };
 
     private KafkaTransactionException Failure(TransactionErrorKind kind, Error error, Exception? inner, string message) =>
         new(kind, error, message, lifecycle.State, inner) { TransactionalId = transactionalId, Attempts = transaction.Attempt };

@@ -269,8 +269,11 @@ internal sealed class TransactionOrchestrator
 
     // ---------------------------------------------------------------- terminal failures
 
-    /// <summary>Moves to Fenced (disposing the producer) or Faulted, records it, and returns the exception to throw.</summary>
-    public KafkaTransactionException Terminate(TransactionErrorKind kind, KafkaException cause, string what)
+    /// <summary>
+    /// Moves to Fenced (disposing the producer) or Faulted, records it, and returns the exception to throw; its outcome
+    /// is Unknown when the failure came after the commit was sent, otherwise nothing was committed.
+    /// </summary>
+    public KafkaTransactionException Terminate(TransactionErrorKind kind, KafkaException cause, string what, TransactionOutcome outcome = TransactionOutcome.NotCommitted)
     {
         if (cause is KafkaTransactionException existing && existing.Kind == kind && Lifecycle.State is TransactionState.Fenced or TransactionState.Faulted)
         {
@@ -284,14 +287,14 @@ internal sealed class TransactionOrchestrator
             Lifecycle.End(TransactionState.Fenced, cause.Error);
             Telemetry.Fenced(cause);
             _unit.Producer.Dispose();
-            failure = Telemetry.Failed(_unit.Errors.Fenced(what, cause));
+            failure = Telemetry.Failed(_unit.Errors.Fenced(what, cause, outcome));
             Telemetry.SpanEnded("fenced", error: failure);
             return failure;
         }
 
         Lifecycle.End(TransactionState.Faulted, cause.Error);
         Telemetry.Faulted(cause);
-        failure = Telemetry.Failed(_unit.Errors.Faulted(what, cause, _unit.Session.ReplacementsInARow));
+        failure = Telemetry.Failed(_unit.Errors.Faulted(what, cause, _unit.Session.ReplacementsInARow, outcome));
         Telemetry.SpanEnded("faulted", error: failure);
         return failure;
     }

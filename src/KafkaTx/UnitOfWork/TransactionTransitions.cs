@@ -163,9 +163,9 @@ internal static class TransactionTransitions
 
     /// <summary>Guard: BeginTransaction while the gate is held.</summary>
     public static InvalidOperationException Busy(TransactionState state, string transactionalId) => new(
-        $"BeginTransaction is not valid now (state {state}): another transaction of '{transactionalId}' is open or another call is running. " +
-        "A unit of work runs one transaction at a time; use ExecuteAsync to queue concurrent callers, or one unit per concurrent flow (each with its own transactional.id). " +
-        "If a transactional processor runs on this producer (registered on the same builder), it is the likely cause: a processor owns its producer and runs its own transactions on it; register another producer with AddKafkaTransactions(\"web\", ...) for other writers.");
+        $"BeginTransaction cannot open a transaction now (state {state}): '{transactionalId}' already has one open or a call running, and a unit of work runs one transaction at a time. " +
+        "To run transactions from concurrent callers, use ExecuteAsync, which queues them, or give each concurrent flow its own unit (AddUnitOfWorkPool, or another producer with its own transactional.id). " +
+        "If a transactional processor is registered on this producer's builder, it runs its own transactions on this producer: register another producer for the other writers, with AddKafkaTransactions(\"web\", ...).");
 
     /// <summary>Guard: CommitAsync or AbortAsync inside ExecuteAsync's work.</summary>
     public static InvalidOperationException InsideExecute(string operation, TransactionState state) => new(

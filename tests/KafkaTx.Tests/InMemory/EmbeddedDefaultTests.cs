@@ -64,7 +64,7 @@ public class EmbeddedDefaultTests
         var factories = provider.GetRequiredService<ClientFactories>();
 
         factories.For("web").Should().BeOfType<ConfluentKafkaClientFactory>();
-        factories.For("memory").ToString().Should().StartWith("in-memory Kafka");
+        factories.For("memory").ToString().Should().StartWith("the in-memory Kafka");
     }
 
     [Theory]
@@ -157,9 +157,30 @@ public class EmbeddedDefaultTests
         var backends = logger.Entries.Where(e => e.Id.Id == 180).ToList();
         backends.Should().HaveCount(3, "once per producer, pool slots included");
         backends.Should().OnlyContain(e => e.Level == LogLevel.Information);
-        backends.Should().ContainSingle(e => e.Message.Contains("Producer web ") && e.Message.Contains("shop-web") && e.Message.Contains("in-memory Kafka"));
-        backends.Should().ContainSingle(e => e.Message.Contains("Producer explicit ") && e.Message.Contains("in-memory Kafka") && e.Message.Contains("'localhost:9092' are not used"));
-        backends.Should().ContainSingle(e => e.Message.Contains("Producer real ") && e.Message.Contains("shop-real") && e.Message.Contains("Kafka at broker-1:9092,broker-2:9092"));
+        backends.Should().ContainSingle(e => e.Message.Contains("Producer web ") && e.Message.Contains("shop-web")
+            && e.Message.Contains("runs on the in-memory Kafka") && e.Message.Contains("because no bootstrap servers are configured") && e.Message.Contains("UseInMemoryKafkaWhenNoBootstrapServers()"));
+        backends.Should().ContainSingle(e => e.Message.Contains("Producer explicit ") && e.Message.Contains("runs on the in-memory Kafka")
+            && e.Message.Contains("because UseInMemoryKafka() was called on this builder") && e.Message.Contains("'localhost:9092' are not used"));
+        backends.Should().ContainSingle(e => e.Message.Contains("Producer real ") && e.Message.Contains("shop-real")
+            && e.Message.Contains("runs on Kafka at bootstrap servers broker-1:9092,broker-2:9092 (configured"));
+    }
+
+    [Fact]
+    public void A_second_different_cluster_is_refused_naming_the_fix()
+    {
+        var first = new InMemoryKafkaCluster();
+        var services = Services(new ListLogger());
+        var builder = services.AddKafkaTransactions("web", Producer("web", null)).UseInMemoryKafka(first);
+        services.AddKafkaTransactions("shipping", Producer("shipping", null)).UseInMemoryKafka(first); // the same one: fine
+
+        var sameBuilder = () => builder.UseInMemoryKafka(new InMemoryKafkaCluster());
+        var otherBuilder = () => services.AddKafkaTransactions("audit", Producer("audit", null)).UseInMemoryKafka(new InMemoryKafkaCluster());
+
+        sameBuilder.Should().Throw<InvalidOperationException>().WithMessage(
+            "UseInMemoryKafka(cluster) on producer 'web' was given a different InMemoryKafkaCluster than an earlier UseInMemoryKafka(cluster) call*Pass the same cluster to every call*");
+        otherBuilder.Should().Throw<InvalidOperationException>().WithMessage("UseInMemoryKafka(cluster) on producer 'audit'*");
+        using var provider = services.BuildServiceProvider();
+        provider.GetRequiredService<InMemoryKafkaCluster>().Should().BeSameAs(first, "the refused calls changed nothing");
     }
 
     private sealed class ListLoggerProvider(ListLogger logger) : ILoggerProvider

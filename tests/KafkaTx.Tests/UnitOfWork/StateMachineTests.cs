@@ -135,7 +135,7 @@ public class StateMachineTests
 
         Action act = unit.BeginTransaction;
 
-        act.Should().Throw<InvalidOperationException>().WithMessage("*BeginTransaction*InTransaction*another transaction*");
+        act.Should().Throw<InvalidOperationException>().WithMessage("*BeginTransaction*InTransaction*already has one open*");
         unit.State.Should().Be(TransactionState.InTransaction);
     }
 

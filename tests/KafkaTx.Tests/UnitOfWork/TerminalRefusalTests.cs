@@ -105,7 +105,7 @@ public class TerminalRefusalTests
 
         unit.Invoking(u => u.Produce("orders", Record)).Should().Throw<InvalidOperationException>().WithMessage("*BeginTransaction*");
         unit.BeginTransaction();
-        unit.Invoking(u => u.BeginTransaction()).Should().Throw<InvalidOperationException>().WithMessage("*another transaction*");
+        unit.Invoking(u => u.BeginTransaction()).Should().Throw<InvalidOperationException>().WithMessage("*already has one open*");
         await unit.AbortAsync();
         await unit.Awaiting(u => u.CommitAsync()).Should().ThrowAsync<InvalidOperationException>().WithMessage("*No transaction is open*");
     }
