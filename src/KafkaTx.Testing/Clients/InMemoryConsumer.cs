@@ -226,6 +226,11 @@ internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>, IInMemoryC
         lock (_cluster.Sync)
         {
             var group = _cluster.Groups.For(RequireGroupId());
+            if (_cluster.Groups.IsUnreachable(group.GroupId))
+            {
+                throw new KafkaException(Broker.GroupCoordinator.Unreachable(group.GroupId));
+            }
+
             foreach (var offset in offsets)
             {
                 group.Offsets.Commit(offset.TopicPartition, offset.Offset.Value);

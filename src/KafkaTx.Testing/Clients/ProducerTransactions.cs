@@ -115,6 +115,12 @@ internal sealed class ProducerTransactions(InMemoryKafkaCluster cluster, string?
         {
             ThrowIfFenced(RequireInitialized());
             var transaction = RequireTransaction();
+            if (cluster.Groups.IsUnreachable(metadata.GroupId))
+            {
+                // librdkafka retries the request until its timeout, then reports it retriable; the transaction stays open.
+                throw new KafkaRetriableException(GroupCoordinator.Unreachable(metadata.GroupId));
+            }
+
             if (StaleMembership(metadata) is { } stale)
             {
                 // librdkafka makes a TxnOffsetCommit refused for the group's sake an abortable error of the transaction.
