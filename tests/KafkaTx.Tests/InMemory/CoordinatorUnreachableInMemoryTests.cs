@@ -15,7 +15,7 @@ namespace KafkaTx.Tests.InMemory;
 /// </summary>
 public class CoordinatorUnreachableInMemoryTests
 {
-    private static readonly TimeSpan TransactionTimeout = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan TransactionTimeout = TimeSpan.FromSeconds(4); // margins of a second: the full suite loads two cores
 
     [Theory]
     [InlineData(GroupProtocol.Classic)]
@@ -26,7 +26,7 @@ public class CoordinatorUnreachableInMemoryTests
         kafka.CreateTopic("in", 3);
         Seed(kafka, 0, 30);
         // During the outage each handler takes a fifth of the transaction timeout: a batch is due (MaxBatchDuration) only
-        // after about 1.2 s, and sending its offsets, retried for SendOffsetsTimeout (half the timeout), would carry the
+        // after about 2.4 s, and sending its offsets, retried for SendOffsetsTimeout (half the timeout), would carry the
         // transaction past the timeout.
         var slow = new StrongBox<bool>();
         var script = new HandlerScript { Await = (_, token) => Volatile.Read(ref slow.Value) ? Task.Delay(TransactionTimeout / 5, token) : Task.CompletedTask };
