@@ -246,6 +246,26 @@ public sealed class InMemoryKafkaCluster
         }
     }
 
+    /// <summary>
+    /// Makes a consumer group's coordinator unreachable, or reachable again. While it is unreachable the group's
+    /// consumers keep their partitions and keep fetching, but their offset commits (Commit) and transactional offset
+    /// commits (SendOffsetsToTransaction) fail with <see cref="ErrorCode.GroupCoordinatorNotAvailable"/>
+    /// (COORDINATOR_NOT_AVAILABLE), SendOffsetsToTransaction's as a retriable error that leaves the transaction open,
+    /// as librdkafka reports it once its own retries ran out. Committed offsets can still be read (a simplification:
+    /// Kafka's offset fetch needs the coordinator too).
+    /// </summary>
+    /// <param name="groupId">The group.</param>
+    /// <param name="unavailable">True to make the coordinator unreachable, false to bring it back.</param>
+    public void SetGroupCoordinatorUnavailable(string groupId, bool unavailable)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(groupId);
+        lock (Sync)
+        {
+            Groups.SetUnreachable(groupId, unavailable);
+            Monitor.PulseAll(Sync);
+        }
+    }
+
     /// <summary>Makes every member of a consumer group give up all its partitions and receive them anew, as an eager rebalance does.</summary>
     /// <param name="groupId">The group.</param>
     public void ForceRebalance(string groupId)
@@ -296,6 +316,16 @@ public sealed class InMemoryKafkaCluster
         lock (Sync)
         {
             return Groups.Find(groupId) is { } group ? (group.MemberCount, group.PartitionsHeldByDepartedMembers) : (0, 0);
+        }
+    }
+
+    /// <summary>For tests of the cluster and the processor: the longest a transaction stayed open, and how many the coordinator aborted for outliving their timeout.</summary>
+    internal (TimeSpan Longest, int TimedOut) TransactionSpans()
+    {
+        lock (Sync)
+        {
+            Transactions.AbortExpired();
+            return (Transactions.LongestTransaction, Transactions.TimedOut);
         }
     }
 }

@@ -26,6 +26,19 @@ internal sealed class ConsumerGroup(string groupId, Topics topics, TimeProvider 
     /// <summary>Partitions owned by a member that has stopped (crashed, or a static member that closed) and not yet expired.</summary>
     public int PartitionsHeldByDepartedMembers => _ownership.HeldByDepartedMembers;
 
+    /// <summary>
+    /// Whether a member (running, or stopped without leaving and within its session) holds the group.instance.id. Used
+    /// for the consumer protocol (KIP-848), where the coordinator refuses a newcomer with a held instance id.
+    /// </summary>
+    public bool HoldsInstanceId(string? instanceId)
+    {
+        ExpireDeparted();
+        return instanceId is not null && _members.Exists(m => m.GroupInstanceId == instanceId);
+    }
+
+    /// <summary>The member with the id, while it belongs to the group (a departed one within its session included).</summary>
+    public GroupMember? FindMember(string memberId) => _members.Find(m => m.MemberId == memberId);
+
     public string NewMemberId() => $"{GroupId}-member-{++_nextMember}";
 
     public void Join(GroupMember member)
@@ -37,8 +50,10 @@ internal sealed class ConsumerGroup(string groupId, Topics topics, TimeProvider 
             return;
         }
 
+        // Eager members give up everything at every rebalance anyway; an eager newcomer does not make the others (a
+        // consumer-protocol member of a group mixing both protocols, say) revoke what stays theirs.
         _members.Add(member);
-        Rebalance(full: member.IsEager);
+        Rebalance(full: false);
     }
 
     /// <summary>

@@ -12,6 +12,12 @@ internal sealed class TransactionCoordinator(object sync, TimeProvider time, Gro
     private readonly List<TransactionRecord> _open = [];
     private long _nextProducerId = 1000;
 
+    /// <summary>The longest time any transaction stayed open, from Begin to its commit or abort (for tests).</summary>
+    public TimeSpan LongestTransaction { get; private set; }
+
+    /// <summary>Transactions the coordinator aborted because they outlived their transaction.timeout.ms (for tests).</summary>
+    public int TimedOut { get; private set; }
+
     public TransactionalIdState For(string transactionalId)
     {
         if (!_transactionalIds.TryGetValue(transactionalId, out var state))
@@ -59,6 +65,9 @@ internal sealed class TransactionCoordinator(object sync, TimeProvider time, Gro
             transaction.CommitOffsets(groups);
         }
 
+        var open = time.GetElapsedTime(transaction.StartedAt);
+        LongestTransaction = open > LongestTransaction ? open : LongestTransaction;
+
         _open.Remove(transaction);
         transaction.Owner.Ended(transaction);
         Monitor.PulseAll(sync);
@@ -85,6 +94,7 @@ internal sealed class TransactionCoordinator(object sync, TimeProvider time, Gro
             var transaction = _open[i];
             if (time.GetElapsedTime(transaction.StartedAt) > transaction.Owner.TransactionTimeout)
             {
+                TimedOut++;
                 AbortAndFence(transaction);
             }
         }

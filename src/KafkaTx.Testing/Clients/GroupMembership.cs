@@ -24,7 +24,13 @@ internal sealed class GroupMembership(GroupCoordinator groups, TimeProvider time
 
     public List<string> Subscription => _member is null ? [] : [.. _member.Subscription];
 
-    public IConsumerGroupMetadata Metadata(string groupId) => new InMemoryGroupMetadata(groupId, Group?.Generation ?? -1, MemberId);
+    /// <summary>
+    /// The group refused the consumer's join (UNRELEASED_INSTANCE_ID, consumer protocol): a fatal consumer error that
+    /// every Consume raises, as librdkafka does.
+    /// </summary>
+    public Error? Refusal { get; private set; }
+
+    public IConsumerGroupMetadata Metadata(string groupId) => new InMemoryGroupMetadata(groupId, Group?.Generation ?? -1, MemberId, settings.UsesConsumerProtocol);
 
     /// <summary>Joins the group as a new member, or, already a member, changes the subscription and rebalances.</summary>
     public void Subscribe(string groupId, IEnumerable<string> topics)
@@ -37,8 +43,16 @@ internal sealed class GroupMembership(GroupCoordinator groups, TimeProvider time
         }
 
         var group = groups.For(groupId);
-        _member = new GroupMember(group, group.NewMemberId(), settings.GroupInstanceId, settings.SessionTimeout, settings.IsEager, Inbox);
-        _member.Subscribe(topics);
+        var member = new GroupMember(group, group.NewMemberId(), settings.GroupInstanceId, settings.SessionTimeout, settings.IsEager, Inbox);
+        member.Subscribe(topics);
+        if (settings.UsesConsumerProtocol && group.HoldsInstanceId(settings.GroupInstanceId))
+        {
+            // KIP-848: the newcomer is refused while the holder lives or its session has not expired; the holder stays.
+            Refusal = new Error(ErrorCode.UnreleasedInstanceId, $"Fatal consumer error: the group.instance.id '{settings.GroupInstanceId}' is still held by another member of group '{groupId}'", true);
+            return;
+        }
+
+        _member = member;
         group.Join(_member);
     }
 

@@ -22,6 +22,7 @@ internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>, IInMemoryC
     public InMemoryConsumer(InMemoryKafkaCluster cluster, ConsumerConfig config, ConsumerEventHandlers? handlers)
     {
         _cluster = cluster;
+        ConsumerSettings.Validate(config);
         _settings = new ConsumerSettings(config);
         _assignment = new ConsumerAssignment(cluster.Topics, cluster.Groups, _settings);
         _fetcher = new RecordFetcher(cluster.Topics, _settings);
@@ -150,6 +151,11 @@ internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>, IInMemoryC
             lock (_cluster.Sync)
             {
                 _lifetime.ThrowIfClosed(this);
+                if (Membership.Refusal is { } refusal)
+                {
+                    throw new ConsumeException(new ConsumeResult<byte[], byte[]>(), refusal);
+                }
+
                 if (!Membership.Inbox.IsEmpty)
                 {
                     continue;
@@ -220,6 +226,11 @@ internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>, IInMemoryC
         lock (_cluster.Sync)
         {
             var group = _cluster.Groups.For(RequireGroupId());
+            if (_cluster.Groups.IsUnreachable(group.GroupId))
+            {
+                throw new KafkaException(Broker.GroupCoordinator.Unreachable(group.GroupId));
+            }
+
             foreach (var offset in offsets)
             {
                 group.Offsets.Commit(offset.TopicPartition, offset.Offset.Value);

@@ -71,7 +71,7 @@ internal sealed class InMemoryProducer : IProducer<byte[]?, byte[]?>, IInMemoryC
             throw new KafkaException(new Error(ErrorCode.Local_InvalidArg, "The consumer group metadata does not come from a consumer of this in-memory cluster"));
         }
 
-        _transactions.SendOffsets(offsets, group.GroupId);
+        _transactions.SendOffsets(offsets, group);
     }
 
     // ---------------------------------------------------------------- produce

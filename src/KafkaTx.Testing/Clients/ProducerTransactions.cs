@@ -109,12 +109,26 @@ internal sealed class ProducerTransactions(InMemoryKafkaCluster cluster, string?
         }
     }
 
-    public void SendOffsets(IEnumerable<TopicPartitionOffset> offsets, string groupId)
+    public void SendOffsets(IEnumerable<TopicPartitionOffset> offsets, InMemoryGroupMetadata metadata)
     {
         lock (cluster.Sync)
         {
             ThrowIfFenced(RequireInitialized());
-            RequireTransaction().AddOffsets(groupId, offsets);
+            var transaction = RequireTransaction();
+            if (cluster.Groups.IsUnreachable(metadata.GroupId))
+            {
+                // librdkafka retries the request until its timeout, then reports it retriable; the transaction stays open.
+                throw new KafkaRetriableException(GroupCoordinator.Unreachable(metadata.GroupId));
+            }
+
+            if (StaleMembership(metadata) is { } stale)
+            {
+                // librdkafka makes a TxnOffsetCommit refused for the group's sake an abortable error of the transaction.
+                _abortRequired = stale;
+                throw new KafkaTxnRequiresAbortException(stale);
+            }
+
+            transaction.AddOffsets(metadata.GroupId, offsets);
         }
     }
 
@@ -131,6 +145,30 @@ internal sealed class ProducerTransactions(InMemoryKafkaCluster cluster, string?
         return _transaction is { Status: TransactionStatus.Open } open
             ? open
             : throw InMemoryProducer.Refused(new Error(ErrorCode.Local_State, "Local: Erroneous state: no transaction is open"));
+    }
+
+    /// <summary>
+    /// The consumer protocol's check of a transactional offset commit (KIP-848): the member must still belong to the
+    /// group (UNKNOWN_MEMBER_ID) with the epoch the metadata carries (STALE_MEMBER_EPOCH). The in-memory group bumps every
+    /// member's epoch at each of its rebalances, which is stricter than Kafka (only members whose assignment changed).
+    /// Metadata without a member (a consumer that never joined) is not checked, as Kafka does not check it.
+    /// </summary>
+    private Error? StaleMembership(InMemoryGroupMetadata metadata)
+    {
+        if (!metadata.ConsumerProtocol || metadata.MemberId.Length == 0)
+        {
+            return null;
+        }
+
+        var group = cluster.Groups.Find(metadata.GroupId);
+        if (group?.FindMember(metadata.MemberId) is not { DepartedAt: null })
+        {
+            return new Error(ErrorCode.UnknownMemberId, $"Failed to commit offsets to transaction on broker: Broker: Unknown member (member '{metadata.MemberId}' of group '{metadata.GroupId}')");
+        }
+
+        return group.Generation != metadata.Generation
+            ? new Error(ErrorCode.StaleMemberEpoch, $"Failed to commit offsets to transaction on broker: Broker: The member epoch is stale (sent {metadata.Generation}, current {group.Generation})")
+            : null;
     }
 
     private void CompleteCommit(TransactionalIdState state, TransactionRecord transaction)

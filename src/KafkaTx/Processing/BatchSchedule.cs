@@ -45,6 +45,16 @@ internal sealed class BatchSchedule(TransactionalProcessorOptions options, Kafka
     }
 
     /// <summary>
+    /// How long the open batch may still spend sending its offsets: until three quarters of TransactionTimeout after it
+    /// began, so that the abort that follows a failed send has the last quarter. Sending is retried for
+    /// SendOffsetsTimeout (half the timeout by default), which after a batch of up to MaxBatchDuration (below half)
+    /// and a slow last handler could carry the transaction past the timeout: the broker would then abort it and fence
+    /// the producer. That is what an unreachable group coordinator does to every send (issue 19).
+    /// </summary>
+    public TimeSpan OffsetsDeadline<TKey, TValue>(OpenBatch<TKey, TValue> batch) =>
+        TimeSpan.FromTicks(producer.TransactionTimeout.Ticks / 4 * 3) - time.GetElapsedTime(batch.StartedAt);
+
+    /// <summary>
     /// Whether the open transaction has outlived TransactionTimeout: then its failure is the batch's own doing (a handler
     /// too slow for one transaction), counted against its records like a handler failure, or it would loop for ever.
     /// </summary>

@@ -114,8 +114,7 @@ internal sealed class BatchTransactions<TKey, TValue>(
         {
             if (offsets.Count > 0)
             {
-                // Group metadata is read now, never cached across a rebalance.
-                await unit.SendOffsetsAsync(offsets, groupMetadata(), cancellationToken).ConfigureAwait(true);
+                await SendOffsetsInTimeAsync(batch, offsets, cancellationToken).ConfigureAwait(true);
             }
 
             await unit.CommitAsync(cancellationToken).ConfigureAwait(true);
@@ -131,6 +130,33 @@ internal sealed class BatchTransactions<TKey, TValue>(
         rewinder.Committed(offsets);
         telemetry.BatchCommitted(batch.Count);
         await EndAsync(Outcome.Committed).ConfigureAwait(true);
+    }
+
+    /// <summary>
+    /// Sends the batch's offsets, with the group metadata of the moment (never cached across a rebalance), and gives up
+    /// at the batch's offsets deadline (<see cref="BatchSchedule.OffsetsDeadline"/>) with a retriable failure: the
+    /// batch is then aborted and rewound before the broker's transaction timeout, and runs again in a new transaction
+    /// after the backoff, rather than staying open until the broker aborts it and fences the producer.
+    /// </summary>
+    private async Task SendOffsetsInTimeAsync(OpenBatch<TKey, TValue> batch, List<TopicPartitionOffset> offsets, CancellationToken cancellationToken)
+    {
+        var left = schedule.OffsetsDeadline(batch);
+        using var deadline = new CancellationTokenSource(left > TimeSpan.Zero ? left : TimeSpan.FromTicks(1), time);
+        using var either = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
+        try
+        {
+            await unit.SendOffsetsAsync(offsets, groupMetadata(), either.Token).ConfigureAwait(true);
+        }
+        catch (OperationCanceledException e) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            telemetry.OffsetsNotSentInTime(batch.Count, time.GetElapsedTime(batch.StartedAt));
+            throw new KafkaTransactionException(
+                TransactionErrorKind.Retriable,
+                new Error(ErrorCode.Local_TimedOut, "SendOffsetsToTransaction did not succeed before the offsets deadline"),
+                $"The offsets of a batch of {batch.Count} record(s) could not be sent within three quarters of the transaction timeout (the group coordinator unreachable?): the transaction is aborted before the broker would abort it, and the batch runs again.",
+                unit.State,
+                e);
+        }
     }
 
     /// <summary>Aborts the open batch, if any, and has the consumer rewound to the committed positions.</summary>

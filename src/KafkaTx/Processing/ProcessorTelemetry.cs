@@ -170,6 +170,8 @@ internal sealed class ProcessorTelemetry
 
     public void CommitFailed(TransactionErrorKind kind, int records, Exception e) => Log.CommitFailed(_logger, Name, Id, kind, records, e);
 
+    public void OffsetsNotSentInTime(int records, TimeSpan age) => Log.ProcessorOffsetsNotSentInTime(_logger, Name, Id, records, (long)age.TotalMilliseconds);
+
     public void CommitOutcomeUnknown(int records, Exception e) => Log.ProcessorCommitOutcomeUnknown(_logger, Name, Id, records, e);
 
     public void SettleDeferred(Exception e) => Log.ProcessorSettleDeferred(_logger, Name, Id, e);

@@ -203,4 +203,7 @@ internal static partial class Log
 
     [LoggerMessage(190, LogLevel.Warning, "Processor {Name}: the consumer group refused to let group.instance.id {InstanceId} join: another member still holds it (UNRELEASED_INSTANCE_ID, consumer protocol). After a restart that is the previous incarnation, until its session expires on the broker (group.consumer.session.timeout.ms, 45 s by default). Joining again in {DelayMs} ms (attempt {Attempt})")]
     public static partial void JoinRefusedInstanceIdHeld(ILogger logger, string name, string? instanceId, long delayMs, int attempt);
+
+    [LoggerMessage(191, LogLevel.Warning, "Processor {Name} ({TransactionalId}): the offsets of {Records} records could not be sent to the transaction {AgeMs} ms after it began (the group coordinator unreachable?). Aborting it before the transaction timeout would, and running the batch again in a new transaction")]
+    public static partial void ProcessorOffsetsNotSentInTime(ILogger logger, string name, string transactionalId, int records, long ageMs);
 }

@@ -15,6 +15,8 @@ public abstract class ConfluentBackend : IConformanceBackend
 
     public abstract void RequireAvailable();
 
+    public virtual Task RequireProtocolAsync(GroupProtocol protocol) => Task.CompletedTask;
+
     public virtual async Task<string[]> CreateTopicsAsync(int partitions, params string[] prefixes)
     {
         var names = prefixes.Select(p => $"{p}-{Guid.NewGuid():N}").ToArray();
@@ -55,6 +57,8 @@ public sealed class InMemoryBackend : IConformanceBackend
     public void RequireAvailable()
     {
     }
+
+    public Task RequireProtocolAsync(GroupProtocol protocol) => Task.CompletedTask;
 
     public Task<string[]> CreateTopicsAsync(int partitions, params string[] prefixes)
     {
@@ -117,4 +121,6 @@ public sealed class RealBrokerBackend(KafkaBrokerFixture broker) : ConfluentBack
     public override string? Lacks(Capability capability) => null;
 
     public override void RequireAvailable() => broker.RequireBroker();
+
+    public override Task RequireProtocolAsync(GroupProtocol protocol) => broker.RequireBrokerAsync(protocol);
 }

@@ -17,6 +17,9 @@ public abstract class ConformanceScenarios(IConformanceBackend backend)
 
     protected IConformanceBackend Backend { get; } = backend;
 
+    /// <summary>The group scenarios run with both group protocols: the classic one and KIP-848's consumer protocol.</summary>
+    public static TheoryData<GroupProtocol> Protocols => new() { GroupProtocol.Classic, GroupProtocol.Consumer };
+
     [SkippableFact]
     public async Task Committed_transaction_is_visible()
     {
@@ -205,17 +208,23 @@ public abstract class ConformanceScenarios(IConformanceBackend backend)
         commit.Should().Throw<KafkaException>("the coordinator has aborted the transaction and bumped the epoch");
     }
 
-    [SkippableFact]
-    public async Task Consume_transform_produce_copies_every_record_exactly_once_through_an_abort()
+    [SkippableTheory]
+    [MemberData(nameof(Protocols))]
+    public async Task Consume_transform_produce_copies_every_record_exactly_once_through_an_abort(GroupProtocol protocol)
     {
         Require(Capability.ReadCommitted, Capability.TransactionalOffsets);
+        await Backend.RequireProtocolAsync(protocol);
         var topics = await Backend.CreateTopicsAsync(3, "copy-in", "copy-out");
         const int PerPartition = 50;
         ProcessorHost.Seed(Backend.CreateProducer(new ProducerConfig()), topics[0], 3, PerPartition);
         var group = "copiers-" + Guid.NewGuid().ToString("N");
         var script = new CopyScript { OutputTopic = topics[1], FailOnceAt = "1:20" };
 
-        await using (var host = new ProcessorHost(Backend.BootstrapServers, "0", topics[0], group, script, o => o.MaxBatchSize = 10, backend: Backend))
+        await using (var host = new ProcessorHost(Backend.BootstrapServers, "0", topics[0], group, script, o =>
+        {
+            o.MaxBatchSize = 10;
+            o.GroupProtocol = protocol;
+        }, backend: Backend))
         {
             await host.StartAsync();
             await Eventually.Until(() => host.Processor.CommittedRecords >= 3 * PerPartition, Deadline, "every record is committed");
@@ -227,21 +236,28 @@ public abstract class ConformanceScenarios(IConformanceBackend backend)
         await GroupAtEnd(group, topics[0], 3, PerPartition); // brokers before 2.5 show the last commit's offsets a little after it
     }
 
-    [SkippableFact]
-    public async Task Rebalance_in_mid_transaction_keeps_consume_transform_produce_exactly_once()
+    [SkippableTheory]
+    [MemberData(nameof(Protocols))]
+    public async Task Rebalance_in_mid_transaction_keeps_consume_transform_produce_exactly_once(GroupProtocol protocol)
     {
         Require(Capability.ReadCommitted, Capability.TransactionalOffsets);
+        await Backend.RequireProtocolAsync(protocol);
         var topics = await Backend.CreateTopicsAsync(4, "rebalance-in", "rebalance-out");
         const int PerPartition = 100;
         ProcessorHost.Seed(Backend.CreateProducer(new ProducerConfig()), topics[0], 4, PerPartition);
         var group = "rebalancers-" + Guid.NewGuid().ToString("N");
         var script = new CopyScript { OutputTopic = topics[1] };
-        static void LongTransactions(TransactionalProcessorOptions o)
+        void LongTransactions(TransactionalProcessorOptions o)
         {
             o.MaxBatchSize = 1000;
             o.MaxBatchDuration = TimeSpan.FromSeconds(2);
-            o.ConsumerSettings["heartbeat.interval.ms"] = "200";
-            o.ConsumerSettings["session.timeout.ms"] = "6000";
+            o.GroupProtocol = protocol;
+            if (protocol == GroupProtocol.Classic)
+            {
+                // With the consumer protocol both are the broker's, and librdkafka refuses them.
+                o.ConsumerSettings["heartbeat.interval.ms"] = "200";
+                o.ConsumerSettings["session.timeout.ms"] = "6000";
+            }
         }
 
         await using var one = new ProcessorHost(Backend.BootstrapServers, "0", topics[0], group, script, LongTransactions, backend: Backend);

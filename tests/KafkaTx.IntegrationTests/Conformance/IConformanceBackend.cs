@@ -23,6 +23,13 @@ public interface IConformanceBackend
     /// <summary>Skips the calling test, with the reason, when the backend is absent.</summary>
     void RequireAvailable();
 
+    /// <summary>
+    /// Skips the calling test, with the reason, when the backend lacks the group protocol: the consumer protocol of
+    /// KIP-848 needs ConsumerGroupHeartbeat (API 68), which a real broker has from Kafka 4.0 (probed), librdkafka's
+    /// mock cluster since librdkafka 2.12, and the in-memory cluster models.
+    /// </summary>
+    Task RequireProtocolAsync(GroupProtocol protocol);
+
     Task<string[]> CreateTopicsAsync(int partitions, params string[] prefixes);
 
     IProducer<byte[]?, byte[]?> CreateProducer(ProducerConfig config);
