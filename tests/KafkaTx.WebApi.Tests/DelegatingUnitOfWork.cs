@@ -36,6 +36,12 @@ public sealed class DelegatingUnitOfWork(ITransactionalUnitOfWork inner, Func<IT
 
     public void Produce<TKey, TValue>(TopicPartition topicPartition, Message<TKey, TValue> message) => inner.Produce(topicPartition, message);
 
+    public ValueTask ProduceAsync<TKey, TValue>(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken = default) =>
+        inner.ProduceAsync(topic, message, cancellationToken);
+
+    public ValueTask ProduceAsync<TKey, TValue>(TopicPartition topicPartition, Message<TKey, TValue> message, CancellationToken cancellationToken = default) =>
+        inner.ProduceAsync(topicPartition, message, cancellationToken);
+
     public Task SendOffsetsAsync(IEnumerable<TopicPartitionOffset> offsets, IConsumerGroupMetadata groupMetadata, CancellationToken cancellationToken = default) =>
         inner.SendOffsetsAsync(offsets, groupMetadata, cancellationToken);
 

@@ -148,6 +148,42 @@ public static class KafkaTransactionsBuilderExtensions
     }
 
     /// <summary>
+    /// Registers an asynchronous serializer (for example Confluent's Schema Registry <c>AvroSerializer&lt;T&gt;</c> or
+    /// <c>JsonSerializer&lt;T&gt;</c>) this producer uses for keys and values of type <typeparamref name="T"/>, in every
+    /// topic, replacing any serializer registered for the type before. Write such records with
+    /// <see cref="ITransactionScope.ProduceAsync{TKey, TValue}(string, Message{TKey, TValue}, CancellationToken)"/>: it
+    /// awaits the serializer before the record enters the transaction; <c>Produce</c> refuses them rather than block a thread.
+    /// </summary>
+    /// <typeparam name="T">The key or value type.</typeparam>
+    /// <param name="builder">The builder.</param>
+    /// <param name="serializer">The serializer; it must be thread-safe.</param>
+    /// <returns>The same builder.</returns>
+    public static IKafkaTransactionsBuilder AddSerializer<T>(this IKafkaTransactionsBuilder builder, IAsyncSerializer<T> serializer)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(serializer);
+        builder.Services.Configure<KafkaTransactionsOptions>(builder.Name, options => options.Serializers.Add(serializer));
+        return builder;
+    }
+
+    /// <summary>
+    /// Registers an asynchronous deserializer (for example Confluent's Schema Registry <c>AvroDeserializer&lt;T&gt;</c>
+    /// or <c>JsonDeserializer&lt;T&gt;</c>) a processor of this producer uses for input keys and values of type
+    /// <typeparamref name="T"/>: the processor awaits it before the handler runs.
+    /// </summary>
+    /// <typeparam name="T">The key or value type.</typeparam>
+    /// <param name="builder">The builder.</param>
+    /// <param name="deserializer">The deserializer; it must be thread-safe.</param>
+    /// <returns>The same builder.</returns>
+    public static IKafkaTransactionsBuilder AddDeserializer<T>(this IKafkaTransactionsBuilder builder, IAsyncDeserializer<T> deserializer)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(deserializer);
+        builder.Services.Configure<TransactionalProcessorOptions>(builder.Name, options => options.Deserializers.Add(deserializer));
+        return builder;
+    }
+
+    /// <summary>
     /// Replaces the application's factory of Kafka clients (for example with a fake in tests, or to decorate the
     /// clients): every KafkaTx producer uses it, except those whose builder chose a factory of its own (KafkaTx.Testing's
     /// <c>UseInMemoryKafka</c>, which applies to its builder alone, registers one keyed by the builder's name). On this

@@ -225,7 +225,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         using var recordActivity = _telemetry.StartRecord(result, batch.Activity);
         try
         {
-            var record = _deserializer.Deserialize(result);
+            var record = await _deserializer.DeserializeAsync(result).ConfigureAwait(true);
             await _stoppingCall.AwaitAsync(batch.HandleAsync(record, _unit, drainToken), batch, key, drainToken).ConfigureAwait(true);
             batch.AddHandled(key);
             _telemetry.RecordHandled();

@@ -23,11 +23,20 @@ internal sealed class DeserializerRegistry
         _deserializers[typeof(T)] = deserializer;
     }
 
+    public void Add<T>(IAsyncDeserializer<T> deserializer)
+    {
+        ArgumentNullException.ThrowIfNull(deserializer);
+        _deserializers[typeof(T)] = deserializer;
+    }
+
     /// <summary>Whether values of <paramref name="type"/> can be deserialized: a built-in or a registered deserializer.</summary>
     public bool Has(Type type) => _deserializers.ContainsKey(type);
 
-    /// <summary>The deserializer for <typeparamref name="T"/>, for a processor to look up once instead of per record.</summary>
-    public IDeserializer<T> Resolve<T>(in SerializationContext context)
+    /// <summary>
+    /// The deserializer for <typeparamref name="T"/>, for a processor to look up once instead of per record: an
+    /// <see cref="IDeserializer{T}"/> or an <see cref="IAsyncDeserializer{T}"/>.
+    /// </summary>
+    public object Resolve<T>(in SerializationContext context)
     {
         if (!_deserializers.TryGetValue(typeof(T), out var deserializer))
         {
@@ -35,7 +44,7 @@ internal sealed class DeserializerRegistry
                 $"No deserializer is registered for {typeof(T).FullName} ({context.Component} of records from topic '{context.Topic}'). Register one with builder.AddDeserializer<{typeof(T).Name}>(...).");
         }
 
-        return (IDeserializer<T>)deserializer;
+        return deserializer;
     }
 
     /// <summary>
@@ -43,6 +52,7 @@ internal sealed class DeserializerRegistry
     /// <see cref="Resolve{T}"/>. For byte[] with the built-in deserializer, the consumed array itself: Confluent.Kafka's
     /// built-in would copy it, and the array, allocated for this record alone, is the processor's to hand over.
     /// </summary>
+    /// <exception cref="KafkaTransactionException">The deserializer could not reach the schema registry (Kind Retriable).</exception>
     /// <exception cref="ConsumeException">The deserializer failed: as Confluent.Kafka's consumer reports it
     /// (<see cref="ErrorCode.Local_KeyDeserialization"/> or <see cref="ErrorCode.Local_ValueDeserialization"/>), with a
     /// message naming the record (topic, partition, offset) and the type, and the deserializer's exception inside.</exception>
@@ -64,13 +74,40 @@ internal sealed class DeserializerRegistry
         }
     }
 
-    private static ConsumeException DeserializationFailed<T>(ConsumeResult<byte[]?, byte[]?> record, MessageComponentType component, Exception e)
+    /// <summary>Deserializes with an asynchronous deserializer, failing as <see cref="Deserialize{T}"/> does.</summary>
+    public static async Task<T> DeserializeAsync<T>(IAsyncDeserializer<T> deserializer, ConsumeResult<byte[]?, byte[]?> record, SerializationContext context)
+    {
+        var data = context.Component == MessageComponentType.Key ? record.Message.Key : record.Message.Value;
+        try
+        {
+            return await deserializer.DeserializeAsync(data, data is null, context).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            throw DeserializationFailed<T>(record, context.Component, e);
+        }
+    }
+
+    /// <summary>
+    /// The failure of a deserializer, as the processor sees it: the record's own (a <see cref="ConsumeException"/>,
+    /// retried and then poison), or, when the schema registry could not be reached or failed
+    /// (<see cref="SerdeFailureClassifier"/>), a Retriable <see cref="KafkaTransactionException"/>: the processor backs
+    /// off and reads the record again without counting an attempt, so nothing is dead-lettered for an outage.
+    /// </summary>
+    private static Exception DeserializationFailed<T>(ConsumeResult<byte[]?, byte[]?> record, MessageComponentType component, Exception e)
     {
         var part = component == MessageComponentType.Key ? "key" : "value";
         var reason =
             $"Could not deserialize the {part} of the record at topic '{record.Topic}', partition {record.Partition.Value}, offset {record.Offset.Value} " +
             $"as {typeof(T).FullName ?? typeof(T).Name}: {e.GetType().Name}: {e.Message}";
         var code = component == MessageComponentType.Key ? ErrorCode.Local_KeyDeserialization : ErrorCode.Local_ValueDeserialization;
+        if (SerdeFailureClassifier.IsRegistryUnavailable(e))
+        {
+            return new KafkaTransactionException(TransactionErrorKind.Retriable, new Error(code, reason),
+                reason + ". The schema registry could not be reached or failed: not the record's fault. The processor backs off and reads it again, without counting an attempt.",
+                TransactionState.InTransaction, e);
+        }
+
         return new ConsumeException(record, new Error(code, reason), e);
     }
 }

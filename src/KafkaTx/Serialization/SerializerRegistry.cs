@@ -4,7 +4,10 @@ namespace KafkaTx.Serialization;
 
 /// <summary>
 /// Serializers by type, so that one transaction can write keys and values of different types to different topics
-/// through a single byte-array producer. Confluent.Kafka's built-in serializers are registered up front.
+/// through a single byte-array producer. Confluent.Kafka's built-in serializers are registered up front. A type's
+/// serializer is synchronous (<see cref="ISerializer{T}"/>) or asynchronous (<see cref="IAsyncSerializer{T}"/>, such as
+/// Confluent's Schema Registry serdes): the latter only through ProduceAsync, which awaits it before the record enters
+/// the transaction; the synchronous Produce refuses it rather than block a thread on it.
 /// </summary>
 internal sealed class SerializerRegistry
 {
@@ -25,6 +28,16 @@ internal sealed class SerializerRegistry
         _serializers[typeof(T)] = serializer;
     }
 
+    public void Add<T>(IAsyncSerializer<T> serializer)
+    {
+        ArgumentNullException.ThrowIfNull(serializer);
+        _serializers[typeof(T)] = serializer;
+    }
+
+    /// <summary>Whether <typeparamref name="T"/> serializes without awaiting: a synchronous serializer, byte[], or none registered (which the synchronous path reports).</summary>
+    public bool IsSynchronous<T>() =>
+        typeof(T) == typeof(byte[]) || !_serializers.TryGetValue(typeof(T), out var serializer) || serializer is ISerializer<T>;
+
     public void CopyTo(SerializerRegistry other)
     {
         foreach (var (type, serializer) in _serializers)
@@ -41,6 +54,36 @@ internal sealed class SerializerRegistry
             return (byte[]?)(object?)data;
         }
 
+        return Find<T>(context) switch
+        {
+            ISerializer<T> serializer => serializer.Serialize(data, context),
+            _ => throw new InvalidOperationException(
+                $"The serializer registered for {typeof(T).FullName} ({context.Component} of a record for topic '{context.Topic}') is asynchronous (IAsyncSerializer<{typeof(T).Name}>): " +
+                "write the record with await scope.ProduceAsync(...), which serializes before the record enters the transaction. Produce does not block a thread on an asynchronous serializer."),
+        };
+    }
+
+    /// <summary>
+    /// Serializes a key or value with its serializer, synchronous or asynchronous. Byte arrays pass through untouched.
+    /// </summary>
+    public ValueTask<byte[]?> SerializeAsync<T>(T data, SerializationContext context)
+    {
+        if (typeof(T) == typeof(byte[]))
+        {
+            return ValueTask.FromResult((byte[]?)(object?)data);
+        }
+
+        return Find<T>(context) switch
+        {
+            ISerializer<T> serializer => ValueTask.FromResult<byte[]?>(serializer.Serialize(data, context)),
+            var serializer => AwaitAsync(((IAsyncSerializer<T>)serializer).SerializeAsync(data, context)),
+        };
+
+        static async ValueTask<byte[]?> AwaitAsync(Task<byte[]> serializing) => await serializing.ConfigureAwait(false);
+    }
+
+    private object Find<T>(in SerializationContext context)
+    {
         if (!_serializers.TryGetValue(typeof(T), out var serializer))
         {
             throw new InvalidOperationException(
@@ -48,6 +91,6 @@ internal sealed class SerializerRegistry
                 $"Register one with builder.AddSerializer<{typeof(T).Name}>(...) when calling AddKafkaTransactions, or pass the {context.Component.ToString().ToLowerInvariant()} as string or byte[].");
         }
 
-        return ((ISerializer<T>)serializer).Serialize(data, context);
+        return serializer;
     }
 }

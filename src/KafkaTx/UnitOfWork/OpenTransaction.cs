@@ -11,6 +11,7 @@ internal sealed class OpenTransaction(KafkaTransactionsOptions options, TimeProv
     private string[] _trackedTopics = []; // FirstRecordPerTopic: the topics of this transaction whose first record is tracked
     private long _startedAt;
     private int _attempt = 1;
+    private long _number; // which transaction of the unit this is: a ProduceAsync checks it is still the one it began in
 
     // The token of the open transaction (ExecuteAsync's caller's, or the one given to BeginTransaction): a Produce
     // waiting for room in a full local queue stops when it is cancelled. Read only while the queue is full.
@@ -19,6 +20,9 @@ internal sealed class OpenTransaction(KafkaTransactionsOptions options, TimeProv
     public int Records => Volatile.Read(ref _records);
 
     public CancellationToken Cancellation => _cancellation;
+
+    /// <summary>Counts the transactions begun: a write that awaited (ProduceAsync) checks that its transaction is still the open one.</summary>
+    public long Number => Volatile.Read(ref _number);
 
     /// <summary>The attempt of ExecuteAsync this transaction is (1 outside ExecuteAsync).</summary>
     public int Attempt => _attempt;
@@ -38,6 +42,7 @@ internal sealed class OpenTransaction(KafkaTransactionsOptions options, TimeProv
         _cancellation = cancellation;
         _trackedTopics = [];
         _startedAt = time.GetTimestamp();
+        Interlocked.Increment(ref _number);
     }
 
     public void Produced() => Interlocked.Increment(ref _records);

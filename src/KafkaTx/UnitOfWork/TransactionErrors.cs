@@ -21,6 +21,11 @@ internal sealed class TransactionErrors(string transactionalId, KafkaTransaction
     public KafkaTransactionException ProduceRefused(TransactionErrorKind kind, string topic, KafkaException e) =>
         Failure(kind, e, $"Produce to '{topic}' in the transaction of '{transactionalId}' was refused by the client: {e.Error.Code} ({e.Error.Reason}). " + Advice(kind));
 
+    /// <summary>A serializer of ProduceAsync failed because the schema registry could not be reached or failed: the record is not at fault.</summary>
+    public KafkaTransactionException RegistryUnavailable(string topic, MessageComponentType component, Exception e) => Failure(TransactionErrorKind.Retriable,
+        new Error(component == MessageComponentType.Key ? ErrorCode.Local_KeySerialization : ErrorCode.Local_ValueSerialization, $"schema registry unavailable: {e.Message}"), e,
+        $"ProduceAsync to '{topic}' in the transaction of '{transactionalId}' failed: the {(component == MessageComponentType.Key ? "key" : "value")} serializer could not reach the schema registry ({e.GetType().Name}: {e.Message}). The record was not written. Abort the transaction and run it again (ExecuteAsync does so per Retry).");
+
     public KafkaTransactionException SendOffsetsFailed(TransactionErrorKind kind, int partitions, KafkaException e) =>
         Failure(kind == TransactionErrorKind.Retriable ? TransactionErrorKind.Abortable : kind, e,
             $"SendOffsetsToTransaction for {partitions} partition(s) in the transaction of '{transactionalId}' failed: {e.Error.Code} ({e.Error.Reason}). Abort the transaction; the consumer must rewind to its committed offsets.");

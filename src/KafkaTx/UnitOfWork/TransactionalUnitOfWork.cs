@@ -19,7 +19,7 @@ namespace KafkaTx.UnitOfWork;
 /// the explicit calls of one transaction run one at a time. Dispose refuses new calls at once, then waits (bounded) for
 /// the calls in flight, so that it never aborts or disposes the producer under one.</para>
 /// </remarks>
-internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
+internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork, ISerializingUnit
 {
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly UnitParts _unit;
@@ -163,6 +163,42 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork
         _guards.ThrowIfNotInTransaction(TransactionCall.Produce);
         _orchestrator.Writes.Produce(topicPartition.Topic, topicPartition, message);
     }
+
+    public ValueTask ProduceAsync<TKey, TValue>(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken = default)
+    {
+        if (string.IsNullOrEmpty(topic))
+        {
+            throw new ArgumentException("The topic is null or empty; name the topic to write to.", nameof(topic));
+        }
+
+        ArgumentNullException.ThrowIfNull(message);
+        _guards.ThrowIfNotInTransaction(TransactionCall.Produce);
+        return _orchestrator.Writes.ProduceAsync(topic, null, message, cancellationToken);
+    }
+
+    public ValueTask ProduceAsync<TKey, TValue>(TopicPartition topicPartition, Message<TKey, TValue> message, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(topicPartition);
+        if (string.IsNullOrEmpty(topicPartition.Topic))
+        {
+            throw new ArgumentException("The topic is null or empty; name the topic to write to.", nameof(topicPartition));
+        }
+
+        ArgumentNullException.ThrowIfNull(message);
+        _guards.ThrowIfNotInTransaction(TransactionCall.Produce);
+        return _orchestrator.Writes.ProduceAsync(topicPartition.Topic, topicPartition, message, cancellationToken);
+    }
+
+    bool ISerializingUnit.SerializesSynchronously<TKey, TValue>() => _orchestrator.Writes.SerializesSynchronously<TKey, TValue>();
+
+    ValueTask<SerializedRecord> ISerializingUnit.SerializeAsync<TKey, TValue>(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken)
+    {
+        _guards.ThrowIfNotInTransaction(TransactionCall.Produce);
+        return _orchestrator.Writes.SerializeAsync(topic, message, cancellationToken);
+    }
+
+    void ISerializingUnit.Produce(string topic, TopicPartition? topicPartition, in SerializedRecord record) =>
+        _orchestrator.Writes.Produce(topic, topicPartition, record);
 
     public async Task SendOffsetsAsync(IEnumerable<TopicPartitionOffset> offsets, IConsumerGroupMetadata groupMetadata, CancellationToken cancellationToken = default)
     {

@@ -201,6 +201,18 @@ public class ExecuteOverloadResolutionTests
 
         public void Produce<TKey, TValue>(TopicPartition topicPartition, Message<TKey, TValue> message) => Produced.Add(topicPartition.Topic);
 
+        public ValueTask ProduceAsync<TKey, TValue>(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken = default)
+        {
+            Produced.Add(topic);
+            return ValueTask.CompletedTask;
+        }
+
+        public ValueTask ProduceAsync<TKey, TValue>(TopicPartition topicPartition, Message<TKey, TValue> message, CancellationToken cancellationToken = default)
+        {
+            Produced.Add(topicPartition.Topic);
+            return ValueTask.CompletedTask;
+        }
+
         public Task SendOffsetsAsync(IEnumerable<TopicPartitionOffset> offsets, IConsumerGroupMetadata groupMetadata, CancellationToken cancellationToken = default) => throw new NotSupportedException();
 
         public Task InitializeAsync(CancellationToken cancellationToken = default) => Task.CompletedTask;

@@ -137,7 +137,7 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
 
             try
             {
-                handed.Add(deserializer.Deserialize(records[i]));
+                handed.Add(await deserializer.DeserializeAsync(records[i]).ConfigureAwait(true));
                 handedKeys.Add(keys[i]);
             }
             catch (Exception e)
@@ -270,6 +270,12 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
     /// </summary>
     private async Task UnreadableAsync(List<(RecordKey Key, Exception Error)> unreadable, CancellationToken stoppingToken)
     {
+        if (unreadable.Select(u => u.Error).OfType<KafkaTransactionException>().FirstOrDefault(unitCalls.IsTransactionFailure) is { } registryDown)
+        {
+            await transactions.RetryAsync(registryDown, stoppingToken).ConfigureAwait(true); // the schema registry's failure: no record's attempt
+            return;
+        }
+
         var most = 0;
         foreach (var (key, error) in unreadable)
         {

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Confluent.Kafka;
+using KafkaTx.UnitOfWork;
 
 namespace KafkaTx.Processing.Concurrent;
 
@@ -241,6 +242,47 @@ internal sealed class HandlerCall
             {
                 slot.ThrowIfClosed(generation, raw);
                 slot._unit.Produce(topicPartition, message);
+            }
+        }
+
+        public ValueTask ProduceAsync<TKey, TValue>(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken = default) =>
+            ProduceAsync(topic, null, message, cancellationToken);
+
+        public ValueTask ProduceAsync<TKey, TValue>(TopicPartition topicPartition, Message<TKey, TValue> message, CancellationToken cancellationToken = default)
+        {
+            ArgumentNullException.ThrowIfNull(topicPartition);
+            return ProduceAsync(topicPartition.Topic, topicPartition, message, cancellationToken);
+        }
+
+        private async ValueTask ProduceAsync<TKey, TValue>(string topic, TopicPartition? topicPartition, Message<TKey, TValue> message, CancellationToken cancellationToken)
+        {
+            if (slot._unit is not ISerializingUnit unit || unit.SerializesSynchronously<TKey, TValue>())
+            {
+                // Synchronous serializers (or a unit of work other than KafkaTx's own): Produce, completed at once.
+                if (topicPartition is null)
+                {
+                    Produce(topic, message);
+                }
+                else
+                {
+                    Produce(topicPartition, message);
+                }
+
+                return;
+            }
+
+            lock (slot._lock)
+            {
+                slot.ThrowIfClosed(generation, raw);
+            }
+
+            // Serialized outside the lock (it may await the registry); written under it, if the call may still write:
+            // a call that returned without awaiting its ProduceAsync must not write into the batch's transaction.
+            var serialized = await unit.SerializeAsync(topic, message, cancellationToken).ConfigureAwait(false);
+            lock (slot._lock)
+            {
+                slot.ThrowIfClosed(generation, raw);
+                unit.Produce(topic, topicPartition, serialized);
             }
         }
 

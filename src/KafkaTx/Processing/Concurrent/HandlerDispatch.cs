@@ -132,10 +132,10 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     /// <returns>Whether the call is still running.</returns>
     private bool Start(OpenBatch<TKey, TValue> batch, BufferedRecord record, long startedAt, CancellationToken drainToken)
     {
-        ConsumeResult<TKey, TValue> typed;
+        ValueTask<ConsumeResult<TKey, TValue>> typed; // an asynchronous deserializer is awaited within the call
         try
         {
-            typed = deserializer.Deserialize(record.Raw);
+            typed = deserializer.DeserializeAsync(record.Raw);
         }
         catch (Exception e)
         {
@@ -165,7 +165,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         {
             using (ProcessorThread.WithoutContext())
             {
-                task = handler.HandleAsync(typed, scope, token);
+                task = typed.IsCompletedSuccessfully ? handler.HandleAsync(typed.Result, scope, token) : RecordDeserializer<TKey, TValue>.ThenHandleAsync(typed, handler, scope, token);
             }
         }
         catch (Exception e)

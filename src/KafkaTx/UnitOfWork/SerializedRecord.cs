@@ -1,0 +1,22 @@
+using Confluent.Kafka;
+
+namespace KafkaTx.UnitOfWork;
+
+/// <summary>A record serialized by ProduceAsync, not yet written: its bytes, headers, timestamp, and the transaction it was serialized in.</summary>
+internal readonly record struct SerializedRecord(byte[]? Key, byte[]? Value, Headers? Headers, Timestamp Timestamp, long Transaction);
+
+/// <summary>
+/// ProduceAsync in two steps, for a scope that must check between them that it may still write (a concurrent handler
+/// call, which may not write once it returned): serialize (awaiting), then write the bytes.
+/// </summary>
+internal interface ISerializingUnit
+{
+    /// <summary>Whether both types serialize without awaiting (then Produce is ProduceAsync's whole work).</summary>
+    bool SerializesSynchronously<TKey, TValue>();
+
+    /// <summary>Serializes the record for the open transaction, awaiting asynchronous serializers.</summary>
+    ValueTask<SerializedRecord> SerializeAsync<TKey, TValue>(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken);
+
+    /// <summary>Writes a serialized record, if the transaction it was serialized in is still open.</summary>
+    void Produce(string topic, TopicPartition? topicPartition, in SerializedRecord record);
+}

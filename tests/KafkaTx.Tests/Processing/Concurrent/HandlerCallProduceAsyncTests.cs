@@ -1,0 +1,49 @@
+using Confluent.Kafka;
+using KafkaTx.Processing.Concurrent;
+using KafkaTx.Tests.Fakes;
+using KafkaTx.Tests.Serialization;
+
+namespace KafkaTx.Tests.Processing.Concurrent;
+
+/// <summary>A concurrent call's ProduceAsync: its record is written only if the call may still write once its serializer completes.</summary>
+public class HandlerCallProduceAsyncTests
+{
+    private readonly ScriptedAsyncSerde _serde = new() { Gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously) };
+
+    [Fact]
+    public async Task A_ProduceAsync_still_serializing_when_its_call_returned_is_refused_and_writes_nothing()
+    {
+        var (unit, producer) = await TestUnits.CreateReady(o => o.Serializers.Add<Text>(_serde));
+        await using var _ = unit;
+        unit.BeginTransaction();
+        var call = Call(unit);
+
+        var write = call.Scope.ProduceAsync("out", new Message<string, Text> { Value = new Text("late") }).AsTask(); // not awaited by the handler
+        call.EndedAtOnce(ValueTask.CompletedTask, activity: null);
+        _serde.Gate!.SetResult();
+
+        await write.Awaiting(w => w).Should().ThrowAsync<InvalidOperationException>().WithMessage("*its call has returned*");
+        producer.OpenRecords().Should().BeEmpty("a write after its call returned would land in a transaction that no longer answers for it");
+    }
+
+    [Fact]
+    public async Task A_ProduceAsync_awaited_within_its_call_writes_the_serialized_record()
+    {
+        var (unit, producer) = await TestUnits.CreateReady(o => o.Serializers.Add<Text>(_serde));
+        await using var _ = unit;
+        unit.BeginTransaction();
+        var call = Call(unit);
+
+        var write = call.Scope.ProduceAsync(new TopicPartition("out", 0), new Message<string, Text> { Value = new Text("in time") }).AsTask();
+        _serde.Gate!.SetResult();
+        await write;
+
+        producer.OpenRecords().Select(r => r.ValueText).Should().Equal("in time");
+    }
+
+    private static HandlerCall Call(ITransactionalUnitOfWork unit)
+    {
+        var raw = new ConsumeResult<byte[]?, byte[]?> { Topic = "in", Partition = 0, Offset = 7, Message = new Message<byte[]?, byte[]?>() };
+        return new HandlerCall(new BufferedRecord(raw, LaneId.Of(ProcessingOrder.Key, raw)), 0, 0, unit);
+    }
+}

@@ -1,0 +1,140 @@
+using System.Text;
+using Confluent.Kafka;
+using KafkaTx.Testing;
+using KafkaTx.Tests.Processing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace KafkaTx.Tests.Serialization;
+
+/// <summary>
+/// A processor whose input type has an asynchronous deserializer, on the in-memory Kafka, in its three ways of
+/// handling (record, concurrent, batch): awaited before the handler runs; a registry outage retried without counting
+/// toward poison (nothing dead-lettered); a record its schema refuses dead-lettered with why.
+/// </summary>
+public class AsyncDeserializerProcessorTests
+{
+    private readonly InMemoryKafkaCluster _kafka = new();
+    private readonly ScriptedAsyncSerde _serde = new();
+
+    public enum Mode
+    {
+        Record,
+        Concurrent,
+        Batch,
+    }
+
+    [Theory]
+    [InlineData(Mode.Record)]
+    [InlineData(Mode.Concurrent)]
+    [InlineData(Mode.Batch)]
+    public async Task Records_are_deserialized_by_awaiting_the_async_deserializer_before_the_handler_runs(Mode mode)
+    {
+        Input("a", "b", "c", "d");
+        using var host = Host(mode, maxAttempts: 2);
+
+        await host.StartAsync();
+        await ProcessorHarness.Until(() => _kafka.ReadTopic("out").Count == 4, "four records copied");
+        await host.StopAsync();
+
+        _kafka.ReadTopic("out").Select(r => r.ValueText).Should().BeEquivalentTo(["copied a", "copied b", "copied c", "copied d"]);
+        _kafka.ReadTopic("in.DLT", IsolationLevel.ReadUncommitted).Should().BeEmpty();
+    }
+
+    [Theory]
+    [InlineData(Mode.Record)]
+    [InlineData(Mode.Concurrent)]
+    [InlineData(Mode.Batch)]
+    public async Task A_registry_outage_longer_than_the_retries_is_waited_out_and_nothing_is_dead_lettered(Mode mode)
+    {
+        Input("a", "b", "c");
+        _serde.FailNext(5); // more failures than Retry.MaxAttempts (2) would allow a record of its own
+        using var host = Host(mode, maxAttempts: 2);
+
+        await host.StartAsync();
+        await ProcessorHarness.Until(() => _kafka.ReadTopic("out").Count >= 3, "the copy resumes once the registry answers");
+        await host.StopAsync();
+
+        _kafka.ReadTopic("out").Select(r => r.ValueText).Should().BeEquivalentTo(["copied a", "copied b", "copied c"], "each record exactly once");
+        _kafka.ReadTopic("in.DLT", IsolationLevel.ReadUncommitted).Should().BeEmpty("the registry was down, not the records bad");
+    }
+
+    [Theory]
+    [InlineData(Mode.Record)]
+    [InlineData(Mode.Concurrent)]
+    [InlineData(Mode.Batch)]
+    public async Task A_record_its_schema_refuses_is_dead_lettered_with_the_reason(Mode mode)
+    {
+        Input("a", "bad", "c");
+        _serde.Refuses = "bad";
+        using var host = Host(mode, maxAttempts: 2);
+
+        await host.StartAsync();
+        await ProcessorHarness.Until(() => _kafka.ReadTopic("out").Count == 2 && _kafka.ReadTopic("in.DLT").Count == 1, "two copies and one dead letter");
+        await host.StopAsync();
+
+        _kafka.ReadTopic("out").Select(r => r.ValueText).Should().BeEquivalentTo(["copied a", "copied c"]);
+        var deadLetter = _kafka.ReadTopic("in.DLT").Single();
+        deadLetter.ValueText.Should().Be("bad");
+        Header(deadLetter, DeadLetterHeaders.ErrorType).Should().Be(typeof(ConsumeException).FullName);
+        Header(deadLetter, DeadLetterHeaders.ErrorMessage).Should().Contain("InvalidDataException: 'bad' does not match the schema");
+    }
+
+    private void Input(params string[] values)
+    {
+        _kafka.CreateTopic("in", 2);
+        using var producer = _kafka.CreateProducer(new ProducerConfig());
+        foreach (var value in values)
+        {
+            producer.Produce("in", new Message<byte[]?, byte[]?> { Key = Encoding.UTF8.GetBytes(value), Value = Encoding.UTF8.GetBytes(value) });
+        }
+    }
+
+    private IHost Host(Mode mode, int maxAttempts)
+    {
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
+        var kafka = builder.Services.AddKafkaTransactions(o => o.TransactionalId = "copier-0")
+            .UseInMemoryKafka(_kafka)
+            .AddDeserializer<Text>(_serde);
+        void Configure(TransactionalProcessorOptions p)
+        {
+            p.Topics.Add("in");
+            p.GroupId = "copiers";
+            p.MaxBatchDuration = TimeSpan.FromMilliseconds(20);
+            p.MaxConcurrency = mode == Mode.Concurrent ? 4 : 1;
+            p.Retry.MaxAttempts = maxAttempts;
+            p.Retry.BaseDelay = TimeSpan.FromMilliseconds(1);
+        }
+
+        if (mode == Mode.Batch)
+        {
+            kafka.AddTransactionalProcessor<BatchCopier>(Configure);
+        }
+        else
+        {
+            kafka.AddTransactionalProcessor<Copier>(Configure);
+        }
+
+        return builder.Build();
+    }
+
+    private static string? Header(InMemoryRecord record, string name) =>
+        record.Headers?.TryGetLastBytes(name, out var bytes) == true ? Encoding.UTF8.GetString(bytes) : null;
+
+    private sealed class Copier : ITransactionalHandler<string, Text>
+    {
+        public ValueTask HandleAsync(ConsumeResult<string, Text> record, ITransactionScope transaction, CancellationToken cancellationToken) =>
+            transaction.ProduceAsync("out", new Message<string, string> { Key = record.Message.Key, Value = $"copied {record.Message.Value.Value}" }, cancellationToken);
+    }
+
+    private sealed class BatchCopier : ITransactionalBatchHandler<string, Text>
+    {
+        public async ValueTask HandleAsync(IReadOnlyList<ConsumeResult<string, Text>> records, ITransactionScope transaction, CancellationToken cancellationToken)
+        {
+            foreach (var record in records)
+            {
+                await transaction.ProduceAsync("out", new Message<string, string> { Key = record.Message.Key, Value = $"copied {record.Message.Value.Value}" }, cancellationToken);
+            }
+        }
+    }
+}
