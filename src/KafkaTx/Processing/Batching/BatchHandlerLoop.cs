@@ -272,7 +272,7 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
     {
         if (unreadable.Select(u => u.Error).OfType<KafkaTransactionException>().FirstOrDefault(unitCalls.IsTransactionFailure) is { } registryDown)
         {
-            await transactions.RetryAsync(registryDown, stoppingToken).ConfigureAwait(true); // the schema registry's failure: no record's attempt
+            await transactions.RetryAsync(registryDown, backoff: true, stoppingToken).ConfigureAwait(true); // the schema registry's failure: no record's attempt
             return;
         }
 
