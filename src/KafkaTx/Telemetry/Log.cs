@@ -204,6 +204,12 @@ internal static partial class Log
     [LoggerMessage(190, LogLevel.Warning, "Processor {Name}: the consumer group refused to let group.instance.id {InstanceId} join: another member still holds it (UNRELEASED_INSTANCE_ID, consumer protocol). After a restart that is the previous incarnation, until its session expires on the broker (group.consumer.session.timeout.ms, 45 s by default). Joining again in {DelayMs} ms (attempt {Attempt})")]
     public static partial void JoinRefusedInstanceIdHeld(ILogger logger, string name, string? instanceId, long delayMs, int attempt);
 
-    [LoggerMessage(191, LogLevel.Warning, "Processor {Name} ({TransactionalId}): the offsets of {Records} records could not be sent to the transaction {AgeMs} ms after it began (the group coordinator unreachable?). Aborting it before the transaction timeout would, and running the batch again in a new transaction")]
+    [LoggerMessage(191, LogLevel.Warning, "Processor {Name} ({TransactionalId}): the offsets of {Records} records could not be sent to the transaction {AgeMs} ms after it began (the group coordinator unreachable?). Aborting it before the transaction timeout would; the batch runs again in a new transaction once the coordinator answers")]
     public static partial void ProcessorOffsetsNotSentInTime(ILogger logger, string name, string transactionalId, int records, long ageMs);
+
+    [LoggerMessage(192, LogLevel.Warning, "Processor {Name}: waiting for the coordinator of group {GroupId}, which does not answer. No new transaction begins until it does (asking it for the committed offsets); the consumer stays in the group and health reports Degraded meanwhile")]
+    public static partial void ProcessorWaitingForGroupCoordinator(ILogger logger, string name, string? groupId);
+
+    [LoggerMessage(193, LogLevel.Information, "Processor {Name}: the coordinator of group {GroupId} answers again after {WaitedMs} ms; processing resumes from the committed offsets")]
+    public static partial void ProcessorGroupCoordinatorAnswered(ILogger logger, string name, string? groupId, long waitedMs);
 }
