@@ -33,7 +33,7 @@ internal static partial class Log
     [LoggerMessage(9, LogLevel.Error, "The commit of {TransactionalId} has an unknown outcome; it is not treated as committed. Call CommitAsync again to learn the outcome, or ResetAsync")]
     public static partial void CommitOutcomeUnknown(ILogger logger, string transactionalId, Exception exception);
 
-    [LoggerMessage(10, LogLevel.Warning, "Transaction of {TransactionalId} was open for {AgeMs} ms, not below transaction.timeout.ms ({TimeoutMs} ms); the broker aborts such transactions, so it is aborted instead of committed")]
+    [LoggerMessage(10, LogLevel.Warning, "Transaction of {TransactionalId} was open for {AgeMs} ms, too close to transaction.timeout.ms ({TimeoutMs} ms) for its commit to arrive before the broker may abort it; it is aborted instead of committed")]
     public static partial void TransactionExpired(ILogger logger, string transactionalId, long ageMs, long timeoutMs);
 
     [LoggerMessage(11, LogLevel.Warning, "Kafka client of {TransactionalId} reported {ErrorCode}: {Reason}")]
