@@ -275,7 +275,8 @@ internal sealed class BatchTransactions<TKey, TValue>(
             return;
         }
 
-        if (failure.Kind != TransactionErrorKind.Rejected && !schedule.Outlived(_batch))
+        // An unreachable group coordinator is never the batch's doing, however long the batch waited for it.
+        if (failure.Kind != TransactionErrorKind.Rejected && (!schedule.Outlived(_batch) || rewinder.Hold.IsHeld))
         {
             await RetryAsync(failure, backoff, cancellationToken).ConfigureAwait(true);
             return;
