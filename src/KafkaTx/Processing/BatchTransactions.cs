@@ -148,9 +148,10 @@ internal sealed class BatchTransactions<TKey, TValue>(
         {
             await unit.SendOffsetsAsync(offsets, groupMetadata(), either.Token).ConfigureAwait(true);
         }
-        catch (KafkaTransactionException e) when (CoordinatorHold.MeansUnreachable(e.Error.Code))
+        catch (KafkaTransactionException e) when (e.InnerException is KafkaException && CoordinatorHold.MeansUnreachable(e.Error.Code))
         {
             // librdkafka's own retries ran out first (COORDINATOR_NOT_AVAILABLE, a request timed out): the same outage.
+            // Not the unit's own refusal of an expired transaction (no client error inside): that one is the batch's.
             rewinder.GroupCoordinatorUnreachable();
             throw;
         }

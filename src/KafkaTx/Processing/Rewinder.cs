@@ -121,7 +121,11 @@ internal sealed class Rewinder(ProcessorTelemetry telemetry, TimeProvider? time 
             }
             catch (KafkaException e)
             {
-                telemetry.RewindFailed(e);
+                if (!held)
+                {
+                    telemetry.RewindFailed(e); // held: event 192 said it once, and every probe fails until the coordinator is back
+                }
+
                 return false;
             }
 
