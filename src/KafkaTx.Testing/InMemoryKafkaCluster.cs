@@ -251,8 +251,9 @@ public sealed class InMemoryKafkaCluster
     /// consumers keep their partitions and keep fetching, but their offset commits (Commit) and transactional offset
     /// commits (SendOffsetsToTransaction) fail with <see cref="ErrorCode.GroupCoordinatorNotAvailable"/>
     /// (COORDINATOR_NOT_AVAILABLE), SendOffsetsToTransaction's as a retriable error that leaves the transaction open,
-    /// as librdkafka reports it once its own retries ran out. Committed offsets can still be read (a simplification:
-    /// Kafka's offset fetch needs the coordinator too).
+    /// as librdkafka reports it once its own retries ran out. Reading the committed offsets (Committed) fails the
+    /// same way, at once (librdkafka would wait out its timeout first). The cluster's own
+    /// <see cref="CommittedOffset(string, TopicPartition)"/> still answers, for tests to check.
     /// </summary>
     /// <param name="groupId">The group.</param>
     /// <param name="unavailable">True to make the coordinator unreachable, false to bring it back.</param>

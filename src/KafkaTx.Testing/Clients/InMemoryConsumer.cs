@@ -216,6 +216,15 @@ internal sealed class InMemoryConsumer : IConsumer<byte[]?, byte[]?>, IInMemoryC
     public List<TopicPartitionOffset> Committed(IEnumerable<TopicPartition> partitions, TimeSpan timeout)
     {
         var groupId = RequireGroupId();
+        lock (_cluster.Sync)
+        {
+            if (_cluster.Groups.IsUnreachable(groupId))
+            {
+                // librdkafka waits out the timeout for an unreachable coordinator; failing at once keeps tests quick.
+                throw new KafkaException(Broker.GroupCoordinator.Unreachable(groupId));
+            }
+        }
+
         return [.. partitions.Select(p => new TopicPartitionOffset(p, _cluster.CommittedOffset(groupId, p) is { } offset ? new Offset(offset) : Offset.Unset))];
     }
 

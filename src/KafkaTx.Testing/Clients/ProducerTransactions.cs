@@ -148,14 +148,16 @@ internal sealed class ProducerTransactions(InMemoryKafkaCluster cluster, string?
     }
 
     /// <summary>
-    /// The consumer protocol's check of a transactional offset commit (KIP-848): the member must still belong to the
-    /// group (UNKNOWN_MEMBER_ID) with the epoch the metadata carries (STALE_MEMBER_EPOCH). The in-memory group bumps every
-    /// member's epoch at each of its rebalances, which is stricter than Kafka (only members whose assignment changed).
-    /// Metadata without a member (a consumer that never joined) is not checked, as Kafka does not check it.
+    /// The group's check of a transactional offset commit (KIP-447 for the classic protocol, KIP-848 for the consumer
+    /// protocol): the member must still belong to the group (UNKNOWN_MEMBER_ID) in the generation, or with the member
+    /// epoch, the metadata carries (ILLEGAL_GENERATION classic, STALE_MEMBER_EPOCH consumer). The in-memory group bumps
+    /// every member's epoch at each of its rebalances, which for the consumer protocol is stricter than Kafka (only
+    /// members whose assignment changed). Metadata without a member (a consumer that never joined) is not checked, as
+    /// Kafka does not check it.
     /// </summary>
     private Error? StaleMembership(InMemoryGroupMetadata metadata)
     {
-        if (!metadata.ConsumerProtocol || metadata.MemberId.Length == 0)
+        if (metadata.MemberId.Length == 0)
         {
             return null;
         }
@@ -166,9 +168,14 @@ internal sealed class ProducerTransactions(InMemoryKafkaCluster cluster, string?
             return new Error(ErrorCode.UnknownMemberId, $"Failed to commit offsets to transaction on broker: Broker: Unknown member (member '{metadata.MemberId}' of group '{metadata.GroupId}')");
         }
 
-        return group.Generation != metadata.Generation
+        if (group.Generation == metadata.Generation)
+        {
+            return null;
+        }
+
+        return metadata.ConsumerProtocol
             ? new Error(ErrorCode.StaleMemberEpoch, $"Failed to commit offsets to transaction on broker: Broker: The member epoch is stale (sent {metadata.Generation}, current {group.Generation})")
-            : null;
+            : new Error(ErrorCode.IllegalGeneration, $"Failed to commit offsets to transaction on broker: Broker: Specified group generation id is not valid (sent {metadata.Generation}, current {group.Generation})");
     }
 
     private void CompleteCommit(TransactionalIdState state, TransactionRecord transaction)

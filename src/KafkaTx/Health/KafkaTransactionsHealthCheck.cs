@@ -13,7 +13,8 @@ namespace KafkaTx.Health;
 /// faulted slot's producer before its next call). Degraded: a commit whose outcome is unknown (or an abort that did
 /// not complete) awaiting settlement by the next call, repeated commit failures, repeated producer replacements,
 /// no broker reached or no initialization for too long (<see cref="ProducerReachability"/>), records taken and
-/// waiting too long for a commit, or arrived records left unconsumed too long. The data dictionary says which, with
+/// waiting too long for a commit, arrived records left unconsumed too long, or a processor waiting for its group
+/// coordinator (<see cref="Processing.CoordinatorHold"/>). The data dictionary says which, with
 /// the figures.
 /// </summary>
 internal sealed class KafkaTransactionsHealthCheck(string name, KafkaTransactionsHealthCheckOptions options, IServiceProvider services) : IHealthCheck
@@ -81,6 +82,14 @@ internal sealed class KafkaTransactionsHealthCheck(string name, KafkaTransaction
             {
                 data["processor_stalled_for_seconds"] = Math.Round(stalledFor.TotalSeconds, 1);
                 reasons.Add($"records that arrived {stalledFor.TotalSeconds:F0} s ago have not been consumed");
+            }
+
+            var waitingFor = progress.WaitingForGroupCoordinatorFor;
+            if (waitingFor > TimeSpan.Zero)
+            {
+                // At once: the hold begins only after a batch could not send its offsets for most of a transaction timeout.
+                data["processor_waiting_for_group_coordinator_seconds"] = Math.Round(waitingFor.TotalSeconds, 1);
+                reasons.Add($"the coordinator of the processor's consumer group has not answered for {waitingFor.TotalSeconds:F0} s: no new transaction begins until it does");
             }
         }
 

@@ -55,11 +55,13 @@ internal sealed class BatchSchedule(TransactionalProcessorOptions options, Kafka
         TimeSpan.FromTicks(producer.TransactionTimeout.Ticks / 4 * 3) - time.GetElapsedTime(batch.StartedAt);
 
     /// <summary>
-    /// Whether the open transaction has outlived TransactionTimeout: then its failure is the batch's own doing (a handler
-    /// too slow for one transaction), counted against its records like a handler failure, or it would loop for ever.
+    /// Whether the open transaction has outlived what TransactionTimeout leaves it (the unit refuses to commit in the
+    /// last part, <see cref="UnitOfWork.OpenTransaction.CommitMargin(TimeSpan)"/>): then its failure is the batch's own
+    /// doing (a handler too slow for one transaction), counted against its records like a handler failure, or it would
+    /// loop for ever.
     /// </summary>
     public bool Outlived<TKey, TValue>(OpenBatch<TKey, TValue>? batch) =>
-        batch is not null && time.GetElapsedTime(batch.StartedAt) >= producer.TransactionTimeout;
+        batch is not null && time.GetElapsedTime(batch.StartedAt) >= producer.TransactionTimeout - UnitOfWork.OpenTransaction.CommitMargin(producer.TransactionTimeout);
 
     /// <summary>Waits before the next attempt: longer the more attempts failed (<see cref="TransactionalProcessorOptions.Retry"/>).</summary>
     public async Task BackoffAsync(int attempts, CancellationToken cancellationToken)

@@ -135,8 +135,9 @@ internal sealed class BatchTransactions<TKey, TValue>(
     /// <summary>
     /// Sends the batch's offsets, with the group metadata of the moment (never cached across a rebalance), and gives up
     /// at the batch's offsets deadline (<see cref="BatchSchedule.OffsetsDeadline"/>) with a retriable failure: the
-    /// batch is then aborted and rewound before the broker's transaction timeout, and runs again in a new transaction
-    /// after the backoff, rather than staying open until the broker aborts it and fences the producer.
+    /// batch is then aborted and rewound before the broker's transaction timeout, rather than staying open until the
+    /// broker aborts it and fences the producer; the rewind waits for the coordinator to answer (<see cref="CoordinatorHold"/>),
+    /// and the batch runs again in a new transaction after that.
     /// </summary>
     private async Task SendOffsetsInTimeAsync(OpenBatch<TKey, TValue> batch, List<TopicPartitionOffset> offsets, CancellationToken cancellationToken)
     {
@@ -147,9 +148,17 @@ internal sealed class BatchTransactions<TKey, TValue>(
         {
             await unit.SendOffsetsAsync(offsets, groupMetadata(), either.Token).ConfigureAwait(true);
         }
+        catch (KafkaTransactionException e) when (e.InnerException is KafkaException && CoordinatorHold.MeansUnreachable(e.Error.Code))
+        {
+            // librdkafka's own retries ran out first (COORDINATOR_NOT_AVAILABLE, a request timed out): the same outage.
+            // Not the unit's own refusal of an expired transaction (no client error inside): that one is the batch's.
+            rewinder.GroupCoordinatorUnreachable();
+            throw;
+        }
         catch (OperationCanceledException e) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
             telemetry.OffsetsNotSentInTime(batch.Count, time.GetElapsedTime(batch.StartedAt));
+            rewinder.GroupCoordinatorUnreachable(); // the abort's rewind waits for it to answer: no batch runs to be aborted again
             throw new KafkaTransactionException(
                 TransactionErrorKind.Retriable,
                 new Error(ErrorCode.Local_TimedOut, "SendOffsetsToTransaction did not succeed before the offsets deadline"),
@@ -267,7 +276,8 @@ internal sealed class BatchTransactions<TKey, TValue>(
             return;
         }
 
-        if (failure.Kind != TransactionErrorKind.Rejected && !schedule.Outlived(_batch))
+        // An unreachable group coordinator is never the batch's doing, however long the batch waited for it.
+        if (failure.Kind != TransactionErrorKind.Rejected && (!schedule.Outlived(_batch) || rewinder.Hold.IsHeld))
         {
             await RetryAsync(failure, backoff, cancellationToken).ConfigureAwait(true);
             return;

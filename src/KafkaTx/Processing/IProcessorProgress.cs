@@ -8,4 +8,7 @@ internal interface IProcessorProgress
 
     /// <summary>How long newly arrived records have waited without the processor's position moving; zero otherwise.</summary>
     TimeSpan StalledFor { get; }
+
+    /// <summary>How long the processor has waited for its group coordinator to answer, consuming nothing; zero otherwise.</summary>
+    TimeSpan WaitingForGroupCoordinatorFor { get; }
 }

@@ -70,7 +70,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         _deserializer = new RecordDeserializer<TKey, TValue>(options.Deserializers);
         _poison = new PoisonRecords(options, unit, _telemetry);
         _schedule = new BatchSchedule(options, producerOptions, time, _telemetry);
-        _rewinder = new Rewinder(_telemetry);
+        _rewinder = new Rewinder(_telemetry, time);
         _stoppingCall = new StoppingHandlerCall(options.ShutdownTimeout, _telemetry, time);
         _transactions = new BatchTransactions<TKey, TValue>(
             unit, _unitCalls, scopes, handlerType, () => _consumer!.ConsumerGroupMetadata, time, _status, _telemetry, _attempts, _poison, _schedule, _rewinder);
@@ -104,6 +104,9 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
     /// <inheritdoc cref="ConsumerLag.StalledFor"/>
     /// <remarks>For health checks: it reveals a processor stuck before its handler (a rewind that keeps failing, say).</remarks>
     public TimeSpan StalledFor => _telemetry.StalledFor;
+
+    /// <inheritdoc cref="CoordinatorHold.HeldFor"/>
+    public TimeSpan WaitingForGroupCoordinatorFor => _rewinder.Hold.HeldFor;
 
     /// <summary>
     /// Runs the loop on a thread of its own until <paramref name="stoppingToken"/> is cancelled or the processor stops

@@ -33,6 +33,7 @@ internal sealed class ProcessorTelemetry
     {
         Name = name.Length == 0 ? "(default)" : name;
         Id = transactionalId;
+        GroupId = groupId;
         _instrumentation = instrumentation;
         _tags =
         [
@@ -51,6 +52,9 @@ internal sealed class ProcessorTelemetry
 
     /// <summary>Its producer's transactional.id.</summary>
     public string Id { get; }
+
+    /// <summary>Its consumer group.</summary>
+    public string? GroupId { get; }
 
     public long CommittedTransactions => Interlocked.Read(ref _committedTransactions);
 
@@ -171,6 +175,10 @@ internal sealed class ProcessorTelemetry
     public void CommitFailed(TransactionErrorKind kind, int records, Exception e) => Log.CommitFailed(_logger, Name, Id, kind, records, e);
 
     public void OffsetsNotSentInTime(int records, TimeSpan age) => Log.ProcessorOffsetsNotSentInTime(_logger, Name, Id, records, (long)age.TotalMilliseconds);
+
+    public void WaitingForGroupCoordinator() => Log.ProcessorWaitingForGroupCoordinator(_logger, Name, GroupId);
+
+    public void GroupCoordinatorAnswered(TimeSpan waited) => Log.ProcessorGroupCoordinatorAnswered(_logger, Name, GroupId, (long)waited.TotalMilliseconds);
 
     public void CommitOutcomeUnknown(int records, Exception e) => Log.ProcessorCommitOutcomeUnknown(_logger, Name, Id, records, e);
 

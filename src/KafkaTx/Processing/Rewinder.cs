@@ -11,9 +11,11 @@ namespace KafkaTx.Processing;
 /// committed itself since the partition was assigned to it. A rewind seeks there, and asks the group only for the
 /// partitions not committed since they were assigned. That saves a round trip per abort, and does not depend on how
 /// soon a broker shows transactional offsets (brokers before 2.5, without KIP-447, show them a little after the
-/// commit). Used on the processor's thread only (rebalance callbacks run there too).
+/// commit). Used on the processor's thread only (rebalance callbacks run there too). While the processor waits for
+/// its group coordinator (<see cref="Hold"/>), the rewind asks the group for every assigned partition: that offset
+/// fetch is the question whether the coordinator answers again, and until it does nothing is consumed or handled.
 /// </remarks>
-internal sealed class Rewinder(ProcessorTelemetry telemetry)
+internal sealed class Rewinder(ProcessorTelemetry telemetry, TimeProvider? time = null)
 {
     private static readonly TimeSpan CommittedOffsetsTimeout = TimeSpan.FromSeconds(10);
 
@@ -26,6 +28,15 @@ internal sealed class Rewinder(ProcessorTelemetry telemetry)
     /// became due is dropped, since it may lie past records whose outputs were aborted.
     /// </summary>
     public bool IsPending { get; private set; }
+
+    /// <summary>Whether the processor waits for its group coordinator before it consumes again.</summary>
+    public CoordinatorHold Hold { get; } = new(telemetry, time ?? TimeProvider.System);
+
+    /// <summary>
+    /// A batch was aborted because the group coordinator did not take its offsets: the rewind that follows waits for
+    /// the coordinator to answer.
+    /// </summary>
+    public void GroupCoordinatorUnreachable() => Hold.Begin();
 
     /// <summary>An abort made the consumer's position run ahead of what is committed.</summary>
     public void Require() => IsPending = true;
@@ -58,6 +69,8 @@ internal sealed class Rewinder(ProcessorTelemetry telemetry)
         {
             _committed[position.TopicPartition] = position.Offset;
         }
+
+        Hold.End(); // the coordinator took the offsets
     }
 
     /// <summary>A commit that covered these partitions has an unknown outcome: their committed positions must be asked for.</summary>
@@ -97,21 +110,33 @@ internal sealed class Rewinder(ProcessorTelemetry telemetry)
         }
 
         var (targets, unknown) = Split(assignment);
-        if (unknown.Count > 0)
+        var held = Hold.IsHeld;
+        if (unknown.Count > 0 || held)
         {
             List<TopicPartitionOffset> committed;
             try
             {
-                committed = consumer.Committed(unknown, CommittedOffsetsTimeout);
+                // Held: the whole assignment is asked for, as the probe of the coordinator; only the unknown are used.
+                committed = consumer.Committed(held ? assignment : unknown, CommittedOffsetsTimeout);
             }
             catch (KafkaException e)
             {
-                telemetry.RewindFailed(e);
+                if (!held)
+                {
+                    telemetry.RewindFailed(e); // held: event 192 said it once, and every probe fails until the coordinator is back
+                }
+
                 return false;
             }
 
+            Hold.End();
             foreach (var position in committed)
             {
+                if (held && !unknown.Contains(position.TopicPartition))
+                {
+                    continue; // known here: this processor committed it since the partition was assigned
+                }
+
                 if (position.Offset != Offset.Unset)
                 {
                     targets.Add(position);

@@ -64,6 +64,9 @@ internal sealed class TransactionalProcessor<TKey, TValue> : BackgroundService, 
     /// <inheritdoc cref="ProcessorLoop{TKey, TValue}.StalledFor"/>
     public TimeSpan StalledFor => _loop?.StalledFor ?? TimeSpan.Zero;
 
+    /// <inheritdoc cref="ProcessorLoop{TKey, TValue}.WaitingForGroupCoordinatorFor"/>
+    public TimeSpan WaitingForGroupCoordinatorFor => _loop?.WaitingForGroupCoordinatorFor ?? TimeSpan.Zero;
+
     /// <summary>Builds the loop (refusing to start on invalid options, or on a producer something else took), then runs it.</summary>
     public override Task StartAsync(CancellationToken cancellationToken)
     {

@@ -33,7 +33,7 @@ internal static partial class Log
     [LoggerMessage(9, LogLevel.Error, "The commit of {TransactionalId} has an unknown outcome; it is not treated as committed. Call CommitAsync again to learn the outcome, or ResetAsync")]
     public static partial void CommitOutcomeUnknown(ILogger logger, string transactionalId, Exception exception);
 
-    [LoggerMessage(10, LogLevel.Warning, "Transaction of {TransactionalId} was open for {AgeMs} ms, not below transaction.timeout.ms ({TimeoutMs} ms); the broker aborts such transactions, so it is aborted instead of committed")]
+    [LoggerMessage(10, LogLevel.Warning, "Transaction of {TransactionalId} was open for {AgeMs} ms, too close to transaction.timeout.ms ({TimeoutMs} ms) for its commit to arrive before the broker may abort it; it is aborted instead of committed")]
     public static partial void TransactionExpired(ILogger logger, string transactionalId, long ageMs, long timeoutMs);
 
     [LoggerMessage(11, LogLevel.Warning, "Kafka client of {TransactionalId} reported {ErrorCode}: {Reason}")]
@@ -204,6 +204,12 @@ internal static partial class Log
     [LoggerMessage(190, LogLevel.Warning, "Processor {Name}: the consumer group refused to let group.instance.id {InstanceId} join: another member still holds it (UNRELEASED_INSTANCE_ID, consumer protocol). After a restart that is the previous incarnation, until its session expires on the broker (group.consumer.session.timeout.ms, 45 s by default). Joining again in {DelayMs} ms (attempt {Attempt})")]
     public static partial void JoinRefusedInstanceIdHeld(ILogger logger, string name, string? instanceId, long delayMs, int attempt);
 
-    [LoggerMessage(191, LogLevel.Warning, "Processor {Name} ({TransactionalId}): the offsets of {Records} records could not be sent to the transaction {AgeMs} ms after it began (the group coordinator unreachable?). Aborting it before the transaction timeout would, and running the batch again in a new transaction")]
+    [LoggerMessage(191, LogLevel.Warning, "Processor {Name} ({TransactionalId}): the offsets of {Records} records could not be sent to the transaction {AgeMs} ms after it began (the group coordinator unreachable?). Aborting it before the transaction timeout would; the batch runs again in a new transaction once the coordinator answers")]
     public static partial void ProcessorOffsetsNotSentInTime(ILogger logger, string name, string transactionalId, int records, long ageMs);
+
+    [LoggerMessage(192, LogLevel.Warning, "Processor {Name}: waiting for the coordinator of group {GroupId}, which does not answer. No new transaction begins until it does (asking it for the committed offsets); the consumer stays in the group and health reports Degraded meanwhile")]
+    public static partial void ProcessorWaitingForGroupCoordinator(ILogger logger, string name, string? groupId);
+
+    [LoggerMessage(193, LogLevel.Information, "Processor {Name}: the coordinator of group {GroupId} answers again after {WaitedMs} ms; processing resumes from the committed offsets")]
+    public static partial void ProcessorGroupCoordinatorAnswered(ILogger logger, string name, string? groupId, long waitedMs);
 }

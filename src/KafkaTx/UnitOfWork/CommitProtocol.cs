@@ -103,10 +103,10 @@ internal sealed class CommitProtocol(UnitParts unit, TransactionOrchestrator orc
     /// <summary>Aborts, instead of committing, a transaction that cannot commit; returns what the caller is told, or null.</summary>
     private async Task<CommitResult?> AbortIfDoomedAsync()
     {
-        if (unit.Transaction.IsExpired(out var age))
+        if (unit.Transaction.IsTooLateToCommit(out var age))
         {
             unit.Telemetry.TransactionExpired(age, unit.Options.TransactionTimeout);
-            await orchestrator.AbortAsync("older than transaction.timeout.ms", CancellationToken.None).ConfigureAwait(false);
+            await orchestrator.AbortAsync("too close to transaction.timeout.ms to commit", CancellationToken.None).ConfigureAwait(false);
             return Aborted(unit.Telemetry.Failed(unit.Errors.ExpiredAtCommit(age)));
         }
 

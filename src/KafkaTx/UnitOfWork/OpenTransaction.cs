@@ -36,6 +36,20 @@ internal sealed class OpenTransaction(KafkaTransactionsOptions options, TimeProv
         return age >= options.TransactionTimeout;
     }
 
+    /// <summary>
+    /// The last part of TransactionTimeout, kept for the commit: a tenth of it, at most 5 s. A commit sent later could
+    /// reach the coordinator after it aborted the transaction for its age, and the epoch it bumped then would fence
+    /// the producer; a healthy commit takes milliseconds.
+    /// </summary>
+    public static TimeSpan CommitMargin(TimeSpan transactionTimeout) => TimeSpan.FromTicks(Math.Min(transactionTimeout.Ticks / 10, TimeSpan.TicksPerSecond * 5));
+
+    /// <summary>Whether the transaction is too old to send its commit: it is within <see cref="CommitMargin(TimeSpan)"/> of TransactionTimeout.</summary>
+    public bool IsTooLateToCommit(out TimeSpan age)
+    {
+        age = Age;
+        return age >= options.TransactionTimeout - CommitMargin(options.TransactionTimeout);
+    }
+
     public void Begin(CancellationToken cancellation)
     {
         Volatile.Write(ref _records, 0);

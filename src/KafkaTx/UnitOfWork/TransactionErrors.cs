@@ -42,7 +42,7 @@ internal sealed class TransactionErrors(string transactionalId, KafkaTransaction
         $"{operation}: the transaction of '{transactionalId}' has been open for {age.TotalMilliseconds:F0} ms, not below TransactionTimeout ({options.TransactionTimeout.TotalMilliseconds:F0} ms); the broker aborts it. Abort it and start again with less work per transaction.");
 
     public KafkaTransactionException ExpiredAtCommit(TimeSpan age) => Failure(TransactionErrorKind.Abortable, TimedOut, null,
-        $"The transaction of '{transactionalId}' was open for {age.TotalMilliseconds:F0} ms, not below TransactionTimeout (transaction.timeout.ms = {options.TransactionTimeout.TotalMilliseconds:F0} ms). The broker aborts such transactions, so it was aborted instead of committed and nothing in it is visible. Make the work shorter (fewer records per transaction) or raise TransactionTimeout.");
+        $"The transaction of '{transactionalId}' was open for {age.TotalMilliseconds:F0} ms, too close to TransactionTimeout (transaction.timeout.ms = {options.TransactionTimeout.TotalMilliseconds:F0} ms) for its commit to reach the broker before the broker may abort it for its age (the last tenth, at most 5 s, is kept for the commit). It was aborted instead of committed and nothing in it is visible. Make the work shorter (fewer records per transaction) or raise TransactionTimeout.");
 
     public KafkaTransactionException BrokenAtCommit(KafkaException broken) => Failure(TransactionErrorKind.Abortable, broken.Error, broken,
         $"The transaction of '{transactionalId}' could not commit: its producer hit a fatal error {broken.Error.Code} ({broken.Error.Reason}). The producer was replaced, nothing in the transaction is visible, and the work may run again.");

@@ -10,16 +10,19 @@ namespace KafkaTx.IntegrationTests.RealBroker;
 
 /// <summary>
 /// The processor's batch handler and its MaxConcurrency above 1 on a real broker, with each group protocol: two
-/// instances sharing a group (the second joining mid-run), every record copied once and the group committed to the
-/// end. The consumer protocol (KIP-848) runs where the broker answers ConsumerGroupHeartbeat (API 68, Kafka 4.0 and
-/// later); otherwise, and without a broker, the test skips with the reason. Outcomes only: read_committed output and
-/// the group's offsets, no timing.
+/// instances sharing a group, every record copied once and the group committed to the end. The first instance copies
+/// a first wave alone; then the second joins while records keep arriving, a wave at a time, until both instances have
+/// committed records since it joined: the partitions were shared out again in mid-run, whatever the broker's speed.
+/// The consumer protocol (KIP-848) runs where the broker answers ConsumerGroupHeartbeat (API 68, Kafka 4.0 and later);
+/// otherwise, and without a broker, the test skips with the reason. Outcomes only: read_committed output and the
+/// group's offsets, no timing.
 /// </summary>
 [Collection(RealBrokerGroup.Name)]
 public sealed class RealBrokerProtocolModesTests(KafkaBrokerFixture broker)
 {
     private const int Partitions = 3;
-    private const int PerPartition = 400;
+    private const int Wave = 100; // records per partition and wave
+    private const int MaxWaves = 40;
     private static readonly TimeSpan Deadline = TimeSpan.FromMinutes(3);
 
     public static TheoryData<GroupProtocol> Protocols => RealBrokerProcessorTests.Protocols;
@@ -32,21 +35,19 @@ public sealed class RealBrokerProtocolModesTests(KafkaBrokerFixture broker)
         var topics = await broker.CreateTopicsAsync(Partitions, "modes-batch-in", "modes-batch-out", "modes-batch-dlt");
         var (input, output, deadLetters) = (topics[0], topics[1], topics[2]);
         var group = "modes-batchers-" + Guid.NewGuid().ToString("N");
-        ProcessorHost.Seed(servers, input, Partitions, PerPartition);
         var script = new RealBrokerBatchHandlerTests.BatchScript(output, new HashSet<string>(), new ConcurrentQueue<int>());
 
         using var one = BatchHost(servers, "0", input, group, deadLetters, script, protocol);
-        await one.StartAsync();
-        var first = one.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);
-        await Eventually.Until(() => first.CommittedRecords >= PerPartition / 2, Deadline, "the first instance commits some batches");
         using var two = BatchHost(servers, "1", input, group, deadLetters, script, protocol);
-        await two.StartAsync(); // joins: the partitions are shared out again
-        await Eventually.Until(() => RealBrokerProcessorTests.GroupAtEnd(servers, group, input, Partitions, PerPartition), Deadline, "every partition is committed to its end");
+        var first = one.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);
+        var second = two.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);
+        await one.StartAsync();
+        var perPartition = await SecondJoinsMidRunAsync(servers, input, group, first, second, () => two.StartAsync());
         await two.StopAsync();
         await one.StopAsync();
 
         var visible = TopicReader.ReadAll(servers, IsolationLevel.ReadCommitted, Deadline, output);
-        visible.Select(r => r.Value).Should().OnlyHaveUniqueItems("each record commits exactly once").And.HaveCount(Partitions * PerPartition);
+        visible.Select(r => r.Value).Should().OnlyHaveUniqueItems("each record commits exactly once").And.HaveCount(Partitions * perPartition);
         TopicReader.ReadAll(servers, IsolationLevel.ReadCommitted, Deadline, deadLetters).Should().BeEmpty();
     }
 
@@ -58,7 +59,6 @@ public sealed class RealBrokerProtocolModesTests(KafkaBrokerFixture broker)
         var topics = await broker.CreateTopicsAsync(Partitions, "modes-concurrent-in", "modes-concurrent-out");
         var (input, output) = (topics[0], topics[1]);
         var group = "modes-concurrent-" + Guid.NewGuid().ToString("N");
-        ProcessorHost.Seed(servers, input, Partitions, PerPartition);
         var script = new CopyScript { OutputTopic = output };
         void Concurrent(TransactionalProcessorOptions o)
         {
@@ -68,18 +68,41 @@ public sealed class RealBrokerProtocolModesTests(KafkaBrokerFixture broker)
         }
 
         await using var one = new ProcessorHost(servers, "0", input, group, script, Concurrent);
-        await one.StartAsync();
-        await Eventually.Until(() => one.Processor.CommittedRecords >= PerPartition / 2, Deadline, "the first instance commits some batches");
         await using var two = new ProcessorHost(servers, "1", input, group, script, Concurrent);
-        await two.StartAsync();
-        await Eventually.Until(() => RealBrokerProcessorTests.GroupAtEnd(servers, group, input, Partitions, PerPartition), Deadline, "every partition is committed to its end");
+        await one.StartAsync();
+        var perPartition = await SecondJoinsMidRunAsync(servers, input, group, one.Processor, two.Processor, () => two.StartAsync());
         await two.StopAsync();
         await one.StopAsync();
 
         one.Processor.State.Should().Be(ProcessorState.Stopped);
         two.Processor.State.Should().Be(ProcessorState.Stopped);
         var visible = TopicReader.ReadAll(servers, IsolationLevel.ReadCommitted, Deadline, output);
-        visible.Select(r => r.Value).Should().OnlyHaveUniqueItems("each record commits exactly once").And.HaveCount(Partitions * PerPartition);
+        visible.Select(r => r.Value).Should().OnlyHaveUniqueItems("each record commits exactly once").And.HaveCount(Partitions * perPartition);
+    }
+
+    /// <summary>
+    /// The first instance copies a first wave alone; the second then starts while waves keep coming, each copied to
+    /// the end before the next, until both instances have committed records since the second started (the group's
+    /// partitions were shared out while records flowed). Returns the records per partition in all.
+    /// </summary>
+    private static async Task<int> SecondJoinsMidRunAsync(string servers, string input, string group, ITransactionalProcessor first, ITransactionalProcessor second, Func<Task> startSecond)
+    {
+        ProcessorHost.Seed(servers, input, Partitions, Wave);
+        await Eventually.Until(() => RealBrokerProcessorTests.GroupAtEnd(servers, group, input, Partitions, Wave), Deadline, "the first instance alone copies the first wave");
+        var firstAlone = first.CommittedRecords;
+        await startSecond();
+        var waves = 1;
+        while (second.CommittedRecords == 0 || first.CommittedRecords == firstAlone)
+        {
+            waves.Should().BeLessThan(MaxWaves, "within {0} waves both instances commit records: the second joined and the partitions were shared out", MaxWaves);
+            ProcessorHost.Seed(servers, input, Partitions, Wave);
+            waves++;
+            await Eventually.Until(() => RealBrokerProcessorTests.GroupAtEnd(servers, group, input, Partitions, waves * Wave), Deadline, $"wave {waves} is committed to the end");
+        }
+
+        first.State.Should().Be(ProcessorState.Running);
+        second.State.Should().Be(ProcessorState.Running);
+        return waves * Wave;
     }
 
     private static IHost BatchHost(string servers, string instance, string input, string group, string deadLetters, RealBrokerBatchHandlerTests.BatchScript script, GroupProtocol protocol)

@@ -111,23 +111,25 @@ public class ConsumerProtocolInMemoryTests
         newcomer.Assignment.Should().Equal(P0);
     }
 
-    [Fact]
-    public void A_transactional_offset_commit_with_stale_metadata_fails_with_STALE_MEMBER_EPOCH_and_requires_an_abort()
+    [Theory]
+    [InlineData("consumer", ErrorCode.StaleMemberEpoch)]
+    [InlineData("classic", ErrorCode.IllegalGeneration)]
+    public void A_transactional_offset_commit_with_stale_metadata_fails_for_the_group_and_requires_an_abort(string protocol, ErrorCode expected)
     {
         var cluster = new InMemoryKafkaCluster();
-        using var consumer = cluster.CreateConsumer(Config("consumer"));
+        using var consumer = cluster.CreateConsumer(Config(protocol));
         consumer.Subscribe("in");
         consumer.Consume(TimeSpan.FromMilliseconds(10));
         var stale = consumer.ConsumerGroupMetadata;
-        using var other = cluster.CreateConsumer(Config("consumer"));
-        other.Subscribe("in"); // a rebalance: a new epoch
+        using var other = cluster.CreateConsumer(Config(protocol));
+        other.Subscribe("in"); // a rebalance: a new generation, a new epoch
         var producer = Transactional(cluster);
         producer.BeginTransaction();
 
         var error = producer.Invoking(p => p.SendOffsetsToTransaction([new TopicPartitionOffset(P0, 1)], stale, TimeSpan.FromSeconds(1)))
             .Should().Throw<KafkaTxnRequiresAbortException>().Which.Error;
 
-        error.Code.Should().Be(ErrorCode.StaleMemberEpoch);
+        error.Code.Should().Be(expected);
         TransactionErrorClassifier.Classify(new KafkaTxnRequiresAbortException(error)).Should().Be(TransactionErrorKind.Abortable);
         producer.Invoking(p => p.CommitTransaction(TimeSpan.FromSeconds(1))).Should().Throw<KafkaTxnRequiresAbortException>();
         producer.AbortTransaction(TimeSpan.FromSeconds(1));
@@ -137,11 +139,13 @@ public class ConsumerProtocolInMemoryTests
         cluster.CommittedOffset("g", P0).Should().Be(1);
     }
 
-    [Fact]
-    public void A_transactional_offset_commit_for_a_member_that_left_fails_with_UNKNOWN_MEMBER_ID()
+    [Theory]
+    [InlineData("consumer")]
+    [InlineData("classic")]
+    public void A_transactional_offset_commit_for_a_member_that_left_fails_with_UNKNOWN_MEMBER_ID(string protocol)
     {
         var cluster = new InMemoryKafkaCluster();
-        var consumer = cluster.CreateConsumer(Config("consumer"));
+        var consumer = cluster.CreateConsumer(Config(protocol));
         consumer.Subscribe("in");
         consumer.Consume(TimeSpan.FromMilliseconds(10));
         var metadata = consumer.ConsumerGroupMetadata;

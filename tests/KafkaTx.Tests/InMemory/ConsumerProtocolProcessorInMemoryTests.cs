@@ -27,7 +27,7 @@ public class ConsumerProtocolProcessorInMemoryTests
         using var restarted = ProcessorApp(kafka, script);
         await restarted.StartAsync();
         await ProcessorHarness.Until(() => kafka.GroupSnapshot("copiers").HeldByDeparted == 3, "the dead member still holds every partition");
-        await Task.Yield();
+        await ProcessorHarness.Until(() => Processor(restarted).State is not (ProcessorState.Created or ProcessorState.Starting), "the restarted instance has initialized and subscribed");
         kafka.ReadTopic("out").Should().HaveCount(30, "the restarted instance is refused (UNRELEASED_INSTANCE_ID) while the old member holds the id");
         Processor(restarted).State.Should().Be(ProcessorState.Running, "a refused join is retried, never fatal");
 

@@ -70,8 +70,11 @@ public class ProcessorPartsTests
         clock.Advance(TimeSpan.FromSeconds(8));
         schedule.IsDue(young, clock.GetTimestamp(), attempts).Should().BeTrue("half the transaction timeout comes before MaxBatchDuration here");
         schedule.Outlived(young).Should().BeFalse();
-        clock.Advance(TimeSpan.FromSeconds(8));
-        schedule.Outlived(young).Should().BeTrue();
+        clock.Advance(TimeSpan.FromSeconds(6.3));
+        schedule.Outlived(young).Should().BeFalse("14.3 s: before the last tenth of the 16 s timeout, kept for the commit");
+        clock.Advance(TimeSpan.FromSeconds(0.1));
+        schedule.Outlived(young).Should().BeTrue("14.4 s: the unit would no longer send the commit");
+        clock.Advance(TimeSpan.FromSeconds(1.6));
         schedule.ConsumeTimeout(young, clock.GetTimestamp()).Should().Be(TimeSpan.Zero);
         schedule.ConsumeTimeout<string, string>(null, clock.GetTimestamp()).Should().Be(BatchSchedule.IdlePoll);
     }

@@ -24,18 +24,44 @@ public class TransactionTimeoutTests
         unit.State.Should().Be(TransactionState.Ready);
     }
 
-    [Fact]
-    public async Task A_transaction_just_under_the_timeout_commits()
+    [Theory]
+    [InlineData(60_000, 54_900)] // the margin kept for the commit: 5 s at most
+    [InlineData(4_000, 3_550)]   // a tenth of the timeout below 50 s
+    public async Task A_transaction_before_the_commit_margin_commits(int timeoutMs, int ageMs)
     {
         var clock = new ManualClock();
-        var (unit, producer) = await TestUnits.CreateReady(o => o.TransactionTimeout = TimeSpan.FromSeconds(60), clock);
+        var (unit, producer) = await TestUnits.CreateReady(o => o.TransactionTimeout = TimeSpan.FromMilliseconds(timeoutMs), clock);
         unit.BeginTransaction();
         unit.Produce("processed-orders", new Message<string, string> { Value = "order-1" });
-        clock.Advance(TimeSpan.FromSeconds(59));
+        clock.Advance(TimeSpan.FromMilliseconds(ageMs));
 
         await unit.CommitAsync();
 
         producer.Committed.Should().ContainSingle();
+    }
+
+    [Theory]
+    [InlineData(60_000, 55_000)]
+    [InlineData(60_000, 59_000)]
+    [InlineData(4_000, 3_600)]
+    public async Task A_commit_that_would_start_in_the_last_tenth_of_the_timeout_is_not_sent_the_transaction_aborts(int timeoutMs, int ageMs)
+    {
+        // Sent that late, the commit could reach the coordinator after it aborted the transaction for its age and
+        // bumped the producer's epoch: the producer would be fenced, where an abort only costs a retry.
+        var clock = new ManualClock();
+        var (unit, producer) = await TestUnits.CreateReady(o => o.TransactionTimeout = TimeSpan.FromMilliseconds(timeoutMs), clock);
+        unit.BeginTransaction();
+        unit.Produce("processed-orders", new Message<string, string> { Value = "order-1" });
+        clock.Advance(TimeSpan.FromMilliseconds(ageMs));
+
+        var failure = await unit.Awaiting(u => u.CommitAsync()).Should().ThrowAsync<KafkaTransactionException>();
+
+        failure.Which.Kind.Should().Be(TransactionErrorKind.Abortable);
+        failure.Which.Outcome.Should().Be(TransactionOutcome.NotCommitted);
+        failure.Which.Message.Should().Contain("too close to TransactionTimeout");
+        producer.CallCount("Commit").Should().Be(0);
+        producer.Committed.Should().BeEmpty();
+        unit.State.Should().Be(TransactionState.Ready);
     }
 
     [Fact]
