@@ -50,6 +50,25 @@ public sealed class SampleTests
         exitCode.Should().Be(0, output);
     }
 
+    /// <summary>
+    /// Issue 20's sample: Avro orders into Avro shipments through Confluent's serdes, on the embedded Kafka and the
+    /// in-memory registry, one transaction aborted after writing its shipment, read back read_committed and decoded.
+    /// </summary>
+    [Fact]
+    public async Task SchemaRegistry_ships_every_Avro_order_exactly_once_on_its_embedded_default()
+    {
+        var (exitCode, output) = await RunSampleAsync("SchemaRegistry");
+
+        output.Should().Contain("Backend: embedded in-memory Kafka");
+        output.Should().Contain("Schema registry: embedded in-memory");
+        output.Should().Contain("the one holding 'order-004' failed after writing its shipment, was aborted and redone");
+        output.Should().MatchRegex(@"Subjects registered: avro-orders-[0-9a-f]{8}-value, avro-shipments-[0-9a-f]{8}-value");
+        output.Should().Contain("orders shipped: 10 of 10; duplicates: 0; all 'shipped': yes.");
+        output.Should().Contain("order-004, whose first transaction aborted after writing its shipment, shipped 1 time(s).");
+        output.Should().Contain("Verdict: exactly once.");
+        exitCode.Should().Be(0, output);
+    }
+
     /// <summary>Runs a sample's built dll as a user runs it; with no arguments, on its embedded default.</summary>
     internal static async Task<(int ExitCode, string Output)> RunSampleAsync(string name, params string[] args)
     {
@@ -64,6 +83,7 @@ public sealed class SampleTests
         };
         start.Environment.Remove("KAFKATX_BOOTSTRAP_SERVERS"); // the backend is the one the arguments name, else the embedded default
         start.Environment.Remove("KAFKATX_INSTANCE_ID");
+        start.Environment.Remove("KAFKATX_SCHEMA_REGISTRY_URL"); // likewise the registry: the embedded one unless named
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();

@@ -1,7 +1,7 @@
 using System.Net;
 using Confluent.SchemaRegistry;
 
-namespace KafkaTx.Tests.SchemaRegistry;
+namespace KafkaTx.Testing.SchemaRegistry;
 
 /// <summary>
 /// A schema registry in memory, for driving Confluent's real Avro and JSON Schema serdes without a registry server.
@@ -51,20 +51,27 @@ public sealed class FakeSchemaRegistryClient : ISchemaRegistryClient
         }
     }
 
+    /// <inheritdoc/>
     public IEnumerable<KeyValuePair<string, string>> Config => [];
 
+    /// <inheritdoc/>
     public IAuthenticationHeaderValueProvider AuthHeaderProvider => null!;
 
+    /// <inheritdoc/>
     public IWebProxy Proxy => null!;
 
+    /// <inheritdoc/>
     public int MaxCachedSchemas => 1000;
 
+    /// <inheritdoc/>
     public Task<int> RegisterSchemaAsync(string subject, string avroSchema, bool normalize = false) =>
         RegisterSchemaAsync(subject, new Schema(avroSchema, SchemaType.Avro), normalize);
 
+    /// <inheritdoc/>
     public async Task<int> RegisterSchemaAsync(string subject, Schema schema, bool normalize = false) =>
         (await RegisterSchemaWithResponseAsync(subject, schema, normalize).ConfigureAwait(false)).Id;
 
+    /// <inheritdoc/>
     public Task<RegisteredSchema> RegisterSchemaWithResponseAsync(string subject, Schema schema, bool normalize = false) => Answer(() =>
     {
         if (Find(subject, schema.SchemaString) is { } existing)
@@ -85,55 +92,75 @@ public sealed class FakeSchemaRegistryClient : ISchemaRegistryClient
         return registered;
     });
 
+    /// <inheritdoc/>
     public Task<int> GetSchemaIdAsync(string subject, string avroSchema, bool normalize = false) =>
         GetSchemaIdAsync(subject, new Schema(avroSchema, SchemaType.Avro), normalize);
 
+    /// <inheritdoc/>
     public async Task<int> GetSchemaIdAsync(string subject, Schema schema, bool normalize = false) =>
         (await LookupSchemaAsync(subject, schema, false, normalize).ConfigureAwait(false)).Id;
 
+    /// <inheritdoc/>
     public Task<Schema> GetSchemaAsync(int id, string? format = null) =>
         Answer<Schema>(() => ToSchema(_schemas.FirstOrDefault(s => s.Id == id) ?? throw NotFound($"Schema {id} not found", 40403)));
 
+    /// <inheritdoc/>
     public Task<Schema> GetSchemaBySubjectAndIdAsync(string subject, int id, string? format = null) => GetSchemaAsync(id, format);
 
+    /// <inheritdoc/>
     public Task<Schema> GetSchemaByGuidAsync(string guid, string? format = null) => throw new NotSupportedException("Schema GUIDs are not modelled.");
 
+    /// <inheritdoc/>
     public Task<RegisteredSchema> LookupSchemaAsync(string subject, Schema schema, bool ignoreDeletedSchemas, bool normalize = false) =>
         Answer(() => Find(subject, schema.SchemaString) ?? throw NotFound($"Schema not found under subject \"{subject}\"", 40403));
 
+    /// <inheritdoc/>
     public Task<RegisteredSchema> GetRegisteredSchemaAsync(string subject, int version, bool ignoreDeletedSchemas = true) =>
         Answer(() => _schemas.FirstOrDefault(s => s.Subject == subject && s.Version == version) ?? throw NotFound($"Version {version} of subject \"{subject}\" not found", 40402));
 
+    /// <inheritdoc/>
     public async Task<string> GetSchemaAsync(string subject, int version) =>
         (await GetRegisteredSchemaAsync(subject, version).ConfigureAwait(false)).SchemaString;
 
+    /// <inheritdoc/>
     public Task<RegisteredSchema> GetLatestSchemaAsync(string subject) =>
         Answer(() => _schemas.LastOrDefault(s => s.Subject == subject) ?? throw NotFound($"Subject \"{subject}\" not found", 40401));
 
+    /// <inheritdoc/>
     public Task<RegisteredSchema> GetLatestWithMetadataAsync(string subject, IDictionary<string, string> metadata, bool ignoreDeletedSchemas) =>
         GetLatestSchemaAsync(subject);
 
+    /// <inheritdoc/>
     public Task<List<string>> GetAllSubjectsAsync() => Answer(() => _schemas.Select(s => s.Subject).Distinct().ToList());
 
+    /// <inheritdoc/>
     public Task<List<int>> GetSubjectVersionsAsync(string subject) => Answer(() => _schemas.Where(s => s.Subject == subject).Select(s => s.Version).ToList());
 
+    /// <inheritdoc/>
     public Task<bool> IsCompatibleAsync(string subject, string avroSchema) => IsCompatibleAsync(subject, new Schema(avroSchema, SchemaType.Avro));
 
+    /// <inheritdoc/>
     public Task<bool> IsCompatibleAsync(string subject, Schema schema) =>
         Answer(() => !_frozenSubjects.Contains(subject) || Find(subject, schema.SchemaString) is not null);
 
+    /// <inheritdoc/>
     public string ConstructKeySubjectName(string topic, string? recordType = null) => $"{topic}-key";
 
+    /// <inheritdoc/>
     public string ConstructValueSubjectName(string topic, string? recordType = null) => $"{topic}-value";
 
+    /// <inheritdoc/>
     public Task<Compatibility> GetCompatibilityAsync(string? subject = null) => Answer(() => Compatibility.Backward);
 
+    /// <inheritdoc/>
     public Task<Compatibility> UpdateCompatibilityAsync(Compatibility compatibility, string? subject = null) => Answer(() => compatibility);
 
+    /// <inheritdoc/>
     public void ClearLatestCaches()
     {
     }
 
+    /// <inheritdoc/>
     public void ClearCaches()
     {
     }
@@ -142,11 +169,14 @@ public sealed class FakeSchemaRegistryClient : ISchemaRegistryClient
     public Task<List<Association>> GetAssociationsByResourceNameAsync(string resourceName, string resourceNamespace, string resourceType, List<string> associationTypes, string lifecycle, int offset, int limit) =>
         Answer(() => new List<Association>());
 
+    /// <inheritdoc/>
     public Task<AssociationResponse> CreateAssociationAsync(AssociationCreateOrUpdateRequest request) => throw new NotSupportedException("Associations are not modelled.");
 
+    /// <inheritdoc/>
     public Task DeleteAssociationsAsync(string resourceId, string resourceType, List<string> associationTypes, bool cascadeLifecycle) =>
         throw new NotSupportedException("Associations are not modelled.");
 
+    /// <inheritdoc/>
     public void Dispose()
     {
     }
