@@ -27,8 +27,6 @@ namespace KafkaTx.Processing;
 /// </remarks>
 internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
 {
-    private static readonly TimeSpan RewindRetryDelay = TimeSpan.FromMilliseconds(200);
-
     private readonly TransactionalProcessorOptions _options;
     private readonly KafkaTransactionsOptions _producerOptions;
     private readonly ITransactionalUnitOfWork _unit;
@@ -172,7 +170,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         _telemetry.RefreshLag(consumer, now);
         if (_rewinder.IsPending && !_rewinder.TryRewind(consumer))
         {
-            await Task.Delay(RewindRetryDelay, _time, stoppingToken).ConfigureAwait(true);
+            await _rewinder.WaitToRetryAsync(consumer, _time, stoppingToken).ConfigureAwait(true);
             return;
         }
 

@@ -18,6 +18,8 @@ namespace KafkaTx.Processing;
 internal sealed class Rewinder(ProcessorTelemetry telemetry, TimeProvider? time = null)
 {
     private static readonly TimeSpan CommittedOffsetsTimeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan HoldProbeTimeout = TimeSpan.FromSeconds(2); // bounds a stop during the hold
+    private static readonly TimeSpan RetryDelay = TimeSpan.FromMilliseconds(200);
 
     private readonly Dictionary<TopicPartition, Offset> _committed = [];
     private readonly Dictionary<TopicPartition, long> _firstConsumed = [];
@@ -117,7 +119,7 @@ internal sealed class Rewinder(ProcessorTelemetry telemetry, TimeProvider? time 
             try
             {
                 // Held: the whole assignment is asked for, as the probe of the coordinator; only the unknown are used.
-                committed = consumer.Committed(held ? assignment : unknown, CommittedOffsetsTimeout);
+                committed = held ? consumer.Committed(assignment, HoldProbeTimeout) : consumer.Committed(unknown, CommittedOffsetsTimeout);
             }
             catch (KafkaException e)
             {
@@ -168,6 +170,34 @@ internal sealed class Rewinder(ProcessorTelemetry telemetry, TimeProvider? time 
         telemetry.Rewound(targets, unknown.Count);
         IsPending = false;
         return true;
+    }
+
+    /// <summary>
+    /// After a failed <see cref="TryRewind"/>: waits a little before the next try. While the processor holds for its
+    /// group coordinator, the wait is a poll, so that the consumer stays in the group (max.poll.interval.ms) and its
+    /// rebalance callbacks run; a record it returns is dropped (the rewind reads it again), but its offset is noted,
+    /// as any consumed record's, for the rewind of a partition with nothing committed.
+    /// </summary>
+    public Task WaitToRetryAsync(IConsumer<byte[]?, byte[]?> consumer, TimeProvider clock, CancellationToken cancellationToken)
+    {
+        if (!Hold.IsHeld)
+        {
+            return Task.Delay(RetryDelay, clock, cancellationToken);
+        }
+
+        try
+        {
+            if (consumer.Consume(RetryDelay) is { IsPartitionEOF: false } dropped)
+            {
+                Consumed(dropped);
+            }
+        }
+        catch (ConsumeException e) when (!e.Error.IsFatal)
+        {
+            telemetry.ConsumerError(e.Error); // as in the loops: librdkafka recovers on its own
+        }
+
+        return Task.CompletedTask;
     }
 
     /// <summary>Splits an assignment into the positions known here and the partitions whose position must be fetched.</summary>

@@ -154,6 +154,29 @@ public class ProcessorPartsTests
     }
 
     [Fact]
+    public async Task While_holding_for_the_coordinator_the_rewinder_polls_drops_what_it_reads_and_rewinds_there_once_the_coordinator_answers()
+    {
+        var broker = new FakeBroker();
+        var consumer = Assigned(broker, P0);
+        broker.Append("in", 0, "k5", "v5");
+        consumer.FailCommittedQueries = true;
+        var rewinder = new Rewinder(Telemetry());
+        rewinder.GroupCoordinatorUnreachable();
+        rewinder.Require();
+
+        rewinder.TryRewind(consumer).Should().BeFalse("the coordinator does not answer");
+        await rewinder.WaitToRetryAsync(consumer, TimeProvider.System, CancellationToken.None);
+
+        consumer.Position(P0).Value.Should().Be(1, "the wait was a poll (the consumer stays in the group), and it read the record");
+        rewinder.IsPending.Should().BeTrue("what the poll read is dropped: the rewind is still due");
+        rewinder.Hold.IsHeld.Should().BeTrue();
+        consumer.FailCommittedQueries = false;
+        rewinder.TryRewind(consumer).Should().BeTrue();
+        rewinder.Hold.IsHeld.Should().BeFalse("the coordinator answered");
+        broker.EventsSnapshot().Should().Contain("seek:0@0", "nothing committed there: back to the record the poll read and dropped");
+    }
+
+    [Fact]
     public void A_revoke_commits_the_open_batch_and_forgets_the_partitions()
     {
         var batch = new FakeBatchControl { IsOpen = true };

@@ -34,7 +34,6 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
     StoppingHandlerCall stoppingCall,
     TimeProvider time) : IOpenBatchControl
 {
-    private static readonly TimeSpan RewindRetryDelay = TimeSpan.FromMilliseconds(200);
 
     private readonly BatchBisection _bisection = new();
     private readonly NextBatch _next = new(options, attempts, time);
@@ -56,7 +55,7 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
             _next.Clear(); // read past what is committed: the rewind reads them again
             if (!rewinder.TryRewind(consumer))
             {
-                await Task.Delay(RewindRetryDelay, time, stoppingToken).ConfigureAwait(true);
+                await rewinder.WaitToRetryAsync(consumer, time, stoppingToken).ConfigureAwait(true);
                 return;
             }
         }

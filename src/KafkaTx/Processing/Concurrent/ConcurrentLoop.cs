@@ -29,7 +29,6 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
     TimeProvider time) : IOpenBatchControl
 {
     private const int MostReadPerStep = 64; // records dispatched as they are consumed, before the step's own work comes round again
-    private static readonly TimeSpan RewindRetryDelay = TimeSpan.FromMilliseconds(200);
     private static readonly TimeSpan BusyPoll = TimeSpan.FromMilliseconds(10); // how soon new records are looked for while handlers run
 
     // Lost partitions may be owned by another member already, whose reads of their offsets wait for this transaction
@@ -61,7 +60,7 @@ internal sealed class ConcurrentLoop<TKey, TValue>(
             DropBuffer();
             if (!rewinder.TryRewind(consumer))
             {
-                await Task.Delay(RewindRetryDelay, time, stoppingToken).ConfigureAwait(true);
+                await rewinder.WaitToRetryAsync(consumer, time, stoppingToken).ConfigureAwait(true);
                 return;
             }
         }
