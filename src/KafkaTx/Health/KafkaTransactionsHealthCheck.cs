@@ -87,7 +87,8 @@ internal sealed class KafkaTransactionsHealthCheck(string name, KafkaTransaction
             var waitingFor = progress.WaitingForGroupCoordinatorFor;
             if (waitingFor > TimeSpan.Zero)
             {
-                // At once: the hold begins only after a batch could not send its offsets for most of a transaction timeout.
+                // At once: the hold begins only after a batch's offsets were refused for want of the coordinator (librdkafka
+                // retried them until its own timeout) or not sent by three quarters of the transaction timeout.
                 data["processor_waiting_for_group_coordinator_seconds"] = Math.Round(waitingFor.TotalSeconds, 1);
                 reasons.Add($"the coordinator of the processor's consumer group has not answered for {waitingFor.TotalSeconds:F0} s: no new transaction begins until it does");
             }

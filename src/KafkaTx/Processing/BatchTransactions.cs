@@ -29,6 +29,7 @@ internal sealed class BatchTransactions<TKey, TValue>(
     private OpenBatch<TKey, TValue>? _batch;  // the open transaction's; null when none is open
     private int _transientFailuresInARow;     // transaction failures no record caused: they back off, never count as attempts
     private readonly List<RecordKey> _handled = []; // each batch's in turn: one list for the processor's life
+    private readonly OffsetsSender _offsets = new(unit, groupMetadata, schedule, rewinder, telemetry, time);
 
     /// <summary>The open transaction's batch, or null.</summary>
     public OpenBatch<TKey, TValue>? Batch => _batch;
@@ -110,11 +111,12 @@ internal sealed class BatchTransactions<TKey, TValue>(
     {
         var batch = _batch!;
         var offsets = batch.NextOffsets();
+        _offsets.Reset();
         try
         {
             if (offsets.Count > 0)
             {
-                await SendOffsetsInTimeAsync(batch, offsets, cancellationToken).ConfigureAwait(true);
+                await _offsets.SendAsync(batch, offsets, cancellationToken).ConfigureAwait(true);
             }
 
             await unit.CommitAsync(cancellationToken).ConfigureAwait(true);
@@ -130,42 +132,6 @@ internal sealed class BatchTransactions<TKey, TValue>(
         rewinder.Committed(offsets);
         telemetry.BatchCommitted(batch.Count);
         await EndAsync(Outcome.Committed).ConfigureAwait(true);
-    }
-
-    /// <summary>
-    /// Sends the batch's offsets, with the group metadata of the moment (never cached across a rebalance), and gives up
-    /// at the batch's offsets deadline (<see cref="BatchSchedule.OffsetsDeadline"/>) with a retriable failure: the
-    /// batch is then aborted and rewound before the broker's transaction timeout, rather than staying open until the
-    /// broker aborts it and fences the producer; the rewind waits for the coordinator to answer (<see cref="CoordinatorHold"/>),
-    /// and the batch runs again in a new transaction after that.
-    /// </summary>
-    private async Task SendOffsetsInTimeAsync(OpenBatch<TKey, TValue> batch, List<TopicPartitionOffset> offsets, CancellationToken cancellationToken)
-    {
-        var left = schedule.OffsetsDeadline(batch);
-        using var deadline = new CancellationTokenSource(left > TimeSpan.Zero ? left : TimeSpan.FromTicks(1), time);
-        using var either = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
-        try
-        {
-            await unit.SendOffsetsAsync(offsets, groupMetadata(), either.Token).ConfigureAwait(true);
-        }
-        catch (KafkaTransactionException e) when (e.InnerException is KafkaException && CoordinatorHold.MeansUnreachable(e.Error.Code))
-        {
-            // librdkafka's own retries ran out first (COORDINATOR_NOT_AVAILABLE, a request timed out): the same outage.
-            // Not the unit's own refusal of an expired transaction (no client error inside): that one is the batch's.
-            rewinder.GroupCoordinatorUnreachable();
-            throw;
-        }
-        catch (OperationCanceledException e) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-        {
-            telemetry.OffsetsNotSentInTime(batch.Count, time.GetElapsedTime(batch.StartedAt));
-            rewinder.GroupCoordinatorUnreachable(); // the abort's rewind waits for it to answer: no batch runs to be aborted again
-            throw new KafkaTransactionException(
-                TransactionErrorKind.Retriable,
-                new Error(ErrorCode.Local_TimedOut, "SendOffsetsToTransaction did not succeed before the offsets deadline"),
-                $"The offsets of a batch of {batch.Count} record(s) could not be sent within three quarters of the transaction timeout (the group coordinator unreachable?): the transaction is aborted before the broker would abort it, and the batch runs again.",
-                unit.State,
-                e);
-        }
     }
 
     /// <summary>Aborts the open batch, if any, and has the consumer rewound to the committed positions.</summary>
@@ -276,8 +242,10 @@ internal sealed class BatchTransactions<TKey, TValue>(
             return;
         }
 
-        // An unreachable group coordinator is never the batch's doing, however long the batch waited for it.
-        if (failure.Kind != TransactionErrorKind.Rejected && (!schedule.Outlived(_batch) || rewinder.Hold.IsHeld))
+        // An unreachable group coordinator is never the batch's doing, however long the batch waited for it; a batch
+        // that outlived its time before even sending its offsets is.
+        var notTheBatchs = _offsets.CoordinatorFailed || (!_offsets.BatchTooSlow && !schedule.Outlived(_batch));
+        if (failure.Kind != TransactionErrorKind.Rejected && notTheBatchs)
         {
             await RetryAsync(failure, backoff, cancellationToken).ConfigureAwait(true);
             return;

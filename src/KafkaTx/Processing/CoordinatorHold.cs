@@ -44,6 +44,9 @@ internal sealed class CoordinatorHold(ProcessorTelemetry telemetry, TimeProvider
         }
     }
 
+    /// <summary>The processor has nothing to hold (no partition assigned, or it stopped): the hold ends unanswered.</summary>
+    public void Release() => Volatile.Write(ref _since, 0);
+
     /// <summary>The group coordinator answered: the hold, if any, is over.</summary>
     public void End()
     {

@@ -104,7 +104,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
     public TimeSpan StalledFor => _telemetry.StalledFor;
 
     /// <inheritdoc cref="CoordinatorHold.HeldFor"/>
-    public TimeSpan WaitingForGroupCoordinatorFor => _rewinder.Hold.HeldFor;
+    public TimeSpan WaitingForGroupCoordinatorFor => _status.State == ProcessorState.Running ? _rewinder.Hold.HeldFor : TimeSpan.Zero; // a stopped processor waits for nothing
 
     /// <summary>
     /// Runs the loop on a thread of its own until <paramref name="stoppingToken"/> is cancelled or the processor stops

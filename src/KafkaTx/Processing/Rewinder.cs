@@ -107,6 +107,9 @@ internal sealed class Rewinder(ProcessorTelemetry telemetry, TimeProvider? time 
         var assignment = consumer.Assignment;
         if (assignment.Count == 0)
         {
+            // Nothing to consume, so nothing to hold for: a batch of partitions assigned later sends its offsets, and
+            // holds again if the coordinator still does not answer.
+            Hold.Release();
             IsPending = false;
             return true;
         }

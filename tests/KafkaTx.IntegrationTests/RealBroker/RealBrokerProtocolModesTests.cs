@@ -81,9 +81,10 @@ public sealed class RealBrokerProtocolModesTests(KafkaBrokerFixture broker)
     }
 
     /// <summary>
-    /// The first instance copies a first wave alone; the second then starts while waves keep coming, each copied to
-    /// the end before the next, until both instances have committed records since the second started (the group's
-    /// partitions were shared out while records flowed). Returns the records per partition in all.
+    /// The first instance copies a first wave alone; the second then starts while waves keep coming, the next seeded
+    /// as soon as both instances have committed since it started or the last wave is through, so that the join lands
+    /// while records flow and batches are open. Ends when both instances have committed records since the second
+    /// started (the group's partitions were shared out) and everything is committed. Returns the records per partition.
     /// </summary>
     private static async Task<int> SecondJoinsMidRunAsync(string servers, string input, string group, ITransactionalProcessor first, ITransactionalProcessor second, Func<Task> startSecond)
     {
@@ -92,13 +93,17 @@ public sealed class RealBrokerProtocolModesTests(KafkaBrokerFixture broker)
         var firstAlone = first.CommittedRecords;
         await startSecond();
         var waves = 1;
-        while (second.CommittedRecords == 0 || first.CommittedRecords == firstAlone)
+        bool BothCommitted() => second.CommittedRecords > 0 && first.CommittedRecords > firstAlone;
+        while (!BothCommitted())
         {
             waves.Should().BeLessThan(MaxWaves, "within {0} waves both instances commit records: the second joined and the partitions were shared out", MaxWaves);
-            ProcessorHost.Seed(servers, input, Partitions, Wave);
+            ProcessorHost.Seed(servers, input, Partitions, Wave); // at once after the start: the join meets this wave
             waves++;
-            await Eventually.Until(() => RealBrokerProcessorTests.GroupAtEnd(servers, group, input, Partitions, waves * Wave), Deadline, $"wave {waves} is committed to the end");
+            var seeded = waves * Wave;
+            await Eventually.Until(() => BothCommitted() || RealBrokerProcessorTests.GroupAtEnd(servers, group, input, Partitions, seeded), Deadline, $"wave {waves} is committed to the end, or both instances commit");
         }
+
+        await Eventually.Until(() => RealBrokerProcessorTests.GroupAtEnd(servers, group, input, Partitions, waves * Wave), Deadline, "every partition is committed to its end");
 
         first.State.Should().Be(ProcessorState.Running);
         second.State.Should().Be(ProcessorState.Running);

@@ -177,6 +177,21 @@ public class ProcessorPartsTests
     }
 
     [Fact]
+    public void A_hold_with_no_partition_assigned_ends_at_the_rewind_since_there_is_nothing_to_hold()
+    {
+        var consumer = Assigned(new FakeBroker());
+        consumer.FailCommittedQueries = true;
+        var rewinder = new Rewinder(Telemetry());
+        rewinder.GroupCoordinatorUnreachable();
+        rewinder.Require();
+
+        rewinder.TryRewind(consumer).Should().BeTrue();
+
+        rewinder.IsPending.Should().BeFalse();
+        rewinder.Hold.IsHeld.Should().BeFalse("a hold left over would report Degraded for ever, and let later batches run while 'held'");
+    }
+
+    [Fact]
     public void A_revoke_commits_the_open_batch_and_forgets_the_partitions()
     {
         var batch = new FakeBatchControl { IsOpen = true };
