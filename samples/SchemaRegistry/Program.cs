@@ -114,38 +114,5 @@ if (perOrder.Count == OrderCount && perOrder.Values.All(n => n == 1) && subjects
 Console.WriteLine("Verdict: NOT exactly once.");
 return 1;
 
-List<byte[]> ReadCommitted(string topic)
-{
-    var partitions = Enumerable.Range(0, backend.PartitionCount(topic)).Select(p => new TopicPartition(topic, p)).ToList();
-    using var consumer = backend.CreateConsumer(new ConsumerConfig
-    {
-        GroupId = "sample-reader-" + Guid.NewGuid().ToString("N"),
-        IsolationLevel = IsolationLevel.ReadCommitted, // only records of committed transactions
-        EnableAutoCommit = false,
-        EnablePartitionEof = true,
-    });
-    consumer.Assign(partitions.Select(p => new TopicPartitionOffset(p, Offset.Beginning)));
-    var values = new List<byte[]>();
-    var finished = new HashSet<TopicPartition>();
-    var until = DateTime.UtcNow.AddSeconds(30);
-    while (finished.Count < partitions.Count && DateTime.UtcNow < until)
-    {
-        var result = consumer.Consume(TimeSpan.FromMilliseconds(200));
-        if (result is null)
-        {
-            continue;
-        }
-
-        if (result.IsPartitionEOF)
-        {
-            finished.Add(result.TopicPartition);
-        }
-        else if (result.Message.Value is { } value)
-        {
-            values.Add(value);
-        }
-    }
-
-    consumer.Close();
-    return values;
-}
+List<byte[]> ReadCommitted(string topic) =>
+    [.. CommittedReader.ReadVisibleBytes(backend, topic).Select(r => r.Value).OfType<byte[]>()];

@@ -6,7 +6,11 @@ namespace KafkaTx.Samples;
 /// <summary>Reads what a read_committed consumer can see: every partition from the beginning to its end.</summary>
 public static class CommittedReader
 {
-    public static List<(string Topic, string Key, string Value)> ReadVisible(Backend backend, params IEnumerable<string> topics)
+    public static List<(string Topic, string Key, string Value)> ReadVisible(Backend backend, params IEnumerable<string> topics) =>
+        [.. ReadVisibleBytes(backend, topics).Select(r => (r.Topic, Text(r.Key), Text(r.Value)))];
+
+    /// <summary>As <see cref="ReadVisible"/>, with keys and values as written (Avro, JSON Schema: the serdes decode them).</summary>
+    public static List<(string Topic, byte[]? Key, byte[]? Value)> ReadVisibleBytes(Backend backend, params IEnumerable<string> topics)
     {
         var partitions = topics.SelectMany(topic => Enumerable.Range(0, backend.PartitionCount(topic)).Select(p => new TopicPartition(topic, p))).ToList();
         using var consumer = backend.CreateConsumer(new ConsumerConfig
@@ -18,7 +22,7 @@ public static class CommittedReader
         });
         consumer.Assign(partitions.Select(p => new TopicPartitionOffset(p, Offset.Beginning)));
 
-        var visible = new List<(string, string, string)>();
+        var visible = new List<(string, byte[]?, byte[]?)>();
         var finished = new HashSet<TopicPartition>();
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (finished.Count < partitions.Count && DateTime.UtcNow < deadline)
@@ -35,7 +39,7 @@ public static class CommittedReader
             }
             else
             {
-                visible.Add((result.Topic, Text(result.Message.Key), Text(result.Message.Value)));
+                visible.Add((result.Topic, result.Message.Key, result.Message.Value));
             }
         }
 
