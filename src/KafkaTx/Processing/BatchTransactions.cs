@@ -158,7 +158,15 @@ internal sealed class BatchTransactions<TKey, TValue>(
     public async Task RetryAsync(KafkaTransactionException failure, bool backoff, CancellationToken cancellationToken)
     {
         _transientFailuresInARow++;
-        telemetry.CommitFailed(failure.Kind, _batch?.Count ?? 0, failure);
+        if (Serialization.SerdeFailureClassifier.IsRegistryOutage(failure))
+        {
+            telemetry.RegistryUnavailable(_batch?.Count ?? 0, failure);
+        }
+        else
+        {
+            telemetry.CommitFailed(failure.Kind, _batch?.Count ?? 0, failure);
+        }
+
         await AbortAndRewindAsync($"the transaction failed ({failure.Kind}: {failure.Error.Code})").ConfigureAwait(true);
         if (backoff)
         {

@@ -65,7 +65,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         _telemetry = new ProcessorTelemetry(name, options.GroupId, unit.TransactionalId, instrumentation, logger, time);
         _status = new ProcessorStatus(unit, _telemetry);
         _unitCalls = new ProcessorUnitOfWork(unit, options, time, _telemetry);
-        _deserializer = new RecordDeserializer<TKey, TValue>(options.Deserializers);
+        _deserializer = new RecordDeserializer<TKey, TValue>(options.Deserializers, producerOptions.TransactionTimeout, time);
         _poison = new PoisonRecords(options, unit, _telemetry);
         _schedule = new BatchSchedule(options, producerOptions, time, _telemetry);
         _rewinder = new Rewinder(_telemetry, time);
@@ -226,7 +226,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         using var recordActivity = _telemetry.StartRecord(result, batch.Activity);
         try
         {
-            var record = await _deserializer.DeserializeAsync(result).ConfigureAwait(true);
+            var record = await _deserializer.DeserializeAsync(result, batch.StartedAt, drainToken).ConfigureAwait(true);
             await _stoppingCall.AwaitAsync(batch.HandleAsync(record, _unit, drainToken), batch, key, drainToken).ConfigureAwait(true);
             batch.AddHandled(key);
             _telemetry.RecordHandled();
@@ -239,7 +239,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
             await _transactions.AbortAndRewindAsync($"the handler of {key} was cancelled when ShutdownTimeout ran out").ConfigureAwait(true);
             throw;
         }
-        catch (KafkaTransactionException e) when (_unitCalls.IsTransactionFailure(e) && !_schedule.Outlived(_transactions.Batch))
+        catch (KafkaTransactionException e) when (_unitCalls.ChargesNoRecord(e, _schedule.Outlived(_transactions.Batch)))
         {
             // The transaction failed under the handler (the coordinator moved, say): not the record's fault.
             ProcessorTelemetry.RecordFailed(recordActivity, e);

@@ -174,6 +174,8 @@ internal sealed class ProcessorTelemetry
 
     public void CommitFailed(TransactionErrorKind kind, int records, Exception e) => Log.CommitFailed(_logger, Name, Id, kind, records, e);
 
+    public void RegistryUnavailable(int records, Exception e) => Log.ProcessorRegistryUnavailable(_logger, Name, Id, records, e);
+
     public void OffsetsNotSentInTime(int records, TimeSpan age) => Log.ProcessorOffsetsNotSentInTime(_logger, Name, Id, records, (long)age.TotalMilliseconds);
 
     public void WaitingForGroupCoordinator() => Log.ProcessorWaitingForGroupCoordinator(_logger, Name, GroupId);

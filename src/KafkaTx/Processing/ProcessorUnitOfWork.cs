@@ -69,4 +69,13 @@ internal sealed class ProcessorUnitOfWork(ITransactionalUnitOfWork unit, Transac
     public bool IsTransactionFailure(KafkaTransactionException e) =>
         e.Kind is TransactionErrorKind.Abortable or TransactionErrorKind.Retriable or TransactionErrorKind.OutcomeUnknown
         && (e.TransactionalId is null || e.TransactionalId == unit.TransactionalId); // not another unit the handler used
+
+    /// <summary>
+    /// Whether a failure under the open batch charges none of its records: a transaction failure (see
+    /// <see cref="IsTransactionFailure"/>) while the batch is within TransactionTimeout; past it, the batch was too slow
+    /// for one transaction, its own doing, unless the schema registry was what it waited for (unreachable, failing or
+    /// too slow): an outage never counts toward poison, however long it lasts.
+    /// </summary>
+    public bool ChargesNoRecord(KafkaTransactionException e, bool batchOutlived) =>
+        IsTransactionFailure(e) && (!batchOutlived || Serialization.SerdeFailureClassifier.IsRegistryOutage(e));
 }

@@ -74,19 +74,42 @@ internal sealed class DeserializerRegistry
         }
     }
 
-    /// <summary>Deserializes with an asynchronous deserializer, failing as <see cref="Deserialize{T}"/> does.</summary>
-    public static async Task<T> DeserializeAsync<T>(IAsyncDeserializer<T> deserializer, ConsumeResult<byte[]?, byte[]?> record, SerializationContext context)
+    /// <summary>
+    /// Deserializes with an asynchronous deserializer, failing as <see cref="Deserialize{T}"/> does. The wait ends at
+    /// <paramref name="limit"/>: a deserializer that has not answered by then (a schema registry too slow for the open
+    /// transaction, which must end before its TransactionTimeout) fails as a registry that could not be reached; and
+    /// when <paramref name="cancellationToken"/> is cancelled (OperationCanceledException). Either way the deserializer's
+    /// own call is abandoned, its result unused. The limit is at least zero, or infinite when no transaction is open.
+    /// </summary>
+    public static async Task<T> DeserializeAsync<T>(IAsyncDeserializer<T> deserializer, ConsumeResult<byte[]?, byte[]?> record, SerializationContext context, TimeSpan limit, TimeProvider time, CancellationToken cancellationToken)
     {
         var data = context.Component == MessageComponentType.Key ? record.Message.Key : record.Message.Value;
+        Task<T>? call = null;
         try
         {
-            return await deserializer.DeserializeAsync(data, data is null, context).ConfigureAwait(false);
+            call = deserializer.DeserializeAsync(data, data is null, context);
+            return await call.WaitAsync(limit, time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            Abandon(call);
+            throw;
+        }
+        catch (TimeoutException) when (call is { IsCompleted: false })
+        {
+            Abandon(call);
+            throw DeserializationFailed<T>(record, context.Component, new TimeoutException(
+                $"The deserializer had not answered after {limit.TotalSeconds:0.###} s, all the open transaction had left before its TransactionTimeout (less the margin its commit needs); a schema registry that slow is treated as unavailable"));
         }
         catch (Exception e)
         {
             throw DeserializationFailed<T>(record, context.Component, e);
         }
     }
+
+    /// <summary>Observes an abandoned call's failure, so that it is not reported as an unobserved task exception.</summary>
+    private static void Abandon(Task? call) =>
+        call?.ContinueWith(static c => _ = c.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
     /// <summary>
     /// The failure of a deserializer, as the processor sees it: the record's own (a <see cref="ConsumeException"/>,

@@ -2,6 +2,7 @@ using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Net;
 using System.Reflection;
+using Confluent.Kafka;
 
 namespace KafkaTx.Serialization;
 
@@ -15,7 +16,9 @@ namespace KafkaTx.Serialization;
 /// KafkaTx takes no dependency on Confluent.SchemaRegistry: its <c>SchemaRegistryException</c> is recognised by its
 /// type name and read through its public <c>Status</c> (HTTP status) property, with the registry's error code in its
 /// message ("...; error code: 50001", whose first three digits are the HTTP status) as the fallback. The registry's
-/// transient answers are 5xx and 429; every other answer (404 / 40401 / 40403, 409, 422) is the record's.
+/// answers that are not the record's are 5xx, 429, 408, and 401 / 403 / 407 (this client refused: an outage of its
+/// access, fixed by an operator, never a reason to dead-letter); every other answer (404 / 40401 / 40403, 409, 422) is the
+/// record's.
 /// </remarks>
 internal static class SerdeFailureClassifier
 {
@@ -51,7 +54,21 @@ internal static class SerdeFailureClassifier
         return false;
     }
 
-    private static bool IsTransient(HttpStatusCode status) => (int)status >= 500 || status == HttpStatusCode.TooManyRequests;
+    /// <summary>
+    /// Whether KafkaTx reported a failure as the schema registry's: a Retriable failure of a serializer or deserializer
+    /// (the record's own serde failures are Rejected, or a ConsumeException).
+    /// </summary>
+    public static bool IsRegistryOutage(KafkaTransactionException e) =>
+        e.Kind == TransactionErrorKind.Retriable && e.Error.Code is ErrorCode.Local_KeySerialization or ErrorCode.Local_ValueSerialization
+            or ErrorCode.Local_KeyDeserialization or ErrorCode.Local_ValueDeserialization;
+
+    /// <summary>
+    /// Answers that say nothing about the record: the registry failing (5xx), busy (429), timing out (408), or refusing
+    /// this client (401, 403, 407: credentials or permissions, which an operator fixes while the record waits).
+    /// </summary>
+    private static bool IsTransient(HttpStatusCode status) => (int)status >= 500 || status
+        is HttpStatusCode.TooManyRequests or HttpStatusCode.RequestTimeout
+        or HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden or HttpStatusCode.ProxyAuthenticationRequired;
 
     [UnconditionalSuppressMessage("Trimming", "IL2075", Justification = "When trimming removed the property, the error code in the message is read instead.")]
     private static HttpStatusCode? RegistryStatus(Exception e)

@@ -212,4 +212,7 @@ internal static partial class Log
 
     [LoggerMessage(193, LogLevel.Information, "Processor {Name}: the coordinator of group {GroupId} answers again after {WaitedMs} ms; processing resumes from the committed offsets")]
     public static partial void ProcessorGroupCoordinatorAnswered(ILogger logger, string name, string? groupId, long waitedMs);
+
+    [LoggerMessage(194, LogLevel.Warning, "Processor {Name} ({TransactionalId}): the schema registry could not be reached, failed or did not answer in time, with {Records} records in the transaction. Aborted; the processor backs off and reads them again without counting an attempt (nothing is dead-lettered for an outage)")]
+    public static partial void ProcessorRegistryUnavailable(ILogger logger, string name, string transactionalId, int records, Exception exception);
 }

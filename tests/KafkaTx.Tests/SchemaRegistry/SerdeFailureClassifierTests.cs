@@ -18,6 +18,11 @@ public class SerdeFailureClassifierTests
         { new AggregateException(new HttpRequestException("Connection refused")), true },
         { new InvalidOperationException("wrapped", new HttpRequestException("Connection refused")), true },
         { new HttpRequestException("Bad Gateway", null, HttpStatusCode.BadGateway), true },
+        { new SchemaRegistryException("Request Timeout", HttpStatusCode.RequestTimeout, 408), true },
+        { new SchemaRegistryException("Unauthorized", HttpStatusCode.Unauthorized, 40101), true },
+        { new SchemaRegistryException("Forbidden", HttpStatusCode.Forbidden, 40301), true },
+        { new HttpRequestException("Proxy Authentication Required", null, HttpStatusCode.ProxyAuthenticationRequired), true },
+        { new HttpRequestException("Unauthorized", null, HttpStatusCode.Unauthorized), true },
         { new SchemaRegistryException("Schema being registered is incompatible", HttpStatusCode.Conflict, 409), false },
         { new SchemaRegistryException("Subject not found", HttpStatusCode.NotFound, 40401), false },
         { new SchemaRegistryException("Schema not found", HttpStatusCode.NotFound, 40403), false },
@@ -30,7 +35,7 @@ public class SerdeFailureClassifierTests
 
     [Theory]
     [MemberData(nameof(Failures))]
-    public void A_failure_is_the_registrys_only_when_it_could_not_be_reached_or_failed(Exception failure, bool registryUnavailable) =>
+    public void A_failure_is_the_registrys_when_it_could_not_be_reached_failed_or_refused_this_client(Exception failure, bool registryUnavailable) =>
         SerdeFailureClassifier.IsRegistryUnavailable(failure).Should().Be(registryUnavailable, failure.Message);
 }
 

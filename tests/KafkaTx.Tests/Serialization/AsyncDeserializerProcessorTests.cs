@@ -63,6 +63,53 @@ public class AsyncDeserializerProcessorTests
     [InlineData(Mode.Record)]
     [InlineData(Mode.Concurrent)]
     [InlineData(Mode.Batch)]
+    public async Task A_registry_that_answers_only_after_the_transaction_ran_out_of_time_never_makes_a_record_poison(Mode mode)
+    {
+        // Each of the first calls hangs for nearly all of TransactionTimeout before it fails as unreachable: a failure
+        // that arrives when the transaction has outlived its time is still the registry's, never the record's. One
+        // call for each record, with Retry.MaxAttempts 1: one failure charged to a record would make it poison.
+        Input("a", "b");
+        _serde.SlowNext(2, TimeSpan.FromMilliseconds(3800), thenFail: true);
+        using var host = Host(mode, maxAttempts: 1, transactionTimeout: TimeSpan.FromSeconds(4));
+
+        await host.StartAsync();
+        var processor = host.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);
+        await ProcessorHarness.Until(() => _kafka.ReadTopic("out").Count >= 2 || _kafka.ReadTopic("in.DLT", IsolationLevel.ReadUncommitted).Count > 0 || processor.State > ProcessorState.Running, "the copy resumes once the registry answers", seconds: 30);
+        processor.State.Should().Be(ProcessorState.Running, processor.Failure?.ToString());
+        await host.StopAsync();
+
+        _kafka.ReadTopic("out").Select(r => r.ValueText).Should().BeEquivalentTo(["copied a", "copied b"], "each record exactly once");
+        _kafka.ReadTopic("in.DLT", IsolationLevel.ReadUncommitted).Should().BeEmpty("the registry was slow, not the records bad");
+        _kafka.TransactionSpans().TimedOut.Should().Be(0, "every transaction ended before the broker would abort it");
+    }
+
+    [Theory]
+    [InlineData(Mode.Record)]
+    [InlineData(Mode.Concurrent)]
+    [InlineData(Mode.Batch)]
+    public async Task A_deserializer_slower_than_the_transaction_timeout_is_not_awaited_past_it_so_the_producer_is_not_fenced(Mode mode)
+    {
+        // Calls that would answer (successfully) only after the broker aborted the transaction and fenced the producer:
+        // the processor stops waiting before that, aborts, and reads the records again once the registry is quick.
+        Input("a", "b", "c");
+        _serde.SlowNext(2, TimeSpan.FromMilliseconds(3200), thenFail: false);
+        using var host = Host(mode, maxAttempts: 2, transactionTimeout: TimeSpan.FromSeconds(3));
+        await host.StartAsync();
+        var processor = host.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);
+
+        await ProcessorHarness.Until(() => _kafka.ReadTopic("out").Count >= 3 || processor.State is ProcessorState.Fenced or ProcessorState.Faulted or ProcessorState.Stopped, "the copy done, or the processor stopped", seconds: 30);
+        processor.State.Should().Be(ProcessorState.Running, processor.Failure?.Message);
+        await host.StopAsync();
+
+        _kafka.ReadTopic("out").Select(r => r.ValueText).Should().BeEquivalentTo(["copied a", "copied b", "copied c"], "each record exactly once");
+        _kafka.ReadTopic("in.DLT", IsolationLevel.ReadUncommitted).Should().BeEmpty();
+        _kafka.TransactionSpans().TimedOut.Should().Be(0, "no transaction outlived its timeout");
+    }
+
+    [Theory]
+    [InlineData(Mode.Record)]
+    [InlineData(Mode.Concurrent)]
+    [InlineData(Mode.Batch)]
     public async Task A_record_its_schema_refuses_is_dead_lettered_with_the_reason(Mode mode)
     {
         Input("a", "bad", "c");
@@ -90,10 +137,14 @@ public class AsyncDeserializerProcessorTests
         }
     }
 
-    private IHost Host(Mode mode, int maxAttempts)
+    private IHost Host(Mode mode, int maxAttempts, TimeSpan? transactionTimeout = null)
     {
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
-        var kafka = builder.Services.AddKafkaTransactions(o => o.TransactionalId = "copier-0")
+        var kafka = builder.Services.AddKafkaTransactions(o =>
+            {
+                o.TransactionalId = "copier-0";
+                o.TransactionTimeout = transactionTimeout ?? o.TransactionTimeout;
+            })
             .UseInMemoryKafka(_kafka)
             .AddDeserializer<Text>(_serde);
         void Configure(TransactionalProcessorOptions p)

@@ -11,7 +11,10 @@ namespace KafkaTx.Tests.Serialization;
 public sealed class ScriptedAsyncSerde : IAsyncSerializer<Text>, IAsyncDeserializer<Text>
 {
     private int _outageCalls;
+    private int _slowCalls;
     private int _calls;
+    private TimeSpan _slowFor;
+    private bool _slowThenFails;
 
     /// <summary>Holds every call until it completes (a registry that is slow to answer), when set.</summary>
     public TaskCompletionSource? Gate { get; set; }
@@ -23,6 +26,17 @@ public sealed class ScriptedAsyncSerde : IAsyncSerializer<Text>, IAsyncDeseriali
 
     /// <summary>The next <paramref name="calls"/> calls fail as if the registry were unreachable.</summary>
     public void FailNext(int calls) => Volatile.Write(ref _outageCalls, calls);
+
+    /// <summary>
+    /// The next <paramref name="calls"/> calls answer only after <paramref name="delay"/> (a registry slow to answer),
+    /// then fail as unreachable if <paramref name="thenFail"/>, else succeed.
+    /// </summary>
+    public void SlowNext(int calls, TimeSpan delay, bool thenFail)
+    {
+        _slowFor = delay;
+        _slowThenFails = thenFail;
+        Volatile.Write(ref _slowCalls, calls);
+    }
 
     public async Task<byte[]> SerializeAsync(Text data, SerializationContext context)
     {
@@ -44,6 +58,15 @@ public sealed class ScriptedAsyncSerde : IAsyncSerializer<Text>, IAsyncDeseriali
         if (Gate is { } gate)
         {
             await gate.Task.ConfigureAwait(false);
+        }
+
+        if (Interlocked.Decrement(ref _slowCalls) >= 0)
+        {
+            await Task.Delay(_slowFor).ConfigureAwait(false);
+            if (_slowThenFails)
+            {
+                throw new HttpRequestException("The request to registry:8081 timed out");
+            }
         }
 
         if (Interlocked.Decrement(ref _outageCalls) >= 0)

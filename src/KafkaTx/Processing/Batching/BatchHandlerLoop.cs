@@ -136,7 +136,7 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
 
             try
             {
-                handed.Add(await deserializer.DeserializeAsync(records[i]).ConfigureAwait(true));
+                handed.Add(await deserializer.DeserializeAsync(records[i], transactionStartedAt: null, CancellationToken.None).ConfigureAwait(true)); // no transaction is open yet
                 handedKeys.Add(keys[i]);
             }
             catch (Exception e)
@@ -206,7 +206,7 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
             await transactions.AbortAndRewindAsync($"the batch handler's call on {keys.Count} records was cancelled when ShutdownTimeout ran out").ConfigureAwait(true);
             throw;
         }
-        catch (KafkaTransactionException e) when (unitCalls.IsTransactionFailure(e) && !schedule.Outlived(transactions.Batch))
+        catch (KafkaTransactionException e) when (unitCalls.ChargesNoRecord(e, schedule.Outlived(transactions.Batch)))
         {
             // The transaction failed under the handler (the coordinator moved, say): no record's fault, nor the batch's.
             await transactions.RetryAsync(e, backoff: true, stoppingToken).ConfigureAwait(true);

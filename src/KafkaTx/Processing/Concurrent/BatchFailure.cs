@@ -29,7 +29,7 @@ internal sealed class BatchFailure<TKey, TValue>(
         await dispatch.StopCallsAsync(batch, "a call of its batch failed").ConfigureAwait(true);
         var failures = dispatch.Failures.ToList();
         var transactionFailure = dispatch.TransactionFailure ?? failures.Select(f => f.Error).OfType<KafkaTransactionException>()
-            .FirstOrDefault(e => unitCalls.IsTransactionFailure(e) && !schedule.Outlived(batch));
+            .FirstOrDefault(e => unitCalls.ChargesNoRecord(e, schedule.Outlived(batch)));
         var poisonStop = dispatch.PoisonStop;
         var backoffAttempts = 0;
         try

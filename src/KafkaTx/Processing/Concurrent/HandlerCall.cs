@@ -38,6 +38,7 @@ internal sealed class HandlerCall
     private bool _ended = true;         // no call yet: the slot is free
     private IAsyncDisposable? _abandonedScope; // set once abandoned: the DI scope the call still uses, disposed when it ends
     private CallScope? _scope;
+    private int _awaitingSerdes;        // asynchronous serdes (the schema registry) the running call waits for
 
     /// <summary>A slot's calls, none begun yet.</summary>
     public HandlerCall(int slot, ITransactionalUnitOfWork unit)
@@ -75,6 +76,29 @@ internal sealed class HandlerCall
 
     /// <summary>The running (or last) call's scope: what its handler writes through.</summary>
     public ITransactionScope Scope => _scope!;
+
+    /// <summary>
+    /// Whether the call is waiting for an asynchronous serde (the schema registry, which may be down or slow): running
+    /// long is then the registry's doing, not the record's, and is not charged as an overrun.
+    /// </summary>
+    public bool AwaitsSerde => Volatile.Read(ref _awaitingSerdes) > 0;
+
+    /// <summary>The call of a record whose deserializer is asynchronous: awaits it (see <see cref="AwaitsSerde"/>), then calls the handler.</summary>
+    public async ValueTask DeserializeThenHandleAsync<TKey, TValue>(ValueTask<ConsumeResult<TKey, TValue>> record, ITransactionalHandler<TKey, TValue> handler, ITransactionScope scope, CancellationToken cancellationToken)
+    {
+        ConsumeResult<TKey, TValue> typed;
+        Interlocked.Increment(ref _awaitingSerdes);
+        try
+        {
+            typed = await record.ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _awaitingSerdes);
+        }
+
+        await handler.HandleAsync(typed, scope, cancellationToken).ConfigureAwait(false);
+    }
 
     /// <summary>
     /// Begins the slot's next call (processor thread; the previous one has ended and been collected): its outcome is

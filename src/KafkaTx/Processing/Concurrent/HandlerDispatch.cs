@@ -135,7 +135,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         ValueTask<ConsumeResult<TKey, TValue>> typed; // an asynchronous deserializer is awaited within the call
         try
         {
-            typed = deserializer.DeserializeAsync(record.Raw);
+            typed = deserializer.DeserializeAsync(record.Raw, batch.StartedAt, BatchToken(drainToken));
         }
         catch (Exception e)
         {
@@ -165,7 +165,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         {
             using (ProcessorThread.WithoutContext())
             {
-                task = typed.IsCompletedSuccessfully ? handler.HandleAsync(typed.Result, scope, token) : RecordDeserializer<TKey, TValue>.ThenHandleAsync(typed, handler, scope, token);
+                task = typed.IsCompletedSuccessfully ? handler.HandleAsync(typed.Result, scope, token) : call.DeserializeThenHandleAsync(typed, handler, scope, token);
             }
         }
         catch (Exception e)
@@ -205,12 +205,13 @@ internal sealed class HandlerDispatch<TKey, TValue>(
     public void Overran(TimeSpan transactionTimeout)
     {
         // Only a call that ran half the transaction's timeout on its own is at fault. A call that started late (a record
-        // waiting behind a slow one of its key, say) is not: the batch was too long, so the next ones are shorter.
+        // waiting behind a slow one of its key, say) is not: the batch was too long, so the next ones are shorter. Nor
+        // is one waiting for the schema registry: an outage, however long, never makes a record poison.
         var charged = false;
         var now = time.GetTimestamp();
         foreach (var call in InFlight.Calls)
         {
-            if (time.GetElapsedTime(call.StartedAt, now) >= transactionTimeout / 2)
+            if (time.GetElapsedTime(call.StartedAt, now) >= transactionTimeout / 2 && !call.AwaitsSerde)
             {
                 charged = true;
                 _failures.Add((call.Record, new TimeoutException($"The handler of {call.Record.Key} was still running when the transaction neared its timeout ({transactionTimeout.TotalMilliseconds} ms); it was cancelled.")));

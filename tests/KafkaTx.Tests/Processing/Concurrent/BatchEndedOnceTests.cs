@@ -51,7 +51,7 @@ public class BatchEndedOnceTests
             new RecordAttempts(),
             new PoisonRecords(options, unit, telemetry),
             typeof(CopyHandler),
-            new RecordDeserializer<string, string>(options.Deserializers),
+            new RecordDeserializer<string, string>(options.Deserializers, TimeSpan.FromMinutes(1), time),
             new LaneQueues(),
             telemetry,
             time);

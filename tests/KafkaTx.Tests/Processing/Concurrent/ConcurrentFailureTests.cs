@@ -68,12 +68,14 @@ public class ConcurrentFailureTests
             },
             producer: p => p.TransactionTimeout = TimeSpan.FromSeconds(2));
 
-        // a0 is slow (1.2 s) but ends before the 2 s bound; a1 (same key, a hole below b0) starts only then, and is
-        // still running at the bound though it has run less than half the timeout: the batch was too long, not a1.
+        // a0 is slow (1.2 s) but ends before the bound (1.6 s: the 2 s timeout less a fifth); a1 (same key, a hole
+        // below b0) starts only then, and is still running at the bound though it has run less than half the timeout:
+        // the batch was too long, not a1. In a batch of its own a1 (1.1 s) ends 0.5 s before the bound, so that a
+        // loaded machine, slow to dispatch it, does not make it overrun there.
         h.Script.Await = (value, token) => value switch
         {
             "a0" => Task.Delay(1200, token),
-            "a1" => Task.Delay(1500, token),
+            "a1" => Task.Delay(1100, token),
             _ => Task.CompletedTask,
         };
         h.Broker.Append("in", 0, "k1", "a0");
