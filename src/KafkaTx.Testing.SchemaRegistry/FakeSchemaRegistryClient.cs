@@ -16,6 +16,7 @@ public sealed class FakeSchemaRegistryClient : ISchemaRegistryClient
     private readonly Lock _lock = new();
     private readonly List<RegisteredSchema> _schemas = [];
     private readonly HashSet<string> _frozenSubjects = [];
+    private readonly Dictionary<string, Compatibility> _compatibility = []; // per subject; "" is the global level
     private int _calls;
     private int _failedCalls;
     private volatile bool _down;
@@ -150,10 +151,12 @@ public sealed class FakeSchemaRegistryClient : ISchemaRegistryClient
     public string ConstructValueSubjectName(string topic, string? recordType = null) => $"{topic}-value";
 
     /// <inheritdoc/>
-    public Task<Compatibility> GetCompatibilityAsync(string? subject = null) => Answer(() => Compatibility.Backward);
+    /// <remarks>The level last set for the subject, else the global one, else Backward (the registry's default). Stored only: the fake checks no compatibility.</remarks>
+    public Task<Compatibility> GetCompatibilityAsync(string? subject = null) => Answer(() =>
+        _compatibility.TryGetValue(subject ?? string.Empty, out var level) || _compatibility.TryGetValue(string.Empty, out level) ? level : Compatibility.Backward);
 
     /// <inheritdoc/>
-    public Task<Compatibility> UpdateCompatibilityAsync(Compatibility compatibility, string? subject = null) => Answer(() => compatibility);
+    public Task<Compatibility> UpdateCompatibilityAsync(Compatibility compatibility, string? subject = null) => Answer(() => _compatibility[subject ?? string.Empty] = compatibility);
 
     /// <inheritdoc/>
     public void ClearLatestCaches()

@@ -15,10 +15,12 @@ namespace KafkaTx.IntegrationTests.RealBroker;
 /// Confluent's Avro and JSON Schema serdes through KafkaTx against a real broker and a real Schema Registry: atomic
 /// writes to two topics, a processor turning Avro orders into Avro shipments exactly once, and an incompatible schema
 /// change refused per the subject's compatibility. The registry is the one KAFKATX_SCHEMA_REGISTRY_URL names; without
-/// it, or without a broker, the tests are skipped with the reason. Topics, hence subjects, are unique per test run.
+/// it, or without a broker, the tests are skipped with the reason; a URL that is set is trusted, as
+/// KAFKATX_BOOTSTRAP_SERVERS is, so an unreachable one fails the tests rather than hiding behind a skip. Topics, hence
+/// subjects, are unique per test run, and the subjects a test registered are deleted (soft, then permanently) after it.
 /// </summary>
 [Collection(RealBrokerGroup.Name)]
-public sealed class RealSchemaRegistryTests(KafkaBrokerFixture broker) : IDisposable
+public sealed class RealSchemaRegistryTests(KafkaBrokerFixture broker) : IAsyncLifetime
 {
     public const string SchemaRegistryUrlVariable = "KAFKATX_SCHEMA_REGISTRY_URL";
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
@@ -37,7 +39,9 @@ public sealed class RealSchemaRegistryTests(KafkaBrokerFixture broker) : IDispos
     private static readonly RecordSchema ShipmentSchema = (RecordSchema)Avro.Schema.Parse(
         """{"type":"record","name":"Shipment","namespace":"kafkatx.it","fields":[{"name":"orderId","type":"string"},{"name":"status","type":"string"}]}""");
 
+    private readonly List<string> _topics = [];
     private CachedSchemaRegistryClient? _registry;
+    private string? _url;
 
     public sealed class Invoice
     {
@@ -46,7 +50,28 @@ public sealed class RealSchemaRegistryTests(KafkaBrokerFixture broker) : IDispos
         public double Total { get; set; }
     }
 
-    public void Dispose() => _registry?.Dispose();
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    /// <summary>Deletes the subjects of this test's topics from the registry: a shared registry does not fill up with test runs.</summary>
+    public async Task DisposeAsync()
+    {
+        if (_registry is null || _url is null)
+        {
+            return;
+        }
+
+        using (_registry)
+        {
+            var subjects = (await _registry.GetAllSubjectsAsync()).Where(s => _topics.Exists(t => s == t + "-value" || s == t + "-key")).ToList();
+            using var http = new HttpClient { BaseAddress = new Uri(_url.Split(',')[0].TrimEnd('/') + "/") };
+            foreach (var subject in subjects)
+            {
+                // A permanent delete is refused until the subject has been soft-deleted.
+                (await http.DeleteAsync($"subjects/{Uri.EscapeDataString(subject)}")).EnsureSuccessStatusCode();
+                (await http.DeleteAsync($"subjects/{Uri.EscapeDataString(subject)}?permanent=true")).EnsureSuccessStatusCode();
+            }
+        }
+    }
 
     [SkippableFact]
     public async Task RealRegistry_Avro_and_Json_Schema_records_are_written_atomically_to_two_topics_and_read_back_read_committed()
@@ -128,6 +153,7 @@ public sealed class RealSchemaRegistryTests(KafkaBrokerFixture broker) : IDispos
     {
         var (servers, registry) = Require();
         var orders = (await broker.CreateTopicsAsync(1, "sr-evolving"))[0];
+        _topics.Add(orders);
         var subject = orders + "-value";
         await using var provider = Producer(servers, "sr-evolving", s => s.AddSerializer(new AvroSerializer<GenericRecord>(registry)));
         var unit = provider.GetRequiredService<ITransactionalUnitOfWork>();
@@ -154,6 +180,7 @@ public sealed class RealSchemaRegistryTests(KafkaBrokerFixture broker) : IDispos
         var servers = broker.RequireBroker();
         var url = Environment.GetEnvironmentVariable(SchemaRegistryUrlVariable);
         Skip.If(string.IsNullOrWhiteSpace(url), $"No Schema Registry: {SchemaRegistryUrlVariable} is not set. These tests need a real registry's subjects, ids and compatibility checks; the in-memory FakeSchemaRegistryClient covers the rest in KafkaTx.Tests.");
+        _url = url;
         _registry = new CachedSchemaRegistryClient(new SchemaRegistryConfig { Url = url });
         return (servers, _registry);
     }
@@ -161,6 +188,7 @@ public sealed class RealSchemaRegistryTests(KafkaBrokerFixture broker) : IDispos
     private async Task<(string, string)> TwoTopicsAsync(string first, string second)
     {
         var names = await broker.CreateTopicsAsync(2, first, second);
+        _topics.AddRange(names);
         return (names[0], names[1]);
     }
 
