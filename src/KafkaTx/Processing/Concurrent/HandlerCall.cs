@@ -97,7 +97,9 @@ internal sealed class HandlerCall
             TokenSource = null;
             Record = record;
             StartedAt = startedAt;
-            return _scope = new CallScope(this, _generation, record.Raw);
+            // The transaction the call writes into: a ProduceAsync refused because it came too late dooms it (below).
+            var transaction = _unit is ISerializingUnit serializing ? serializing.Transaction : 0;
+            return _scope = new CallScope(this, _generation, record.Raw, transaction);
         }
     }
 
@@ -213,17 +215,24 @@ internal sealed class HandlerCall
 
     private void ThrowIfClosed(int generation, ConsumeResult<byte[]?, byte[]?> raw)
     {
-        // A scope of an earlier call of the slot: that call has ended (the slot began another only then).
-        if ((generation == _generation ? _closedBecause : Returned) is { } reason)
+        if (ClosedBecause(generation) is { } reason)
         {
-            throw new InvalidOperationException(
-                $"The handler call for {RecordKey.Of(raw)} cannot write to the transaction of '{_unit.TransactionalId}': {reason}. " +
-                "A write made after its call has returned or its batch has ended would land in another transaction; write only from within the call, before it returns.");
+            throw Refusal(reason, raw);
         }
     }
 
+    /// <summary>
+    /// Why a call's writes are refused, or null while it may write (under the lock). A scope of an earlier call of the
+    /// slot is refused: that call has ended (the slot began another only then).
+    /// </summary>
+    private string? ClosedBecause(int generation) => generation == _generation ? _closedBecause : Returned;
+
+    private InvalidOperationException Refusal(string reason, ConsumeResult<byte[]?, byte[]?> raw) => new(
+        $"The handler call for {RecordKey.Of(raw)} cannot write to the transaction of '{_unit.TransactionalId}': {reason}. " +
+        "A write made after its call has returned or its batch has ended would land in another transaction; write only from within the call, before it returns.");
+
     /// <summary>What one call's handler writes through: its slot's unit of work, while that call may write.</summary>
-    private sealed class CallScope(HandlerCall slot, int generation, ConsumeResult<byte[]?, byte[]?> raw) : ITransactionScope
+    private sealed class CallScope(HandlerCall slot, int generation, ConsumeResult<byte[]?, byte[]?> raw, long transaction) : ITransactionScope
     {
         public string TransactionalId => slot._unit.TransactionalId;
 
@@ -273,15 +282,26 @@ internal sealed class HandlerCall
 
             lock (slot._lock)
             {
-                slot.ThrowIfClosed(generation, raw);
+                if (slot.ClosedBecause(generation) is { } reason)
+                {
+                    unit.RefuseLate(transaction); // its record is missing: the call's transaction, if still open, may not commit
+                    throw slot.Refusal(reason, raw);
+                }
             }
 
             // Serialized outside the lock (it may await the registry); written under it, if the call may still write:
-            // a call that returned without awaiting its ProduceAsync must not write into the batch's transaction.
+            // a call that returned without awaiting its ProduceAsync must not write into the batch's transaction, and
+            // its record must not silently go missing either: the refusal fails the batch (its commit aborts, and the
+            // batch is rewound and runs again).
             var serialized = await unit.SerializeAsync(topic, message, cancellationToken).ConfigureAwait(false);
             lock (slot._lock)
             {
-                slot.ThrowIfClosed(generation, raw);
+                if (slot.ClosedBecause(generation) is { } reason)
+                {
+                    unit.RefuseLate(serialized);
+                    throw slot.Refusal(reason, raw);
+                }
+
                 unit.Produce(topic, topicPartition, serialized);
             }
         }
