@@ -43,6 +43,10 @@ internal sealed class RecordDeserializer<TKey, TValue>(DeserializerRegistry dese
         }
     }
 
+    /// <summary>Deserializes the record, then calls the handler: a concurrent call's start when a deserializer is asynchronous.</summary>
+    public static async ValueTask ThenHandleAsync(ValueTask<ConsumeResult<TKey, TValue>> record, ITransactionalHandler<TKey, TValue> handler, ITransactionScope scope, CancellationToken cancellationToken) =>
+        await handler.HandleAsync(await record.ConfigureAwait(false), scope, cancellationToken).ConfigureAwait(false);
+
     private static ConsumeResult<TKey, TValue> Deserialize(ConsumeResult<byte[]?, byte[]?> result, IDeserializer<TKey> key, IDeserializer<TValue> value, in SerializationContext keyContext, in SerializationContext valueContext)
     {
         using (ProcessorThread.WithoutContext())

@@ -57,7 +57,7 @@ internal sealed class SerializerRegistry
         return Find<T>(context) switch
         {
             ISerializer<T> serializer => serializer.Serialize(data, context),
-            _ => throw new InvalidOperationException(
+            _ => throw new NotUsableException(
                 $"The serializer registered for {typeof(T).FullName} ({context.Component} of a record for topic '{context.Topic}') is asynchronous (IAsyncSerializer<{typeof(T).Name}>): " +
                 "write the record with await scope.ProduceAsync(...), which serializes before the record enters the transaction. Produce does not block a thread on an asynchronous serializer."),
         };
@@ -86,11 +86,17 @@ internal sealed class SerializerRegistry
     {
         if (!_serializers.TryGetValue(typeof(T), out var serializer))
         {
-            throw new InvalidOperationException(
+            throw new NotUsableException(
                 $"No serializer is registered for {typeof(T).FullName} ({context.Component} of a record for topic '{context.Topic}'). " +
                 $"Register one with builder.AddSerializer<{typeof(T).Name}>(...) when calling AddKafkaTransactions, or pass the {context.Component.ToString().ToLowerInvariant()} as string or byte[].");
         }
 
         return serializer;
     }
+
+    /// <summary>
+    /// The registry's own refusal (no serializer for the type, or an asynchronous one for Produce): a mistake in the
+    /// code, not a failure of the record, so it propagates as it is rather than as the record's rejection.
+    /// </summary>
+    internal sealed class NotUsableException(string message) : InvalidOperationException(message);
 }

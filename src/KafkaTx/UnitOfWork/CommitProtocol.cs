@@ -45,7 +45,12 @@ internal sealed class CommitProtocol(UnitParts unit, TransactionOrchestrator orc
                 }
 
                 // Cancellation is honoured up to here: nothing has been sent, and the transaction stays open.
-                cancellationToken.ThrowIfCancellationRequested();
+                if (cancellationToken.IsCancellationRequested)
+                {
+                    unit.Transaction.ResumeWrites(unit.Transaction.Number);
+                    cancellationToken.ThrowIfCancellationRequested();
+                }
+
                 unit.Lifecycle.TransitionTo(TransactionState.Committing);
             }
             else if (state != TransactionState.Committing)
@@ -114,6 +119,14 @@ internal sealed class CommitProtocol(UnitParts unit, TransactionOrchestrator orc
         {
             await orchestrator.AbortAsync("the producer hit a fatal error", CancellationToken.None).ConfigureAwait(false);
             return Aborted(unit.Telemetry.Failed(unit.Errors.BrokenAtCommit(broken)));
+        }
+
+        // A ProduceAsync not awaited (or refused after its handler call returned) would be missing from the commit. When
+        // none is in flight, ProduceAsync's writes stop here, atomically with the check: none can enter the transaction now.
+        if (!unit.Transaction.TryStopWritesForCommit(out var inFlight, out var refusedLate))
+        {
+            await orchestrator.AbortAsync("a ProduceAsync was not awaited", CancellationToken.None).ConfigureAwait(false);
+            return Aborted(unit.Telemetry.Failed(unit.Errors.WritesNotFinishedAtCommit(inFlight, refusedLate)));
         }
 
         var early = unit.Producer.SnapshotFailures();

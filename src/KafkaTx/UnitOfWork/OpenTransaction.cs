@@ -13,6 +13,13 @@ internal sealed class OpenTransaction(KafkaTransactionsOptions options, TimeProv
     private int _attempt = 1;
     private long _number; // which transaction of the unit this is: a ProduceAsync checks it is still the one it began in
 
+    // ProduceAsync's writes (see TryStartWrite): whether the transaction still takes them, how many were begun and
+    // not yet written or failed, and how many were refused late (their handler call had returned), all under the lock.
+    private readonly Lock _writesLock = new();
+    private bool _open;
+    private int _writesInFlight;
+    private int _writesRefused;
+
     // The token of the open transaction (ExecuteAsync's caller's, or the one given to BeginTransaction): a Produce
     // waiting for room in a full local queue stops when it is cancelled. Read only while the queue is full.
     private CancellationToken _cancellation;
@@ -50,13 +57,146 @@ internal sealed class OpenTransaction(KafkaTransactionsOptions options, TimeProv
         return age >= options.TransactionTimeout - CommitMargin(options.TransactionTimeout);
     }
 
+    /// <summary>The time left for ProduceAsync's serializers: until the commit margin begins (zero when it has).</summary>
+    public TimeSpan TimeLeftToSerialize()
+    {
+        var left = options.TransactionTimeout - CommitMargin(options.TransactionTimeout) - Age;
+        return left > TimeSpan.Zero ? left : TimeSpan.Zero;
+    }
+
     public void Begin(CancellationToken cancellation)
     {
         Volatile.Write(ref _records, 0);
         _cancellation = cancellation;
         _trackedTopics = [];
         _startedAt = time.GetTimestamp();
-        Interlocked.Increment(ref _number);
+        lock (_writesLock)
+        {
+            _number++;
+            _open = true;
+            _writesInFlight = 0;
+            _writesRefused = 0;
+        }
+    }
+
+    /// <summary>
+    /// Counts a ProduceAsync begun in the open transaction, until <see cref="EndWrite"/> or <see cref="RefuseWrite"/>:
+    /// a transaction with one in flight does not commit. False when the transaction takes no more writes.
+    /// </summary>
+    public bool TryStartWrite(out long transaction)
+    {
+        lock (_writesLock)
+        {
+            transaction = _number;
+            if (!_open)
+            {
+                return false;
+            }
+
+            _writesInFlight++;
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Writes a record ProduceAsync serialized, atomically with the end of its transaction: under the lock that the
+    /// commit and the abort take to stop the writes, and only if <paramref name="transaction"/> is still open. The
+    /// write is counted as ended either way. False (nothing written) when the transaction no longer takes it.
+    /// </summary>
+    public bool TryWrite<TState>(long transaction, Action<TState> write, TState state)
+    {
+        lock (_writesLock)
+        {
+            var takes = _open && _number == transaction;
+            try
+            {
+                if (takes)
+                {
+                    write(state);
+                }
+            }
+            finally
+            {
+                EndWriteLocked(transaction);
+            }
+
+            return takes;
+        }
+    }
+
+    /// <summary>A ProduceAsync whose serialization failed, or was given up: nothing was written.</summary>
+    public void EndWrite(long transaction)
+    {
+        lock (_writesLock)
+        {
+            EndWriteLocked(transaction);
+        }
+    }
+
+    /// <summary>
+    /// A ProduceAsync of the transaction was refused because it came too late (its handler call had returned): the
+    /// record it was meant to write is missing, so the transaction may not commit. <paramref name="started"/>: it was
+    /// counted in flight (<see cref="TryStartWrite"/>).
+    /// </summary>
+    public void RefuseWrite(long transaction, bool started)
+    {
+        lock (_writesLock)
+        {
+            if (_number == transaction)
+            {
+                _writesRefused++;
+                if (started)
+                {
+                    EndWriteLocked(transaction);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Stops the writes of ProduceAsync, for the commit: refused (the transaction stays open and must be aborted) when
+    /// one is in flight or was refused late, which <paramref name="inFlight"/> and <paramref name="refused"/> count.
+    /// </summary>
+    public bool TryStopWritesForCommit(out int inFlight, out int refused)
+    {
+        lock (_writesLock)
+        {
+            inFlight = _writesInFlight;
+            refused = _writesRefused;
+            if (inFlight > 0 || refused > 0)
+            {
+                return false;
+            }
+
+            _open = false;
+            return true;
+        }
+    }
+
+    /// <summary>The commit was cancelled before it was sent: the transaction takes writes again.</summary>
+    public void ResumeWrites(long transaction)
+    {
+        lock (_writesLock)
+        {
+            _open = _number == transaction;
+        }
+    }
+
+    /// <summary>The transaction ends (aborted, reset, terminated): no ProduceAsync writes into it any more.</summary>
+    public void StopWrites()
+    {
+        lock (_writesLock)
+        {
+            _open = false;
+        }
+    }
+
+    private void EndWriteLocked(long transaction)
+    {
+        if (_number == transaction && _writesInFlight > 0)
+        {
+            _writesInFlight--;
+        }
     }
 
     public void Produced() => Interlocked.Increment(ref _records);

@@ -17,6 +17,18 @@ internal interface ISerializingUnit
     /// <summary>Serializes the record for the open transaction, awaiting asynchronous serializers.</summary>
     ValueTask<SerializedRecord> SerializeAsync<TKey, TValue>(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken);
 
+    /// <summary>The open transaction's number (see <see cref="SerializedRecord.Transaction"/>).</summary>
+    long Transaction { get; }
+
     /// <summary>Writes a serialized record, if the transaction it was serialized in is still open.</summary>
     void Produce(string topic, TopicPartition? topicPartition, in SerializedRecord record);
+
+    /// <summary>
+    /// A ProduceAsync of <paramref name="transaction"/> refused before it began, because it came too late (its handler
+    /// call had returned): that transaction, if still open, may not commit without the record.
+    /// </summary>
+    void RefuseLate(long transaction);
+
+    /// <summary>A serialized record refused because it came too late, not written: its transaction, if still open, may not commit.</summary>
+    void RefuseLate(in SerializedRecord record);
 }

@@ -22,9 +22,26 @@ internal sealed class TransactionErrors(string transactionalId, KafkaTransaction
         Failure(kind, e, $"Produce to '{topic}' in the transaction of '{transactionalId}' was refused by the client: {e.Error.Code} ({e.Error.Reason}). " + Advice(kind));
 
     /// <summary>A serializer of ProduceAsync failed because the schema registry could not be reached or failed: the record is not at fault.</summary>
-    public KafkaTransactionException RegistryUnavailable(string topic, MessageComponentType component, Exception e) => Failure(TransactionErrorKind.Retriable,
+    public KafkaTransactionException RegistryUnavailable(string topic, MessageComponentType component, Exception e, string operation = nameof(ITransactionScope.ProduceAsync)) => Failure(TransactionErrorKind.Retriable,
         new Error(component == MessageComponentType.Key ? ErrorCode.Local_KeySerialization : ErrorCode.Local_ValueSerialization, $"schema registry unavailable: {e.Message}"), e,
-        $"ProduceAsync to '{topic}' in the transaction of '{transactionalId}' failed: the {(component == MessageComponentType.Key ? "key" : "value")} serializer could not reach the schema registry ({e.GetType().Name}: {e.Message}). The record was not written. Abort the transaction and run it again (ExecuteAsync does so per Retry).");
+        $"{operation} to '{topic}' in the transaction of '{transactionalId}' failed: the {(component == MessageComponentType.Key ? "key" : "value")} serializer could not reach the schema registry ({e.GetType().Name}: {e.Message}). The record was not written. Abort the transaction and run it again (ExecuteAsync does so per Retry).");
+
+    /// <summary>
+    /// A serializer refused the record itself (a value its schema does not allow, a schema change its subject's
+    /// compatibility refuses): retrying cannot help. Nothing of the record was written.
+    /// </summary>
+    public KafkaTransactionException SerializationRejected(string operation, string topic, MessageComponentType component, Exception e) => Failure(TransactionErrorKind.Rejected,
+        new Error(component == MessageComponentType.Key ? ErrorCode.Local_KeySerialization : ErrorCode.Local_ValueSerialization, $"{Part(component)} serializer refused the record: {e.Message}"), e,
+        $"{operation} to '{topic}' in the transaction of '{transactionalId}' failed: the {Part(component)} serializer refused the record ({e.GetType().Name}: {e.Message}). The record was not written. Fix the record or its schema; retrying will not help.");
+
+    /// <summary>The commit found ProduceAsync calls not finished, or finished too late to write: it aborted instead.</summary>
+    public KafkaTransactionException WritesNotFinishedAtCommit(int inFlight, int refused) => Failure(TransactionErrorKind.Abortable,
+        new Error(ErrorCode.Local_State, "ProduceAsync not awaited before the commit"), null,
+        $"The transaction of '{transactionalId}' was aborted instead of committed, and nothing in it is visible: " +
+        (inFlight > 0 ? $"{inFlight} ProduceAsync call(s) still in flight: await every ProduceAsync before the transaction commits" : string.Empty) +
+        (inFlight > 0 && refused > 0 ? "; and " : string.Empty) +
+        (refused > 0 ? $"{refused} ProduceAsync call(s) finished after their handler call had returned, and their records were refused: await every ProduceAsync before the handler returns" : string.Empty) +
+        ". " + Advice(TransactionErrorKind.Abortable));
 
     public KafkaTransactionException SendOffsetsFailed(TransactionErrorKind kind, int partitions, KafkaException e) =>
         Failure(kind == TransactionErrorKind.Retriable ? TransactionErrorKind.Abortable : kind, e,
@@ -115,6 +132,8 @@ internal sealed class TransactionErrors(string transactionalId, KafkaTransaction
         TransactionErrorKind.Abortable => 1,
         _ => 0,
     };
+
+    private static string Part(MessageComponentType component) => component == MessageComponentType.Key ? "key" : "value";
 
     private static Error TimedOut => new(ErrorCode.Local_TimedOut, "transaction older than transaction.timeout.ms");
 

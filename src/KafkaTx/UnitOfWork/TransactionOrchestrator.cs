@@ -121,6 +121,7 @@ internal sealed class TransactionOrchestrator
 
     public async Task AbortAsync(string reason, CancellationToken cancellationToken)
     {
+        _unit.Transaction.StopWrites(); // a ProduceAsync still serializing is refused from now on, never written after the abort
         Lifecycle.TransitionTo(TransactionState.Aborting);
         if (_unit.Session.BrokenBy is { } broken)
         {
@@ -261,6 +262,7 @@ internal sealed class TransactionOrchestrator
     {
         Telemetry.Resetting(state);
         Telemetry.SpanEnded("reset");
+        _unit.Transaction.StopWrites();
         _unit.Session.ReplaceForReset();
         Lifecycle.ResetToUninitialized();
         Lifecycle.Disown();
@@ -281,6 +283,7 @@ internal sealed class TransactionOrchestrator
         }
 
         _unit.Session.Ended();
+        _unit.Transaction.StopWrites();
         KafkaTransactionException failure;
         if (kind == TransactionErrorKind.Fenced)
         {

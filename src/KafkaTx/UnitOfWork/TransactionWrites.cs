@@ -16,8 +16,19 @@ internal sealed class TransactionWrites(UnitParts unit, TransactionOrchestrator 
         ThrowIfBroken(nameof(ITransactionScope.Produce));
         var headers = unit.Telemetry.WithTraceContext(message.Headers);
         var serializers = unit.Options.Serializers;
-        var key = serializers.Serialize(message.Key, new SerializationContext(MessageComponentType.Key, topic, headers));
-        var value = serializers.Serialize(message.Value, new SerializationContext(MessageComponentType.Value, topic, headers));
+        var component = MessageComponentType.Key;
+        byte[]? key, value;
+        try
+        {
+            key = serializers.Serialize(message.Key, new SerializationContext(component, topic, headers));
+            component = MessageComponentType.Value;
+            value = serializers.Serialize(message.Value, new SerializationContext(component, topic, headers));
+        }
+        catch (Exception e) when (IsSerializerFailure(e))
+        {
+            throw SerializationFailed(nameof(ITransactionScope.Produce), topic, component, e);
+        }
+
         ProduceSerialized(topic, topicPartition, key, value, headers, message.Timestamp);
     }
 
@@ -39,50 +50,121 @@ internal sealed class TransactionWrites(UnitParts unit, TransactionOrchestrator 
     public bool SerializesSynchronously<TKey, TValue>() =>
         unit.Options.Serializers.IsSynchronous<TKey>() && unit.Options.Serializers.IsSynchronous<TValue>();
 
-    /// <summary>Serializes a record for the open transaction; a registry that cannot be reached fails it as Retriable.</summary>
+    /// <summary>
+    /// Serializes a record for the open transaction, which counts it in flight until it is written (<see cref="Produce(string, TopicPartition?, in SerializedRecord)"/>)
+    /// or refused (<see cref="OpenTransaction.RefuseWrite"/>): the transaction does not commit meanwhile. A registry
+    /// that cannot be reached, or does not answer within the transaction's remaining time, fails it as Retriable; a
+    /// serializer that refuses the record, as Rejected; a cancelled caller returns at once (OperationCanceledException).
+    /// </summary>
     public async ValueTask<SerializedRecord> SerializeAsync<TKey, TValue>(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken)
     {
         ThrowIfBroken(nameof(ITransactionScope.ProduceAsync));
-        var transaction = unit.Transaction.Number;
+        if (!unit.Transaction.TryStartWrite(out var transaction))
+        {
+            throw Refused(topic, unit.State);
+        }
+
         var headers = unit.Telemetry.WithTraceContext(message.Headers);
-        var serializers = unit.Options.Serializers;
         var component = MessageComponentType.Key;
         try
         {
-            var key = await serializers.SerializeAsync(message.Key, new SerializationContext(component, topic, headers)).ConfigureAwait(false);
+            var key = await SerializeInTimeAsync(message.Key, new SerializationContext(component, topic, headers), cancellationToken).ConfigureAwait(false);
             component = MessageComponentType.Value;
-            var value = await serializers.SerializeAsync(message.Value, new SerializationContext(component, topic, headers)).ConfigureAwait(false);
+            var value = await SerializeInTimeAsync(message.Value, new SerializationContext(component, topic, headers), cancellationToken).ConfigureAwait(false);
             cancellationToken.ThrowIfCancellationRequested();
             return new SerializedRecord(key, value, headers, message.Timestamp, transaction);
         }
-        catch (Exception e) when (SerdeFailureClassifier.IsRegistryUnavailable(e) && !cancellationToken.IsCancellationRequested)
+        catch (Exception e)
         {
-            // The record is not at fault: a transient failure, which ExecuteAsync retries. A failure of the record's
-            // own (an incompatible schema, say) propagates as it is, as from a synchronous serializer: not retried.
-            throw unit.Telemetry.Failed(unit.Errors.RegistryUnavailable(topic, component, e));
+            unit.Transaction.EndWrite(transaction); // nothing will be written: the transaction may commit without it
+            if ((e is OperationCanceledException && cancellationToken.IsCancellationRequested) || !IsSerializerFailure(e))
+            {
+                throw;
+            }
+
+            throw SerializationFailed(nameof(ITransactionScope.ProduceAsync), topic, component, e);
         }
     }
 
-    /// <summary>Writes a record <see cref="SerializeAsync"/> serialized, if its transaction is still the open one.</summary>
+    /// <summary>
+    /// Writes a record <see cref="SerializeAsync"/> serialized, if its transaction is still the open one: checked and
+    /// written atomically with the commit and the abort, which stop the writes before they end the transaction.
+    /// </summary>
     public void Produce(string topic, TopicPartition? topicPartition, in SerializedRecord record)
     {
-        var state = unit.State;
-        if (state != TransactionState.InTransaction || unit.Transaction.Number != record.Transaction)
+        var written = unit.Transaction.TryWrite(
+            record.Transaction,
+            static write => write.Writes.WriteSerialized(write.Topic, write.TopicPartition, write.Record),
+            (Writes: this, Topic: topic, TopicPartition: topicPartition, Record: record));
+        if (!written)
         {
-            throw new InvalidOperationException(
-                $"ProduceAsync to '{topic}' is refused: the transaction of '{unit.TransactionalId}' it was called in ended while its record was being serialized (the unit is now {state}). " +
-                "Await every ProduceAsync before the transaction commits or aborts.");
+            throw Refused(topic, unit.State);
         }
+    }
 
+    private void WriteSerialized(string topic, TopicPartition? topicPartition, in SerializedRecord record)
+    {
         ThrowIfBroken(nameof(ITransactionScope.ProduceAsync));
         ProduceSerialized(topic, topicPartition, record.Key, record.Value, record.Headers, record.Timestamp);
     }
+
+    private InvalidOperationException Refused(string topic, TransactionState state) => new(
+        $"ProduceAsync to '{topic}' is refused: the transaction of '{unit.TransactionalId}' it was called in ended while its record was being serialized (the unit is now {state}). " +
+        "Await every ProduceAsync before the transaction commits or aborts.");
 
     private async ValueTask SerializeThenProduceAsync<TKey, TValue>(string topic, TopicPartition? topicPartition, Message<TKey, TValue> message, CancellationToken cancellationToken)
     {
         var record = await SerializeAsync(topic, message, cancellationToken).ConfigureAwait(false);
         Produce(topic, topicPartition, record);
     }
+
+    /// <summary>
+    /// Awaits a key's or value's serializer, for as long as the caller waits and at most until the transaction's
+    /// commit margin: a registry slower than that fails the record as unavailable (TimeoutException) while the
+    /// transaction can still abort in time, rather than outlive it (the broker would abort it, and fence the producer).
+    /// </summary>
+    private async ValueTask<byte[]?> SerializeInTimeAsync<T>(T data, SerializationContext context, CancellationToken cancellationToken)
+    {
+        var serializing = unit.Options.Serializers.SerializeAsync(data, context);
+        if (serializing.IsCompleted)
+        {
+            return await serializing.ConfigureAwait(false);
+        }
+
+        var task = serializing.AsTask();
+        var left = unit.Transaction.TimeLeftToSerialize();
+        try
+        {
+            return await task.WaitAsync(left, unit.Time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (!task.IsCompleted && e is TimeoutException or OperationCanceledException)
+        {
+            // Given up: the serialization goes on without a caller. Its failure, if any, is observed here, not left unobserved.
+            _ = task.ContinueWith(static t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            if (e is TimeoutException)
+            {
+                var timeout = unit.Options.TransactionTimeout;
+                throw new TimeoutException(
+                    $"The schema registry did not answer within the transaction's remaining time ({left.TotalMilliseconds:F0} ms: TransactionTimeout {timeout.TotalMilliseconds:F0} ms, " +
+                    $"less the {OpenTransaction.CommitMargin(timeout).TotalMilliseconds:F0} ms kept for the commit and the time the transaction had been open).", e);
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>Whether a serializer failed (not KafkaTx's own refusal, such as no serializer registered for the type, nor a cancellation).</summary>
+    private static bool IsSerializerFailure(Exception e) =>
+        e is not (SerializerRegistry.NotUsableException or KafkaTransactionException or OperationCanceledException) || SerdeFailureClassifier.IsRegistryUnavailable(e);
+
+    /// <summary>
+    /// A serializer's failure: the registry's (unreachable, failing, too slow: Retriable, the record is not at fault)
+    /// or the record's own (refused by its schema, say: Rejected, retrying will not help).
+    /// </summary>
+    private KafkaTransactionException SerializationFailed(string operation, string topic, MessageComponentType component, Exception e) =>
+        unit.Telemetry.Failed(SerdeFailureClassifier.IsRegistryUnavailable(e)
+            ? unit.Errors.RegistryUnavailable(topic, component, e, operation)
+            : unit.Errors.SerializationRejected(operation, topic, component, e));
 
     private void ProduceSerialized(string topic, TopicPartition? topicPartition, byte[]? key, byte[]? value, Headers? headers, Timestamp timestamp)
     {

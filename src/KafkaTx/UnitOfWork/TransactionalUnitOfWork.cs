@@ -200,6 +200,12 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork, ISeria
     void ISerializingUnit.Produce(string topic, TopicPartition? topicPartition, in SerializedRecord record) =>
         _orchestrator.Writes.Produce(topic, topicPartition, record);
 
+    long ISerializingUnit.Transaction => _unit.Transaction.Number;
+
+    void ISerializingUnit.RefuseLate(long transaction) => _unit.Transaction.RefuseWrite(transaction, started: false);
+
+    void ISerializingUnit.RefuseLate(in SerializedRecord record) => _unit.Transaction.RefuseWrite(record.Transaction, started: true);
+
     public async Task SendOffsetsAsync(IEnumerable<TopicPartitionOffset> offsets, IConsumerGroupMetadata groupMetadata, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(offsets);

@@ -165,10 +165,13 @@ public sealed class RealSchemaRegistryTests(KafkaBrokerFixture broker) : IAsyncL
         {
             runs++;
             await tx.ProduceAsync(orders, new Message<string, GenericRecord> { Key = "o-2", Value = Order(OrderIncompatible, "o-2", 2, ("currency", "EUR")) }, ct);
-        })).Should().ThrowAsync<SchemaRegistryException>();
+        })).Should().ThrowAsync<KafkaTransactionException>();
         await unit.ExecuteAsync((tx, ct) => tx.ProduceAsync(orders, new Message<string, GenericRecord> { Key = "o-3", Value = Order(OrderCompatible, "o-3", 3) }, ct));
 
-        refused.Which.Status.Should().Be(System.Net.HttpStatusCode.Conflict, "BACKWARD compatibility refuses a new field without a default");
+        refused.Which.Kind.Should().Be(TransactionErrorKind.Rejected, "the record's own failure: its schema change is refused");
+        refused.Which.Error.Code.Should().Be(ErrorCode.Local_ValueSerialization);
+        refused.Which.InnerException.Should().BeOfType<SchemaRegistryException>()
+            .Which.Status.Should().Be(System.Net.HttpStatusCode.Conflict, "BACKWARD compatibility refuses a new field without a default");
         runs.Should().Be(1, "an incompatible schema is the record's own failure: running the work again cannot help");
         (await registry.GetSubjectVersionsAsync(subject)).Should().HaveCount(2, "version 1 and the compatible change; never the refused one");
         var read = await ReadCommittedAsync(servers, orders, new AvroDeserializer<GenericRecord>(registry));

@@ -126,7 +126,7 @@ public class SchemaRegistrySerdesTests
     }
 
     [Fact]
-    public async Task A_schema_the_registry_refuses_as_incompatible_fails_the_work_once_and_writes_nothing()
+    public async Task A_schema_the_registry_refuses_as_incompatible_fails_the_work_once_as_Rejected_and_writes_nothing()
     {
         var services = new ServiceCollection();
         services.AddKafkaTransactions(o =>
@@ -146,9 +146,11 @@ public class SchemaRegistrySerdesTests
         {
             runs++;
             await tx.ProduceAsync("orders", new Message<string, GenericRecord> { Key = "o-2", Value = Order(OrderV2, "o-2", 2) }, ct);
-        })).Should().ThrowAsync<SchemaRegistryException>();
+        })).Should().ThrowAsync<KafkaTransactionException>();
 
-        refused.Which.Status.Should().Be(System.Net.HttpStatusCode.Conflict);
+        refused.Which.Kind.Should().Be(TransactionErrorKind.Rejected);
+        refused.Which.Error.Code.Should().Be(ErrorCode.Local_ValueSerialization);
+        refused.Which.InnerException.Should().BeOfType<SchemaRegistryException>().Which.Status.Should().Be(System.Net.HttpStatusCode.Conflict);
         runs.Should().Be(1, "an incompatible schema is the record's own failure: running the work again cannot help");
         _kafka.ReadTopic("orders").Select(r => r.KeyText).Should().Equal("o-1");
     }

@@ -165,7 +165,7 @@ public class ProduceAsyncTests
     }
 
     [Fact]
-    public async Task A_record_its_schema_refuses_fails_the_work_once_as_the_serializer_threw_and_writes_nothing()
+    public async Task A_record_its_schema_refuses_fails_the_work_once_as_Rejected_and_writes_nothing()
     {
         await using var provider = Services(maxAttempts: 3);
         var unit = provider.GetRequiredService<ITransactionalUnitOfWork>();
@@ -177,7 +177,7 @@ public class ProduceAsyncTests
             runs++;
             tx.Produce("audit", new Message<string, string> { Key = "o-1", Value = "audit" });
             await tx.ProduceAsync("orders", new Message<string, Text> { Key = "o-1", Value = new Text("bad") }, ct);
-        })).Should().ThrowAsync<InvalidDataException>();
+        })).Should().ThrowAsync<KafkaTransactionException>().Where(e => e.Kind == TransactionErrorKind.Rejected && e.InnerException is InvalidDataException);
 
         runs.Should().Be(1, "retrying cannot make the record fit its schema");
         _kafka.ReadTopic("audit").Should().BeEmpty("the transaction was aborted");

@@ -159,8 +159,10 @@ public class ProduceTests
             scope.Produce("orders", new Message<string, Order> { Key = "o-1", Value = new Order("o-1", 10m) });
             scope.Produce("orders", new Message<string, Order> { Key = "o-2", Value = new Order("o-2", -1m) }); // the serializer refuses it
             return ValueTask.CompletedTask;
-        })).Should().ThrowAsync<ArgumentOutOfRangeException>();
+        })).Should().ThrowAsync<KafkaTransactionException>();
 
+        failure.Which.Kind.Should().Be(TransactionErrorKind.Rejected, "the record's own failure: retrying will not help");
+        failure.Which.InnerException.Should().BeOfType<ArgumentOutOfRangeException>();
         failure.Which.Message.Should().Contain("negative amount");
         producer.Committed.Should().BeEmpty();
         producer.Aborted.Select(r => r.KeyText).Should().Equal("o-1");

@@ -38,7 +38,6 @@ internal sealed class HandlerCall
     private bool _ended = true;         // no call yet: the slot is free
     private IAsyncDisposable? _abandonedScope; // set once abandoned: the DI scope the call still uses, disposed when it ends
     private CallScope? _scope;
-    private int _awaitingSerdes;        // asynchronous serdes (the schema registry) the running call waits for
 
     /// <summary>A slot's calls, none begun yet.</summary>
     public HandlerCall(int slot, ITransactionalUnitOfWork unit)
@@ -77,28 +76,8 @@ internal sealed class HandlerCall
     /// <summary>The running (or last) call's scope: what its handler writes through.</summary>
     public ITransactionScope Scope => _scope!;
 
-    /// <summary>
-    /// Whether the call is waiting for an asynchronous serde (the schema registry, which may be down or slow): running
-    /// long is then the registry's doing, not the record's, and is not charged as an overrun.
-    /// </summary>
-    public bool AwaitsSerde => Volatile.Read(ref _awaitingSerdes) > 0;
-
-    /// <summary>The call of a record whose deserializer is asynchronous: awaits it (see <see cref="AwaitsSerde"/>), then calls the handler.</summary>
-    public async ValueTask DeserializeThenHandleAsync<TKey, TValue>(ValueTask<ConsumeResult<TKey, TValue>> record, ITransactionalHandler<TKey, TValue> handler, ITransactionScope scope, CancellationToken cancellationToken)
-    {
-        ConsumeResult<TKey, TValue> typed;
-        Interlocked.Increment(ref _awaitingSerdes);
-        try
-        {
-            typed = await record.ConfigureAwait(false);
-        }
-        finally
-        {
-            Interlocked.Decrement(ref _awaitingSerdes);
-        }
-
-        await handler.HandleAsync(typed, scope, cancellationToken).ConfigureAwait(false);
-    }
+    /// <summary>The slot's waits for asynchronous serdes: a call waiting for the schema registry is not charged as an overrun.</summary>
+    public SerdeWaits SerdeWaits { get; } = new();
 
     /// <summary>
     /// Begins the slot's next call (processor thread; the previous one has ended and been collected): its outcome is
@@ -121,7 +100,9 @@ internal sealed class HandlerCall
             TokenSource = null;
             Record = record;
             StartedAt = startedAt;
-            return _scope = new CallScope(this, _generation, record.Raw);
+            // The transaction the call writes into: a ProduceAsync refused because it came too late dooms it (below).
+            var transaction = _unit is ISerializingUnit serializing ? serializing.Transaction : 0;
+            return _scope = new CallScope(this, _generation, record.Raw, transaction);
         }
     }
 
@@ -237,17 +218,24 @@ internal sealed class HandlerCall
 
     private void ThrowIfClosed(int generation, ConsumeResult<byte[]?, byte[]?> raw)
     {
-        // A scope of an earlier call of the slot: that call has ended (the slot began another only then).
-        if ((generation == _generation ? _closedBecause : Returned) is { } reason)
+        if (ClosedBecause(generation) is { } reason)
         {
-            throw new InvalidOperationException(
-                $"The handler call for {RecordKey.Of(raw)} cannot write to the transaction of '{_unit.TransactionalId}': {reason}. " +
-                "A write made after its call has returned or its batch has ended would land in another transaction; write only from within the call, before it returns.");
+            throw Refusal(reason, raw);
         }
     }
 
+    /// <summary>
+    /// Why a call's writes are refused, or null while it may write (under the lock). A scope of an earlier call of the
+    /// slot is refused: that call has ended (the slot began another only then).
+    /// </summary>
+    private string? ClosedBecause(int generation) => generation == _generation ? _closedBecause : Returned;
+
+    private InvalidOperationException Refusal(string reason, ConsumeResult<byte[]?, byte[]?> raw) => new(
+        $"The handler call for {RecordKey.Of(raw)} cannot write to the transaction of '{_unit.TransactionalId}': {reason}. " +
+        "A write made after its call has returned or its batch has ended would land in another transaction; write only from within the call, before it returns.");
+
     /// <summary>What one call's handler writes through: its slot's unit of work, while that call may write.</summary>
-    private sealed class CallScope(HandlerCall slot, int generation, ConsumeResult<byte[]?, byte[]?> raw) : ITransactionScope
+    private sealed class CallScope(HandlerCall slot, int generation, ConsumeResult<byte[]?, byte[]?> raw, long transaction) : ITransactionScope
     {
         public string TransactionalId => slot._unit.TransactionalId;
 
@@ -297,15 +285,26 @@ internal sealed class HandlerCall
 
             lock (slot._lock)
             {
-                slot.ThrowIfClosed(generation, raw);
+                if (slot.ClosedBecause(generation) is { } reason)
+                {
+                    unit.RefuseLate(transaction); // its record is missing: the call's transaction, if still open, may not commit
+                    throw slot.Refusal(reason, raw);
+                }
             }
 
             // Serialized outside the lock (it may await the registry); written under it, if the call may still write:
-            // a call that returned without awaiting its ProduceAsync must not write into the batch's transaction.
-            var serialized = await unit.SerializeAsync(topic, message, cancellationToken).ConfigureAwait(false);
+            // a call that returned without awaiting its ProduceAsync must not write into the batch's transaction, and
+            // its record must not silently go missing either: the refusal fails the batch (its commit aborts, and the
+            // batch is rewound and runs again).
+            var serialized = await slot.SerdeWaits.AwaitAsync(unit.SerializeAsync(topic, message, cancellationToken)).ConfigureAwait(false);
             lock (slot._lock)
             {
-                slot.ThrowIfClosed(generation, raw);
+                if (slot.ClosedBecause(generation) is { } reason)
+                {
+                    unit.RefuseLate(serialized);
+                    throw slot.Refusal(reason, raw);
+                }
+
                 unit.Produce(topic, topicPartition, serialized);
             }
         }

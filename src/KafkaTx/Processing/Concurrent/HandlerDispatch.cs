@@ -165,7 +165,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         {
             using (ProcessorThread.WithoutContext())
             {
-                task = typed.IsCompletedSuccessfully ? handler.HandleAsync(typed.Result, scope, token) : call.DeserializeThenHandleAsync(typed, handler, scope, token);
+                task = typed.IsCompletedSuccessfully ? handler.HandleAsync(typed.Result, scope, token) : RecordDeserializer<TKey, TValue>.ThenHandleAsync(call.SerdeWaits.AwaitAsync(typed), handler, scope, token);
             }
         }
         catch (Exception e)
@@ -211,7 +211,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         var now = time.GetTimestamp();
         foreach (var call in InFlight.Calls)
         {
-            if (time.GetElapsedTime(call.StartedAt, now) >= transactionTimeout / 2 && !call.AwaitsSerde)
+            if (time.GetElapsedTime(call.StartedAt, now) >= transactionTimeout / 2 && !call.SerdeWaits.Any)
             {
                 charged = true;
                 _failures.Add((call.Record, new TimeoutException($"The handler of {call.Record.Key} was still running when the transaction neared its timeout ({transactionTimeout.TotalMilliseconds} ms); it was cancelled.")));

@@ -27,6 +27,41 @@ public class HandlerCallProduceAsyncTests
     }
 
     [Fact]
+    public async Task A_ProduceAsync_refused_because_its_call_returned_fails_the_commit_of_its_transaction()
+    {
+        var (unit, producer) = await TestUnits.CreateReady(o => o.Serializers.Add<Text>(_serde));
+        await using var _ = unit;
+        unit.BeginTransaction();
+        var call = Call(unit);
+
+        var write = call.Scope.ProduceAsync("out", new Message<string, Text> { Value = new Text("late") }).AsTask(); // not awaited by the handler
+        call.EndedAtOnce(ValueTask.CompletedTask, activity: null);
+        _serde.Gate!.SetResult();
+        await write.Awaiting(w => w).Should().ThrowAsync<InvalidOperationException>();
+
+        var failure = await unit.Awaiting(u => u.CommitAsync()).Should().ThrowAsync<KafkaTransactionException>("the batch may not commit without the record");
+        failure.Which.Kind.Should().Be(TransactionErrorKind.Abortable, "the processor aborts, rewinds and runs the batch again");
+        failure.Which.Message.Should().Contain("1 ProduceAsync call(s) finished after their handler call had returned");
+        producer.Committed.Should().BeEmpty();
+    }
+
+    [Fact]
+    public async Task A_ProduceAsync_made_after_its_call_returned_fails_the_commit_of_its_transaction()
+    {
+        var (unit, producer) = await TestUnits.CreateReady(o => o.Serializers.Add<Text>(_serde));
+        await using var _ = unit;
+        unit.BeginTransaction();
+        var call = Call(unit);
+        call.EndedAtOnce(ValueTask.CompletedTask, activity: null);
+
+        await call.Scope.Awaiting(s => s.ProduceAsync("out", new Message<string, Text> { Value = new Text("after") }).AsTask()) // from a task the handler left running
+            .Should().ThrowAsync<InvalidOperationException>().WithMessage("*its call has returned*");
+
+        await unit.Awaiting(u => u.CommitAsync()).Should().ThrowAsync<KafkaTransactionException>().Where(e => e.Kind == TransactionErrorKind.Abortable);
+        producer.Committed.Should().BeEmpty();
+    }
+
+    [Fact]
     public async Task A_ProduceAsync_awaited_within_its_call_writes_the_serialized_record()
     {
         var (unit, producer) = await TestUnits.CreateReady(o => o.Serializers.Add<Text>(_serde));
