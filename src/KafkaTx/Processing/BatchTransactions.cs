@@ -251,8 +251,10 @@ internal sealed class BatchTransactions<TKey, TValue>(
         }
 
         // An unreachable group coordinator is never the batch's doing, however long the batch waited for it; a batch
-        // that outlived its time before even sending its offsets is.
-        var notTheBatchs = _offsets.CoordinatorFailed || (!_offsets.BatchTooSlow && !schedule.Outlived(_batch));
+        // that outlived its time before even sending its offsets is, as is one whose handler did not await its
+        // ProduceAsync (a bug that would otherwise abort the batch for ever): charged, so the record is isolated.
+        var notTheBatchs = _offsets.CoordinatorFailed
+            || (!_offsets.BatchTooSlow && !schedule.Outlived(_batch) && !UnitOfWork.TransactionErrors.IsWritesNotFinished(failure));
         if (failure.Kind != TransactionErrorKind.Rejected && notTheBatchs)
         {
             await RetryAsync(failure, backoff, cancellationToken).ConfigureAwait(true);

@@ -9,6 +9,8 @@ namespace KafkaTx.UnitOfWork;
 /// </summary>
 internal sealed class TransactionErrors(string transactionalId, KafkaTransactionsOptions options, TransactionLifecycle lifecycle, OpenTransaction transaction)
 {
+    private const string WritesNotFinishedReason = "ProduceAsync not awaited before the commit";
+
     public KafkaTransactionException InitTimedOut(KafkaException e) => Failure(TransactionErrorKind.Retriable, e,
         $"InitTransactions for transactional.id '{transactionalId}' did not complete within InitTimeout ({options.InitTimeout}): the transaction coordinator is unavailable or still aborting an earlier transaction. Call again; librdkafka resumes the initialization.");
 
@@ -34,9 +36,13 @@ internal sealed class TransactionErrors(string transactionalId, KafkaTransaction
         new Error(component == MessageComponentType.Key ? ErrorCode.Local_KeySerialization : ErrorCode.Local_ValueSerialization, $"{Part(component)} serializer refused the record: {e.Message}"), e,
         $"{operation} to '{topic}' in the transaction of '{transactionalId}' failed: the {Part(component)} serializer refused the record ({e.GetType().Name}: {e.Message}). The record was not written. Fix the record or its schema; retrying will not help.");
 
+    /// <summary>Whether a commit failed because ProduceAsync calls were not awaited (<see cref="WritesNotFinishedAtCommit"/>): the handler's doing.</summary>
+    public static bool IsWritesNotFinished(KafkaTransactionException e) =>
+        e.Error.Code == ErrorCode.Local_State && e.Error.Reason == WritesNotFinishedReason;
+
     /// <summary>The commit found ProduceAsync calls not finished, or finished too late to write: it aborted instead.</summary>
     public KafkaTransactionException WritesNotFinishedAtCommit(int inFlight, int refused) => Failure(TransactionErrorKind.Abortable,
-        new Error(ErrorCode.Local_State, "ProduceAsync not awaited before the commit"), null,
+        new Error(ErrorCode.Local_State, WritesNotFinishedReason), null,
         $"The transaction of '{transactionalId}' was aborted instead of committed, and nothing in it is visible: " +
         (inFlight > 0 ? $"{inFlight} ProduceAsync call(s) still in flight: await every ProduceAsync before the transaction commits" : string.Empty) +
         (inFlight > 0 && refused > 0 ? "; and " : string.Empty) +

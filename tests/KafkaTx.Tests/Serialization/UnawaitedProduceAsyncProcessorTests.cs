@@ -7,8 +7,9 @@ using Microsoft.Extensions.Hosting;
 namespace KafkaTx.Tests.Serialization;
 
 /// <summary>
-/// A concurrent handler that returns without awaiting its ProduceAsync (on the in-memory Kafka): its batch never
-/// commits without the record; it is aborted, rewound and run again, and the record reaches the output exactly once.
+/// A handler that returns without awaiting its ProduceAsync (on the in-memory Kafka): its batch never commits without
+/// the record; it is aborted, rewound and run again (charged to the record: the handler's bug), and the record reaches
+/// the output exactly once, or, when the handler never awaits, is dead-lettered after Retry.MaxAttempts.
 /// </summary>
 public class UnawaitedProduceAsyncProcessorTests
 {
@@ -46,7 +47,85 @@ public class UnawaitedProduceAsyncProcessorTests
 
         script.Calls.Should().BeGreaterThanOrEqualTo(2, "the batch of the call that did not await was aborted and ran again");
         _kafka.ReadTopic("out").Select(r => r.ValueText).Should().Equal(["copied a"], "exactly once: never committed without it, never twice");
-        _kafka.ReadTopic("in.DLT", IsolationLevel.ReadUncommitted).Should().BeEmpty("the record is not at fault");
+        _kafka.ReadTopic("in.DLT", IsolationLevel.ReadUncommitted).Should().BeEmpty("one attempt of three was charged");
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(4)]
+    public async Task A_handler_that_never_awaits_its_ProduceAsync_gets_its_record_dead_lettered_instead_of_aborting_for_ever(int maxConcurrency)
+    {
+        var serde = new HeldSerde("copied bad");
+        _kafka.CreateTopic("in", 1);
+        using (var producer = _kafka.CreateProducer(new ProducerConfig()))
+        {
+            producer.Produce("in", new Message<byte[]?, byte[]?> { Key = "k1"u8.ToArray(), Value = "bad"u8.ToArray() });
+            producer.Produce("in", new Message<byte[]?, byte[]?> { Key = "k2"u8.ToArray(), Value = "good"u8.ToArray() });
+        }
+
+        var builder = Host.CreateApplicationBuilder();
+        builder.Services.AddKafkaTransactions(o => o.TransactionalId = "copier-0")
+            .UseInMemoryKafka(_kafka)
+            .AddSerializer<Text>(serde)
+            .AddTransactionalProcessor<NeverAwaitsOnBad>(p =>
+            {
+                p.Topics.Add("in");
+                p.GroupId = "copiers";
+                p.MaxBatchDuration = TimeSpan.FromMilliseconds(20);
+                p.MaxConcurrency = maxConcurrency;
+                p.Retry.MaxAttempts = 2;
+                p.Retry.BaseDelay = TimeSpan.FromMilliseconds(1);
+            });
+        using var host = builder.Build();
+
+        try
+        {
+            await host.StartAsync();
+            await ProcessorHarness.Until(() => _kafka.ReadTopic("in.DLT").Count == 1 && _kafka.ReadTopic("out").Count == 1, "the good record copied and the bad one dead-lettered");
+            await host.StopAsync();
+        }
+        finally
+        {
+            serde.Release();
+        }
+
+        _kafka.ReadTopic("out").Select(r => r.ValueText).Should().Equal(["copied good"]);
+        _kafka.ReadTopic("in.DLT").Single().ValueText.Should().Be("bad");
+    }
+
+    /// <summary>Serializes at once, except one value, whose serialization waits until released (a write never awaited in time).</summary>
+    private sealed class HeldSerde(string held) : IAsyncSerializer<Text>
+    {
+        private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void Release() => _release.TrySetResult();
+
+        public async Task<byte[]> SerializeAsync(Text data, SerializationContext context)
+        {
+            await Task.Yield();
+            if (data.Value == held)
+            {
+                await _release.Task.ConfigureAwait(false);
+            }
+
+            return System.Text.Encoding.UTF8.GetBytes(data.Value);
+        }
+    }
+
+    /// <summary>Awaits its ProduceAsync, except for the record "bad", whose write it leaves running.</summary>
+    private sealed class NeverAwaitsOnBad : ITransactionalHandler<string, string>
+    {
+        public ValueTask HandleAsync(ConsumeResult<string, string> record, ITransactionScope transaction, CancellationToken cancellationToken)
+        {
+            var write = transaction.ProduceAsync("out", new Message<string, Text> { Key = record.Message.Key, Value = new Text($"copied {record.Message.Value}") }, cancellationToken);
+            if (record.Message.Value == "bad")
+            {
+                _ = write.AsTask(); // never awaited
+                return ValueTask.CompletedTask;
+            }
+
+            return write;
+        }
     }
 
     private sealed class Script
