@@ -90,7 +90,10 @@ public class UnawaitedProduceAsyncProcessorTests
         }
 
         _kafka.ReadTopic("out").Select(r => r.ValueText).Should().Equal(["copied good"]);
-        _kafka.ReadTopic("in.DLT").Single().ValueText.Should().Be("bad");
+        var deadLetter = _kafka.ReadTopic("in.DLT").Single();
+        deadLetter.ValueText.Should().Be("bad");
+        deadLetter.Headers!.TryGetLastBytes(DeadLetterHeaders.ErrorMessage, out var reason).Should().BeTrue();
+        System.Text.Encoding.UTF8.GetString(reason).Should().Contain("await every ProduceAsync");
     }
 
     /// <summary>Serializes at once, except one value, whose serialization waits until released (a write never awaited in time).</summary>
