@@ -11,7 +11,7 @@ public class HandlerCallProduceAsyncTests
     private readonly ScriptedAsyncSerde _serde = new() { Gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously) };
 
     [Fact]
-    public async Task A_ProduceAsync_still_serializing_when_its_call_returned_is_refused_and_writes_nothing()
+    public async Task A_ProduceAsync_still_serializing_when_its_call_returned_is_refused_writes_nothing_and_fails_the_commit_of_its_transaction()
     {
         var (unit, producer) = await TestUnits.CreateReady(o => o.Serializers.Add<Text>(_serde));
         await using var _ = unit;
@@ -21,23 +21,8 @@ public class HandlerCallProduceAsyncTests
         var write = call.Scope.ProduceAsync("out", new Message<string, Text> { Value = new Text("late") }).AsTask(); // not awaited by the handler
         call.EndedAtOnce(ValueTask.CompletedTask, activity: null);
         _serde.Gate!.SetResult();
-
         await write.Awaiting(w => w).Should().ThrowAsync<InvalidOperationException>().WithMessage("*its call has returned*");
         producer.OpenRecords().Should().BeEmpty("a write after its call returned would land in a transaction that no longer answers for it");
-    }
-
-    [Fact]
-    public async Task A_ProduceAsync_refused_because_its_call_returned_fails_the_commit_of_its_transaction()
-    {
-        var (unit, producer) = await TestUnits.CreateReady(o => o.Serializers.Add<Text>(_serde));
-        await using var _ = unit;
-        unit.BeginTransaction();
-        var call = Call(unit);
-
-        var write = call.Scope.ProduceAsync("out", new Message<string, Text> { Value = new Text("late") }).AsTask(); // not awaited by the handler
-        call.EndedAtOnce(ValueTask.CompletedTask, activity: null);
-        _serde.Gate!.SetResult();
-        await write.Awaiting(w => w).Should().ThrowAsync<InvalidOperationException>();
 
         var failure = await unit.Awaiting(u => u.CommitAsync()).Should().ThrowAsync<KafkaTransactionException>("the batch may not commit without the record");
         failure.Which.Kind.Should().Be(TransactionErrorKind.Abortable, "the processor aborts, rewinds and runs the batch again");
