@@ -106,6 +106,37 @@ public class AsyncDeserializerProcessorTests
     [InlineData(Mode.Record)]
     [InlineData(Mode.Concurrent)]
     [InlineData(Mode.Batch)]
+    public async Task A_stop_while_the_registry_never_answers_ends_at_ShutdownTimeout_and_a_restart_copies_every_record_once(Mode mode)
+    {
+        // The registry hangs: the stop waits for the deserializer as for a handler, then gives up at ShutdownTimeout;
+        // nothing is committed or charged, and the next run reads the records again from the committed offsets.
+        Input("a", "b");
+        _serde.Gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using (var host = Host(mode, maxAttempts: 1, shutdownTimeout: TimeSpan.FromMilliseconds(300)))
+        {
+            await host.StartAsync();
+            await ProcessorHarness.Until(() => _serde.Calls > 0, "a deserializer call waits for the registry");
+            await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(20)); // never ends, if the wait ignores the stop
+            host.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty).State.Should().Be(ProcessorState.Stopped);
+        }
+
+        _kafka.ReadTopic("out", IsolationLevel.ReadUncommitted).Should().BeEmpty();
+        _serde.Gate.SetResult();
+        using (var restarted = Host(mode, maxAttempts: 1))
+        {
+            await restarted.StartAsync();
+            await ProcessorHarness.Until(() => _kafka.ReadTopic("out").Count >= 2, "the restarted processor copies both");
+            await restarted.StopAsync();
+        }
+
+        _kafka.ReadTopic("out").Select(r => r.ValueText).Should().BeEquivalentTo(["copied a", "copied b"], "each record exactly once");
+        _kafka.ReadTopic("in.DLT", IsolationLevel.ReadUncommitted).Should().BeEmpty("a stop is nobody's fault");
+    }
+
+    [Theory]
+    [InlineData(Mode.Record)]
+    [InlineData(Mode.Concurrent)]
+    [InlineData(Mode.Batch)]
     public async Task A_record_its_schema_refuses_is_dead_lettered_with_the_reason(Mode mode)
     {
         Input("a", "bad", "c");
@@ -140,7 +171,7 @@ public class AsyncDeserializerProcessorTests
         }
     }
 
-    private IHost Host(Mode mode, int maxAttempts, TimeSpan? transactionTimeout = null)
+    private IHost Host(Mode mode, int maxAttempts, TimeSpan? transactionTimeout = null, TimeSpan? shutdownTimeout = null)
     {
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
         var kafka = builder.Services.AddKafkaTransactions(o =>
@@ -158,6 +189,7 @@ public class AsyncDeserializerProcessorTests
             p.MaxConcurrency = mode == Mode.Concurrent ? 4 : 1;
             p.Retry.MaxAttempts = maxAttempts;
             p.Retry.BaseDelay = TimeSpan.FromMilliseconds(1);
+            p.ShutdownTimeout = shutdownTimeout ?? p.ShutdownTimeout;
         }
 
         if (mode == Mode.Batch)

@@ -136,8 +136,15 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
 
             try
             {
-                handed.Add(await deserializer.DeserializeAsync(records[i], transactionStartedAt: null, CancellationToken.None).ConfigureAwait(true)); // no transaction is open yet
+                handed.Add(await deserializer.DeserializeAsync(records[i], transactionStartedAt: null, drainToken).ConfigureAwait(true)); // no transaction is open yet
                 handedKeys.Add(keys[i]);
+            }
+            catch (OperationCanceledException) when (drainToken.IsCancellationRequested)
+            {
+                // The stop's ShutdownTimeout ran out while a deserializer (the schema registry) kept the batch waiting:
+                // nothing began, nothing is charged; the records are the next owner's, from the committed offsets.
+                rewinder.Require();
+                throw;
             }
             catch (Exception e)
             {
