@@ -138,6 +138,7 @@ internal sealed class UnitDisposal(UnitParts unit, TransactionOrchestrator orche
     {
         // A producer broken mid-transaction is dropped without an abort: the broker aborts its transaction after
         // transaction.timeout.ms, or at once when the next instance with this transactional.id initializes.
+        unit.Transaction.StopWrites(); // a ProduceAsync still serializing is refused, never handed to the disposed producer
         unit.Lifecycle.EnterDisposed();
         unit.Telemetry.SpanEnded("disposed");
         unit.Producer.Dispose();
