@@ -1,0 +1,93 @@
+using Confluent.Kafka;
+using KafkaTx.Testing;
+using KafkaTx.Tests.Processing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace KafkaTx.Tests.Serialization;
+
+/// <summary>
+/// Review of issue 20: a handler that alone outlives its transaction (its own slow work), then writes with ProduceAsync
+/// through an asynchronous serializer. The serializer is given TimeLeftToSerialize() = 0, fails with TimeoutException,
+/// which is classified as a registry outage; ChargesNoRecord exempts outages from the "batch outlived" rule, so the
+/// record is never charged: retried for ever, never dead-lettered, its partition stuck. The registry is perfectly fine.
+/// </summary>
+public class SlowHandlerThenProduceAsyncReviewTests
+{
+    private readonly InMemoryKafkaCluster _kafka = new();
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_handler_slower_than_its_transaction_is_charged_even_when_it_then_writes_through_an_async_serializer(bool batchHandler)
+    {
+        _kafka.CreateTopic("in", 1);
+        using (var producer = _kafka.CreateProducer(new ProducerConfig()))
+        {
+            producer.Produce("in", new Message<byte[]?, byte[]?> { Key = "k"u8.ToArray(), Value = "slow"u8.ToArray() });
+        }
+
+        var builder = Host.CreateApplicationBuilder();
+        var kafka = builder.Services.AddKafkaTransactions(o =>
+            {
+                o.TransactionalId = "copier-0";
+                o.TransactionTimeout = TimeSpan.FromSeconds(5); // commit margin 0.5 s: the handler ends inside it, before the broker times the transaction out
+            })
+            .UseInMemoryKafka(_kafka)
+            .AddSerializer<Text>(new ScriptedAsyncSerde());
+        void Configure(TransactionalProcessorOptions p)
+        {
+            p.Topics.Add("in");
+            p.GroupId = "copiers";
+            p.MaxBatchDuration = TimeSpan.FromMilliseconds(20);
+            p.Retry.MaxAttempts = 1;
+            p.Retry.BaseDelay = TimeSpan.FromMilliseconds(1);
+        }
+
+        if (batchHandler)
+        {
+            kafka.AddTransactionalProcessor<SlowBatchCopier>(Configure);
+        }
+        else
+        {
+            kafka.AddTransactionalProcessor<SlowCopier>(Configure);
+        }
+
+        using var host = builder.Build();
+        await host.StartAsync();
+        try
+        {
+            await ProcessorHarness.Until(() => _kafka.ReadTopic("in.DLT", IsolationLevel.ReadUncommitted).Count > 0, "the record that always outlives its transaction is dead-lettered (Retry.MaxAttempts 1)", seconds: 20);
+        }
+        finally
+        {
+            var processor = host.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);
+            Console.WriteLine($"DIAG batch={batchHandler} state={processor.State} out={_kafka.ReadTopic("out", IsolationLevel.ReadUncommitted).Count} dlt={_kafka.ReadTopic("in.DLT", IsolationLevel.ReadUncommitted).Count} committed={_kafka.CommittedOffset("copiers", new TopicPartition("in", 0))} failure={processor.Failure?.Message}");
+            await host.StopAsync();
+        }
+    }
+
+    private static Message<string, Text> Copy(ConsumeResult<string, string> record) =>
+        new() { Key = record.Message.Key, Value = new Text($"copied {record.Message.Value}") };
+
+    private sealed class SlowCopier : ITransactionalHandler<string, string>
+    {
+        public async ValueTask HandleAsync(ConsumeResult<string, string> record, ITransactionScope transaction, CancellationToken cancellationToken)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(4.7), cancellationToken); // its own work, past TransactionTimeout less its commit margin
+            await transaction.ProduceAsync("out", Copy(record), cancellationToken);
+        }
+    }
+
+    private sealed class SlowBatchCopier : ITransactionalBatchHandler<string, string>
+    {
+        public async ValueTask HandleAsync(IReadOnlyList<ConsumeResult<string, string>> records, ITransactionScope transaction, CancellationToken cancellationToken)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(4.7), cancellationToken);
+            foreach (var record in records)
+            {
+                await transaction.ProduceAsync("out", Copy(record), cancellationToken);
+            }
+        }
+    }
+}
