@@ -71,6 +71,24 @@ internal sealed class ProcessorUnitOfWork(ITransactionalUnitOfWork unit, Transac
         && (e.TransactionalId is null || e.TransactionalId == unit.TransactionalId); // not another unit the handler used
 
     /// <summary>
+    /// The handler has returned: a ProduceAsync it did not await, still running, would go missing unseen if it then
+    /// failed (nobody observes its exception), so returning before it finished is the handler's failure.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A ProduceAsync of the handler is still running.</exception>
+    public void ThrowIfWritesRunning(string handler)
+    {
+        if (unit is ISerializingUnit { WritesInFlight: > 0 and var running })
+        {
+            throw UnawaitedWrites(handler, running);
+        }
+    }
+
+    /// <summary>What a handler that returned before its ProduceAsync calls finished fails with.</summary>
+    public static InvalidOperationException UnawaitedWrites(string handler, int running) => new(
+        $"The handler {handler} returned while {running} ProduceAsync call(s) it made were still running. Await every ProduceAsync before returning: " +
+        "a write that failed after the handler returned would otherwise go missing from the transaction unseen.");
+
+    /// <summary>
     /// Whether a failure under the open batch charges none of its records: a transaction failure (see
     /// <see cref="IsTransactionFailure"/>) while the batch is within TransactionTimeout; past it, the batch was too slow
     /// for one transaction, its own doing, unless the schema registry was what it waited for (unreachable, failing or

@@ -64,6 +64,18 @@ internal sealed class OpenTransaction(KafkaTransactionsOptions options, TimeProv
         return left > TimeSpan.Zero ? left : TimeSpan.Zero;
     }
 
+    /// <summary>ProduceAsync calls begun in the open transaction and not yet written or failed.</summary>
+    public int WritesInFlight
+    {
+        get
+        {
+            lock (_writesLock)
+            {
+                return _writesInFlight;
+            }
+        }
+    }
+
     public void Begin(CancellationToken cancellation)
     {
         Volatile.Write(ref _records, 0);

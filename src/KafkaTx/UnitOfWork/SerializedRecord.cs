@@ -20,6 +20,9 @@ internal interface ISerializingUnit
     /// <summary>The open transaction's number (see <see cref="SerializedRecord.Transaction"/>).</summary>
     long Transaction { get; }
 
+    /// <summary>ProduceAsync calls of the open transaction begun and not yet written or failed.</summary>
+    int WritesInFlight { get; }
+
     /// <summary>Writes a serialized record, if the transaction it was serialized in is still open.</summary>
     void Produce(string topic, TopicPartition? topicPartition, in SerializedRecord record);
 

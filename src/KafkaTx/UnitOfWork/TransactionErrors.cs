@@ -64,6 +64,10 @@ internal sealed class TransactionErrors(string transactionalId, KafkaTransaction
     public KafkaTransactionException Expired(string operation, TimeSpan age) => Failure(TransactionErrorKind.Abortable, TimedOut, null,
         $"{operation}: the transaction of '{transactionalId}' has been open for {age.TotalMilliseconds:F0} ms, not below TransactionTimeout ({options.TransactionTimeout.TotalMilliseconds:F0} ms); the broker aborts it. Abort it and start again with less work per transaction.");
 
+    /// <summary>ProduceAsync with an asynchronous serializer, when the work before it had used up the transaction's time: no serde is waited for then.</summary>
+    public KafkaTransactionException TooLateToSerialize(string topic, TimeSpan age) => Failure(TransactionErrorKind.Abortable, TimedOut, null,
+        $"ProduceAsync to '{topic}' in the transaction of '{transactionalId}' was refused: the transaction has been open for {age.TotalMilliseconds:F0} ms, into the last part of TransactionTimeout (transaction.timeout.ms = {options.TransactionTimeout.TotalMilliseconds:F0} ms) that its commit needs, before the record was even serialized. The work before this write is too slow for one transaction (not the schema registry). Abort it and make the work shorter, or raise TransactionTimeout.");
+
     public KafkaTransactionException ExpiredAtCommit(TimeSpan age) => Failure(TransactionErrorKind.Abortable, TimedOut, null,
         $"The transaction of '{transactionalId}' was open for {age.TotalMilliseconds:F0} ms, too close to TransactionTimeout (transaction.timeout.ms = {options.TransactionTimeout.TotalMilliseconds:F0} ms) for its commit to reach the broker before the broker may abort it for its age (the last tenth, at most 5 s, is kept for the commit). It was aborted instead of committed and nothing in it is visible. Make the work shorter (fewer records per transaction) or raise TransactionTimeout.");
 

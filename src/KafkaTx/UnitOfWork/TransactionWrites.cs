@@ -59,6 +59,12 @@ internal sealed class TransactionWrites(UnitParts unit, TransactionOrchestrator 
     public async ValueTask<SerializedRecord> SerializeAsync<TKey, TValue>(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken)
     {
         ThrowIfBroken(nameof(ITransactionScope.ProduceAsync));
+        if (unit.Transaction.IsTooLateToCommit(out var age))
+        {
+            // The work before this write used the time up: a serializer given none would look like a registry outage.
+            throw unit.Telemetry.Failed(unit.Errors.TooLateToSerialize(topic, age));
+        }
+
         if (!unit.Transaction.TryStartWrite(out var transaction))
         {
             throw Refused(topic, unit.State);

@@ -202,6 +202,8 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork, ISeria
 
     long ISerializingUnit.Transaction => _unit.Transaction.Number;
 
+    int ISerializingUnit.WritesInFlight => _unit.Transaction.WritesInFlight;
+
     void ISerializingUnit.RefuseLate(long transaction) => _unit.Transaction.RefuseWrite(transaction, started: false);
 
     void ISerializingUnit.RefuseLate(in SerializedRecord record) => _unit.Transaction.RefuseWrite(record.Transaction, started: true);

@@ -69,12 +69,13 @@ public class AsyncDeserializerProcessorTests
         // that arrives when the transaction has outlived its time is still the registry's, never the record's. One
         // call for each record, with Retry.MaxAttempts 1: one failure charged to a record would make it poison.
         Input("a", "b");
-        _serde.SlowNext(2, TimeSpan.FromMilliseconds(3800), thenFail: true);
-        using var host = Host(mode, maxAttempts: 1, transactionTimeout: TimeSpan.FromSeconds(4));
+        // TransactionTimeout 6 s leaves the abort 0.6 s (the commit margin) on a loaded machine.
+        _serde.SlowNext(2, TimeSpan.FromMilliseconds(5800), thenFail: true);
+        using var host = Host(mode, maxAttempts: 1, transactionTimeout: TimeSpan.FromSeconds(6));
 
         await host.StartAsync();
         var processor = host.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);
-        await ProcessorHarness.Until(() => _kafka.ReadTopic("out").Count >= 2 || _kafka.ReadTopic("in.DLT", IsolationLevel.ReadUncommitted).Count > 0 || processor.State > ProcessorState.Running, "the copy resumes once the registry answers", seconds: 30);
+        await ProcessorHarness.Until(() => _kafka.ReadTopic("out").Count >= 2 || _kafka.ReadTopic("in.DLT", IsolationLevel.ReadUncommitted).Count > 0 || processor.State > ProcessorState.Running, "the copy resumes once the registry answers", seconds: 60);
         processor.State.Should().Be(ProcessorState.Running, processor.Failure?.ToString());
         await host.StopAsync();
 
@@ -90,12 +91,12 @@ public class AsyncDeserializerProcessorTests
         // Calls that would answer (successfully) only after the broker aborted the transaction and fenced the producer:
         // the processor stops waiting before that, aborts, and reads the records again once the registry is quick.
         Input("a", "b", "c");
-        _serde.SlowNext(2, TimeSpan.FromMilliseconds(3200), thenFail: false);
-        using var host = Host(mode, maxAttempts: 2, transactionTimeout: TimeSpan.FromSeconds(3));
+        _serde.SlowNext(2, TimeSpan.FromMilliseconds(5200), thenFail: false);
+        using var host = Host(mode, maxAttempts: 2, transactionTimeout: TimeSpan.FromSeconds(5));
         await host.StartAsync();
         var processor = host.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);
 
-        await ProcessorHarness.Until(() => _kafka.ReadTopic("out").Count >= 3 || processor.State is ProcessorState.Fenced or ProcessorState.Faulted or ProcessorState.Stopped, "the copy done, or the processor stopped", seconds: 30);
+        await ProcessorHarness.Until(() => _kafka.ReadTopic("out").Count >= 3 || processor.State is ProcessorState.Fenced or ProcessorState.Faulted or ProcessorState.Stopped, "the copy done, or the processor stopped", seconds: 60);
         processor.State.Should().Be(ProcessorState.Running, processor.Failure?.Message);
         await host.StopAsync();
 

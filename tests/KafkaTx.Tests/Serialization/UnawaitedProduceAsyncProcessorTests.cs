@@ -93,7 +93,7 @@ public class UnawaitedProduceAsyncProcessorTests
         var deadLetter = _kafka.ReadTopic("in.DLT").Single();
         deadLetter.ValueText.Should().Be("bad");
         deadLetter.Headers!.TryGetLastBytes(DeadLetterHeaders.ErrorMessage, out var reason).Should().BeTrue();
-        System.Text.Encoding.UTF8.GetString(reason).Should().Contain("await every ProduceAsync");
+        System.Text.Encoding.UTF8.GetString(reason).Should().Contain("Await every ProduceAsync");
     }
 
     /// <summary>Serializes at once, except one value, whose serialization waits until released (a write never awaited in time).</summary>

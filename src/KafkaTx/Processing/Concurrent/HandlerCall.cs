@@ -112,6 +112,7 @@ internal sealed class HandlerCall
         try
         {
             task.GetAwaiter().GetResult();
+            SerdeWaits.ThrowIfPendingAtReturn(Record.Key);
             activity?.Stop();
         }
         catch (Exception e)
@@ -143,6 +144,7 @@ internal sealed class HandlerCall
         try
         {
             await task.ConfigureAwait(false);
+            SerdeWaits.ThrowIfPendingAtReturn(Record.Key);
             activity?.Stop();
         }
         catch (Exception e)
@@ -230,6 +232,11 @@ internal sealed class HandlerCall
     /// </summary>
     private string? ClosedBecause(int generation) => generation == _generation ? _closedBecause : Returned;
 
+    private bool IsClosed(int generation)
+    {
+        lock (_lock) { return ClosedBecause(generation) is not null; }
+    }
+
     private InvalidOperationException Refusal(string reason, ConsumeResult<byte[]?, byte[]?> raw) => new(
         $"The handler call for {RecordKey.Of(raw)} cannot write to the transaction of '{_unit.TransactionalId}': {reason}. " +
         "A write made after its call has returned or its batch has ended would land in another transaction; write only from within the call, before it returns.");
@@ -296,7 +303,16 @@ internal sealed class HandlerCall
             // a call that returned without awaiting its ProduceAsync must not write into the batch's transaction, and
             // its record must not silently go missing either: the refusal fails the batch (its commit aborts, and the
             // batch is rewound and runs again).
-            var serialized = await slot.SerdeWaits.AwaitAsync(unit.SerializeAsync(topic, message, cancellationToken)).ConfigureAwait(false);
+            SerializedRecord serialized;
+            try
+            {
+                serialized = await slot.SerdeWaits.AwaitAsync(unit.SerializeAsync(topic, message, cancellationToken)).ConfigureAwait(false);
+            }
+            catch when (slot.IsClosed(generation))
+            {
+                unit.RefuseLate(transaction); // failed after its call returned: nobody saw it, so the transaction may not commit
+                throw;
+            }
             lock (slot._lock)
             {
                 if (slot.ClosedBecause(generation) is { } reason)

@@ -9,8 +9,24 @@ internal sealed class SerdeWaits
 {
     private int _pending;
 
+    /// <summary>The serdes of the slot's call being awaited.</summary>
+    public int Pending => Volatile.Read(ref _pending);
+
     /// <summary>Whether a serde of the slot's call is being awaited.</summary>
-    public bool Any => Volatile.Read(ref _pending) > 0;
+    public bool Any => Pending > 0;
+
+    /// <summary>
+    /// The call has returned: a ProduceAsync of it still serializing was not awaited, and if it failed later its record
+    /// would go missing unseen, so returning before it is the call's failure (the batch aborts; the record is charged).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A serde of the call is still pending.</exception>
+    public void ThrowIfPendingAtReturn(RecordKey record)
+    {
+        if (Pending is > 0 and var running)
+        {
+            throw ProcessorUnitOfWork.UnawaitedWrites($"of {record}", running);
+        }
+    }
 
     /// <summary>Awaits a serde's result, counted as pending meanwhile.</summary>
     public async ValueTask<T> AwaitAsync<T>(ValueTask<T> serde)
