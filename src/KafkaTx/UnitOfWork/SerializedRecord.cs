@@ -14,8 +14,11 @@ internal interface ISerializingUnit
     /// <summary>Whether both types serialize without awaiting (then Produce is ProduceAsync's whole work).</summary>
     bool SerializesSynchronously<TKey, TValue>();
 
-    /// <summary>Serializes the record for the open transaction, awaiting asynchronous serializers.</summary>
-    ValueTask<SerializedRecord> SerializeAsync<TKey, TValue>(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken);
+    /// <summary>
+    /// Serializes the record for the open transaction, awaiting asynchronous serializers; refused if the open one is no
+    /// longer <paramref name="transaction"/> (the caller's call ended with it, and the next one has begun).
+    /// </summary>
+    ValueTask<SerializedRecord> SerializeAsync<TKey, TValue>(string topic, Message<TKey, TValue> message, long transaction, CancellationToken cancellationToken);
 
     /// <summary>The open transaction's number (see <see cref="SerializedRecord.Transaction"/>).</summary>
     long Transaction { get; }

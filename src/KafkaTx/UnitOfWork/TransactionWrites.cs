@@ -56,7 +56,11 @@ internal sealed class TransactionWrites(UnitParts unit, TransactionOrchestrator 
     /// that cannot be reached, or does not answer within the transaction's remaining time, fails it as Retriable; a
     /// serializer that refuses the record, as Rejected; a cancelled caller returns at once (OperationCanceledException).
     /// </summary>
-    public async ValueTask<SerializedRecord> SerializeAsync<TKey, TValue>(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken)
+    /// <param name="topic">The record's topic.</param>
+    /// <param name="message">The record.</param>
+    /// <param name="cancellationToken">The caller's token.</param>
+    /// <param name="onlyIn">The transaction the write belongs to (a concurrent handler call's), or null for the open one.</param>
+    public async ValueTask<SerializedRecord> SerializeAsync<TKey, TValue>(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken, long? onlyIn = null)
     {
         ThrowIfBroken(nameof(ITransactionScope.ProduceAsync));
         if (unit.Transaction.IsTooLateToCommit(out var age))
@@ -67,6 +71,12 @@ internal sealed class TransactionWrites(UnitParts unit, TransactionOrchestrator 
 
         if (!unit.Transaction.TryStartWrite(out var transaction))
         {
+            throw Refused(topic, unit.State);
+        }
+
+        if (onlyIn is { } expected && expected != transaction)
+        {
+            unit.Transaction.EndWrite(transaction); // a call's write late enough to meet the next transaction: never counted in it
             throw Refused(topic, unit.State);
         }
 

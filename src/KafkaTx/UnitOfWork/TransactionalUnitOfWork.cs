@@ -191,10 +191,10 @@ internal sealed class TransactionalUnitOfWork : ITransactionalUnitOfWork, ISeria
 
     bool ISerializingUnit.SerializesSynchronously<TKey, TValue>() => _orchestrator.Writes.SerializesSynchronously<TKey, TValue>();
 
-    ValueTask<SerializedRecord> ISerializingUnit.SerializeAsync<TKey, TValue>(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken)
+    ValueTask<SerializedRecord> ISerializingUnit.SerializeAsync<TKey, TValue>(string topic, Message<TKey, TValue> message, long transaction, CancellationToken cancellationToken)
     {
         _guards.ThrowIfNotInTransaction(TransactionCall.Produce);
-        return _orchestrator.Writes.SerializeAsync(topic, message, cancellationToken);
+        return _orchestrator.Writes.SerializeAsync(topic, message, cancellationToken, onlyIn: transaction);
     }
 
     void ISerializingUnit.Produce(string topic, TopicPartition? topicPartition, in SerializedRecord record) =>

@@ -306,7 +306,7 @@ internal sealed class HandlerCall
             SerializedRecord serialized;
             try
             {
-                serialized = await slot.SerdeWaits.AwaitAsync(unit.SerializeAsync(topic, message, cancellationToken)).ConfigureAwait(false);
+                serialized = await slot.SerdeWaits.AwaitAsync(unit.SerializeAsync(topic, message, transaction, cancellationToken)).ConfigureAwait(false);
             }
             catch when (slot.IsClosed(generation))
             {

@@ -2,6 +2,7 @@ using Confluent.Kafka;
 using KafkaTx.Processing.Concurrent;
 using KafkaTx.Tests.Fakes;
 using KafkaTx.Tests.Serialization;
+using KafkaTx.UnitOfWork;
 
 namespace KafkaTx.Tests.Processing.Concurrent;
 
@@ -44,6 +45,26 @@ public class HandlerCallProduceAsyncTests
 
         await unit.Awaiting(u => u.CommitAsync()).Should().ThrowAsync<KafkaTransactionException>().Where(e => e.Kind == TransactionErrorKind.Abortable);
         producer.Committed.Should().BeEmpty();
+    }
+
+    [Fact]
+    public async Task A_write_of_a_call_whose_transaction_has_ended_is_refused_and_never_lands_in_the_next_one()
+    {
+        // A call abandoned with its batch may reach its ProduceAsync only once the next batch's transaction is open.
+        var (unit, producer) = await TestUnits.CreateReady(o => o.Serializers.Add<Text>(_serde));
+        await using var _ = unit;
+        var serializing = (ISerializingUnit)unit;
+        unit.BeginTransaction();
+        var ended = serializing.Transaction;
+        await unit.AbortAsync();
+        unit.BeginTransaction();
+        _serde.Gate!.SetResult();
+
+        var late = serializing.SerializeAsync("out", new Message<string, Text> { Value = new Text("late") }, ended, CancellationToken.None);
+        await late.AsTask().Awaiting(w => w).Should().ThrowAsync<InvalidOperationException>();
+
+        await unit.CommitAsync(); // not held up: the refused write was never counted in this transaction
+        producer.Committed.Should().BeEmpty("nothing of the ended transaction's call may land in the next one");
     }
 
     [Fact]
