@@ -228,7 +228,7 @@ internal sealed class ProcessorLoop<TKey, TValue> : ITransactionalProcessor
         {
             var record = await _deserializer.DeserializeAsync(result, batch.StartedAt, drainToken).ConfigureAwait(true);
             await _stoppingCall.AwaitAsync(batch.HandleAsync(record, _unit, drainToken), batch, key, drainToken).ConfigureAwait(true);
-            _unitCalls.ThrowIfWritesRunning($"of {key}");
+            _unitCalls.ThrowIfWritesRunning($"of {key}", drainToken);
             batch.AddHandled(key);
             _telemetry.RecordHandled();
         }

@@ -75,10 +75,12 @@ internal sealed class ProcessorUnitOfWork(ITransactionalUnitOfWork unit, Transac
     /// failed (nobody observes its exception), so returning before it finished is the handler's failure.
     /// </summary>
     /// <exception cref="InvalidOperationException">A ProduceAsync of the handler is still running.</exception>
-    public void ThrowIfWritesRunning(string handler)
+    /// <exception cref="OperationCanceledException">One is, but the stop's ShutdownTimeout has run out: the batch aborts, and nobody is charged.</exception>
+    public void ThrowIfWritesRunning(string handler, CancellationToken drainToken)
     {
         if (unit is ISerializingUnit { WritesInFlight: > 0 and var running })
         {
+            drainToken.ThrowIfCancellationRequested();
             throw UnawaitedWrites(handler, running);
         }
     }

@@ -63,12 +63,6 @@ internal sealed class TransactionWrites(UnitParts unit, TransactionOrchestrator 
     public async ValueTask<SerializedRecord> SerializeAsync<TKey, TValue>(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken, long? onlyIn = null)
     {
         ThrowIfBroken(nameof(ITransactionScope.ProduceAsync));
-        if (unit.Transaction.IsTooLateToCommit(out var age))
-        {
-            // The work before this write used the time up: a serializer given none would look like a registry outage.
-            throw unit.Telemetry.Failed(unit.Errors.TooLateToSerialize(topic, age));
-        }
-
         if (!unit.Transaction.TryStartWrite(out var transaction))
         {
             throw Refused(topic, unit.State);
@@ -78,6 +72,13 @@ internal sealed class TransactionWrites(UnitParts unit, TransactionOrchestrator 
         {
             unit.Transaction.EndWrite(transaction); // a call's write late enough to meet the next transaction: never counted in it
             throw Refused(topic, unit.State);
+        }
+
+        if (unit.Transaction.IsTooLateToCommit(out var age))
+        {
+            // The work before this write used the time up: a serializer given none would look like a registry outage.
+            unit.Transaction.EndWrite(transaction);
+            throw unit.Telemetry.Failed(unit.Errors.TooLateToSerialize(topic, age));
         }
 
         var headers = unit.Telemetry.WithTraceContext(message.Headers);

@@ -205,7 +205,7 @@ internal sealed class BatchHandlerLoop<TKey, TValue>(
 
             // Bounded once a stop has cancelled it: a call ignoring its token is abandoned rather than awaited for ever.
             await stoppingCall.AwaitAsync(batch.HandleBatchAsync(records, unit, drainToken), batch, keys[0], drainToken).ConfigureAwait(true);
-            unitCalls.ThrowIfWritesRunning($"of {keys.Count} records from {keys[0]}");
+            unitCalls.ThrowIfWritesRunning($"of {keys.Count} records from {keys[0]}", drainToken);
         }
         catch (OperationCanceledException) when (drainToken.IsCancellationRequested)
         {

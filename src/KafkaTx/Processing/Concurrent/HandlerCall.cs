@@ -37,7 +37,7 @@ internal sealed class HandlerCall
     private int _offsetsBeingSent;      // SendOffsetsAsync calls in progress: closing waits for them
     private bool _ended = true;         // no call yet: the slot is free
     private IAsyncDisposable? _abandonedScope; // set once abandoned: the DI scope the call still uses, disposed when it ends
-    private CallScope? _scope;
+    private HandlerCallScope? _scope;
 
     /// <summary>A slot's calls, none begun yet.</summary>
     public HandlerCall(int slot, ITransactionalUnitOfWork unit)
@@ -73,11 +73,33 @@ internal sealed class HandlerCall
     /// <summary>The source of the abandoned call's token: disposed once the call has ended (set when abandoned).</summary>
     public CancellationTokenSource? TokenSource { get; private set; }
 
+    /// <summary>The lock a write holds, and closing takes (see <see cref="HandlerCallScope"/>).</summary>
+    internal Lock SyncRoot => _lock;
+
+    /// <summary>The unit of work the slot's calls write through.</summary>
+    internal ITransactionalUnitOfWork Unit => _unit;
+
+    /// <summary>Counts an offsets request of the running call starting (+1) or ending (-1), under <see cref="SyncRoot"/>: closing waits for them.</summary>
+    internal void OffsetsSending(int change) => _offsetsBeingSent += change;
+
     /// <summary>The running (or last) call's scope: what its handler writes through.</summary>
     public ITransactionScope Scope => _scope!;
 
-    /// <summary>The slot's waits for asynchronous serdes: a call waiting for the schema registry is not charged as an overrun.</summary>
+    /// <summary>The slot's waits for asynchronous deserializers: a call waiting for the schema registry is not charged as an overrun.</summary>
     public SerdeWaits SerdeWaits { get; } = new();
+
+    /// <summary>Whether the running call waits for the schema registry (its deserializer, or a ProduceAsync of its own).</summary>
+    public bool AwaitsSerde => SerdeWaits.Any || _scope is { WritesPending: > 0 };
+
+    // A ProduceAsync of this call still serializing when it returned was not awaited: if it failed later, its record
+    // would go missing unseen, so returning before it is the call's failure (the batch aborts; the record is charged).
+    private void ThrowIfWritesPending()
+    {
+        if (_scope is { WritesPending: > 0 and var running })
+        {
+            throw ProcessorUnitOfWork.UnawaitedWrites($"of {Record.Key}", running);
+        }
+    }
 
     /// <summary>
     /// Begins the slot's next call (processor thread; the previous one has ended and been collected): its outcome is
@@ -102,7 +124,7 @@ internal sealed class HandlerCall
             StartedAt = startedAt;
             // The transaction the call writes into: a ProduceAsync refused because it came too late dooms it (below).
             var transaction = _unit is ISerializingUnit serializing ? serializing.Transaction : 0;
-            return _scope = new CallScope(this, _generation, record.Raw, transaction);
+            return _scope = new HandlerCallScope(this, _generation, record.Raw, transaction);
         }
     }
 
@@ -112,7 +134,7 @@ internal sealed class HandlerCall
         try
         {
             task.GetAwaiter().GetResult();
-            SerdeWaits.ThrowIfPendingAtReturn(Record.Key);
+            ThrowIfWritesPending();
             activity?.Stop();
         }
         catch (Exception e)
@@ -144,7 +166,7 @@ internal sealed class HandlerCall
         try
         {
             await task.ConfigureAwait(false);
-            SerdeWaits.ThrowIfPendingAtReturn(Record.Key);
+            ThrowIfWritesPending();
             activity?.Stop();
         }
         catch (Exception e)
@@ -218,7 +240,7 @@ internal sealed class HandlerCall
         }
     }
 
-    private void ThrowIfClosed(int generation, ConsumeResult<byte[]?, byte[]?> raw)
+    internal void ThrowIfClosed(int generation, ConsumeResult<byte[]?, byte[]?> raw)
     {
         if (ClosedBecause(generation) is { } reason)
         {
@@ -230,120 +252,14 @@ internal sealed class HandlerCall
     /// Why a call's writes are refused, or null while it may write (under the lock). A scope of an earlier call of the
     /// slot is refused: that call has ended (the slot began another only then).
     /// </summary>
-    private string? ClosedBecause(int generation) => generation == _generation ? _closedBecause : Returned;
+    internal string? ClosedBecause(int generation) => generation == _generation ? _closedBecause : Returned;
 
-    private bool IsClosed(int generation)
+    internal bool IsClosed(int generation)
     {
         lock (_lock) { return ClosedBecause(generation) is not null; }
     }
 
-    private InvalidOperationException Refusal(string reason, ConsumeResult<byte[]?, byte[]?> raw) => new(
+    internal InvalidOperationException Refusal(string reason, ConsumeResult<byte[]?, byte[]?> raw) => new(
         $"The handler call for {RecordKey.Of(raw)} cannot write to the transaction of '{_unit.TransactionalId}': {reason}. " +
         "A write made after its call has returned or its batch has ended would land in another transaction; write only from within the call, before it returns.");
-
-    /// <summary>What one call's handler writes through: its slot's unit of work, while that call may write.</summary>
-    private sealed class CallScope(HandlerCall slot, int generation, ConsumeResult<byte[]?, byte[]?> raw, long transaction) : ITransactionScope
-    {
-        public string TransactionalId => slot._unit.TransactionalId;
-
-        public void Produce<TKey, TValue>(string topic, Message<TKey, TValue> message)
-        {
-            lock (slot._lock)
-            {
-                slot.ThrowIfClosed(generation, raw);
-                slot._unit.Produce(topic, message);
-            }
-        }
-
-        public void Produce<TKey, TValue>(TopicPartition topicPartition, Message<TKey, TValue> message)
-        {
-            lock (slot._lock)
-            {
-                slot.ThrowIfClosed(generation, raw);
-                slot._unit.Produce(topicPartition, message);
-            }
-        }
-
-        public ValueTask ProduceAsync<TKey, TValue>(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken = default) =>
-            ProduceAsync(topic, null, message, cancellationToken);
-
-        public ValueTask ProduceAsync<TKey, TValue>(TopicPartition topicPartition, Message<TKey, TValue> message, CancellationToken cancellationToken = default)
-        {
-            ArgumentNullException.ThrowIfNull(topicPartition);
-            return ProduceAsync(topicPartition.Topic, topicPartition, message, cancellationToken);
-        }
-
-        private async ValueTask ProduceAsync<TKey, TValue>(string topic, TopicPartition? topicPartition, Message<TKey, TValue> message, CancellationToken cancellationToken)
-        {
-            if (slot._unit is not ISerializingUnit unit || unit.SerializesSynchronously<TKey, TValue>())
-            {
-                // Synchronous serializers (or a unit of work other than KafkaTx's own): Produce, completed at once.
-                if (topicPartition is null)
-                {
-                    Produce(topic, message);
-                }
-                else
-                {
-                    Produce(topicPartition, message);
-                }
-
-                return;
-            }
-
-            lock (slot._lock)
-            {
-                if (slot.ClosedBecause(generation) is { } reason)
-                {
-                    unit.RefuseLate(transaction); // its record is missing: the call's transaction, if still open, may not commit
-                    throw slot.Refusal(reason, raw);
-                }
-            }
-
-            // Serialized outside the lock (it may await the registry); written under it, if the call may still write:
-            // a call that returned without awaiting its ProduceAsync must not write into the batch's transaction, and
-            // its record must not silently go missing either: the refusal fails the batch (its commit aborts, and the
-            // batch is rewound and runs again).
-            SerializedRecord serialized;
-            try
-            {
-                serialized = await slot.SerdeWaits.AwaitAsync(unit.SerializeAsync(topic, message, transaction, cancellationToken)).ConfigureAwait(false);
-            }
-            catch when (slot.IsClosed(generation))
-            {
-                unit.RefuseLate(transaction); // failed after its call returned: nobody saw it, so the transaction may not commit
-                throw;
-            }
-            lock (slot._lock)
-            {
-                if (slot.ClosedBecause(generation) is { } reason)
-                {
-                    unit.RefuseLate(serialized);
-                    throw slot.Refusal(reason, raw);
-                }
-
-                unit.Produce(topic, topicPartition, serialized);
-            }
-        }
-
-        public async Task SendOffsetsAsync(IEnumerable<TopicPartitionOffset> offsets, IConsumerGroupMetadata groupMetadata, CancellationToken cancellationToken = default)
-        {
-            lock (slot._lock)
-            {
-                slot.ThrowIfClosed(generation, raw);
-                slot._offsetsBeingSent++;
-            }
-
-            try
-            {
-                await slot._unit.SendOffsetsAsync(offsets, groupMetadata, cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                lock (slot._lock)
-                {
-                    slot._offsetsBeingSent--;
-                }
-            }
-        }
-    }
 }

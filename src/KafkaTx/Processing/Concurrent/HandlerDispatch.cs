@@ -211,7 +211,7 @@ internal sealed class HandlerDispatch<TKey, TValue>(
         var now = time.GetTimestamp();
         foreach (var call in InFlight.Calls)
         {
-            if (time.GetElapsedTime(call.StartedAt, now) >= transactionTimeout / 2 && !call.SerdeWaits.Any)
+            if (time.GetElapsedTime(call.StartedAt, now) >= transactionTimeout / 2 && !call.AwaitsSerde)
             {
                 charged = true;
                 _failures.Add((call.Record, new TimeoutException($"The handler of {call.Record.Key} was still running when the transaction neared its timeout ({transactionTimeout.TotalMilliseconds} ms); it was cancelled.")));

@@ -82,6 +82,26 @@ public class HandlerCallProduceAsyncTests
         producer.OpenRecords().Select(r => r.ValueText).Should().Equal("in time");
     }
 
+    [Fact]
+    public async Task A_call_that_returns_with_its_ProduceAsync_still_serializing_has_failed_and_the_next_call_of_its_slot_has_not()
+    {
+        var (unit, _) = await TestUnits.CreateReady(o => o.Serializers.Add<Text>(_serde));
+        await using var _ = unit;
+        unit.BeginTransaction();
+        var call = Call(unit);
+
+        var write = call.Scope.ProduceAsync("out", new Message<string, Text> { Value = new Text("forgotten") }).AsTask(); // not awaited
+        call.EndedAtOnce(ValueTask.CompletedTask, activity: null);
+        call.Error.Should().BeOfType<InvalidOperationException>().Which.Message.Should().Contain("Await every ProduceAsync");
+
+        // The slot's next call awaits everything: the earlier call's write, still serializing, is not held against it.
+        call.Begin(call.Record, startedAt: 0);
+        call.EndedAtOnce(ValueTask.CompletedTask, activity: null);
+        call.Error.Should().BeNull();
+        _serde.Gate!.SetResult();
+        await write.Awaiting(w => w).Should().ThrowAsync<InvalidOperationException>();
+    }
+
     private static HandlerCall Call(ITransactionalUnitOfWork unit)
     {
         var raw = new ConsumeResult<byte[]?, byte[]?> { Topic = "in", Partition = 0, Offset = 7, Message = new Message<byte[]?, byte[]?>() };
