@@ -70,12 +70,12 @@ public class ConcurrentFailureTests
 
         // a0 is slow (1.2 s) but ends before the bound (1.6 s: the 2 s timeout less a fifth); a1 (same key, a hole
         // below b0) starts only then, and is still running at the bound though it has run less than half the timeout:
-        // the batch was too long, not a1. In a batch of its own a1 (1.1 s) ends 0.5 s before the bound, so that a
-        // loaded machine, slow to dispatch it, does not make it overrun there.
+        // the batch was too long, not a1. a1 takes 0.7 s, under half the timeout (1 s), so it can never overrun on
+        // its own, whenever a loaded machine dispatches it; only being charged for a0's time could dead-letter it.
         h.Script.Await = (value, token) => value switch
         {
             "a0" => Task.Delay(1200, token),
-            "a1" => Task.Delay(1100, token),
+            "a1" => Task.Delay(700, token),
             _ => Task.CompletedTask,
         };
         h.Broker.Append("in", 0, "k1", "a0");
@@ -85,6 +85,7 @@ public class ConcurrentFailureTests
         await h.StartAsync();
         await Until(() => h.Broker.GroupOffset(P0) == 3, "everything commits", 30);
 
+        h.Broker.EventsSnapshot().Should().Contain("abort", "the first batch overran its bound with a1 in flight");
         h.CommittedTo("in.DLT").Select(r => r.ValueText).Should().BeEmpty("a1 was in flight at the bound only because it waited behind a0");
         h.CommittedOutput.Should().BeEquivalentTo(["a0", "a1", "b0"], "the batches after the overrun are shorter, and each record commits once");
     }
