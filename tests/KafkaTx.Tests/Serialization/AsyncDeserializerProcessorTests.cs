@@ -69,9 +69,9 @@ public class AsyncDeserializerProcessorTests
         // that arrives when the transaction has outlived its time is still the registry's, never the record's. One
         // call for each record, with Retry.MaxAttempts 1: one failure charged to a record would make it poison.
         Input("a", "b");
-        // TransactionTimeout 6 s leaves the abort 0.6 s (the commit margin) on a loaded machine.
-        _serde.SlowNext(2, TimeSpan.FromMilliseconds(5800), thenFail: true);
-        using var host = Host(mode, maxAttempts: 1, transactionTimeout: TimeSpan.FromSeconds(6));
+        // TransactionTimeout 10 s leaves the abort 1 s (the commit margin): 0.6 s was once too little under a loaded CI.
+        _serde.SlowNext(2, TimeSpan.FromMilliseconds(9800), thenFail: true);
+        using var host = Host(mode, maxAttempts: 1, transactionTimeout: TimeSpan.FromSeconds(10));
 
         await host.StartAsync();
         var processor = host.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);
@@ -91,8 +91,9 @@ public class AsyncDeserializerProcessorTests
         // Calls that would answer (successfully) only after the broker aborted the transaction and fenced the producer:
         // the processor stops waiting before that, aborts, and reads the records again once the registry is quick.
         Input("a", "b", "c");
-        _serde.SlowNext(2, TimeSpan.FromMilliseconds(5200), thenFail: false);
-        using var host = Host(mode, maxAttempts: 2, transactionTimeout: TimeSpan.FromSeconds(5));
+        // TransactionTimeout 10 s leaves the abort 1 s (the commit margin), as above.
+        _serde.SlowNext(2, TimeSpan.FromMilliseconds(10200), thenFail: false);
+        using var host = Host(mode, maxAttempts: 2, transactionTimeout: TimeSpan.FromSeconds(10));
         await host.StartAsync();
         var processor = host.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);
 

@@ -61,8 +61,6 @@ public class SlowHandlerThenProduceAsyncReviewTests
         }
         finally
         {
-            var processor = host.Services.GetRequiredKeyedService<ITransactionalProcessor>(string.Empty);
-            Console.WriteLine($"DIAG batch={batchHandler} state={processor.State} out={_kafka.ReadTopic("out", IsolationLevel.ReadUncommitted).Count} dlt={_kafka.ReadTopic("in.DLT", IsolationLevel.ReadUncommitted).Count} committed={_kafka.CommittedOffset("copiers", new TopicPartition("in", 0))} failure={processor.Failure?.Message}");
             await host.StopAsync();
         }
     }
