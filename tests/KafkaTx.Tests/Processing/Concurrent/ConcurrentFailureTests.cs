@@ -1,3 +1,4 @@
+using KafkaTx.Testing.Shared;
 using static KafkaTx.Tests.Processing.Concurrent.ConcurrentOrderingTests;
 using static KafkaTx.Tests.Processing.ProcessorHarness;
 
@@ -59,6 +60,10 @@ public class ConcurrentFailureTests
     [Fact]
     public async Task A_record_that_started_late_behind_a_slow_call_of_its_key_is_not_charged_when_the_batch_overruns()
     {
+        // The processor's clock moves only when the test says so: who is charged depends on the clock alone, never
+        // on how quickly a loaded machine runs the handlers.
+        var clock = new ManualClock();
+        var a0Done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var h = new ProcessorHarness(
             o =>
             {
@@ -66,16 +71,14 @@ public class ConcurrentFailureTests
                 o.MaxBatchDuration = TimeSpan.FromMilliseconds(100);
                 o.Retry.MaxAttempts = 1; // one charge makes it poison
             },
-            producer: p => p.TransactionTimeout = TimeSpan.FromSeconds(2));
+            producer: p => p.TransactionTimeout = TimeSpan.FromSeconds(2),
+            clock: clock);
 
-        // a0 is slow (1.2 s) but ends before the bound (1.6 s: the 2 s timeout less a fifth); a1 (same key, a hole
-        // below b0) starts only then, and is still running at the bound though it has run less than half the timeout:
-        // the batch was too long, not a1. a1 takes 0.7 s, under half the timeout (1 s), so it can never overrun on
-        // its own, whenever a loaded machine dispatches it; only being charged for a0's time could dead-letter it.
-        h.Script.Await = (value, token) => value switch
+        // First calls: a0 runs until the test ends it; a1 (same key, so it waits behind a0) runs until cancelled.
+        h.Script.Await = (value, token) => (value, h.Script.TimesSeen(value)) switch
         {
-            "a0" => Task.Delay(1200, token),
-            "a1" => Task.Delay(700, token),
+            ("a0", 1) => a0Done.Task.WaitAsync(token),
+            ("a1", 1) => Task.Delay(Timeout.Infinite, token),
             _ => Task.CompletedTask,
         };
         h.Broker.Append("in", 0, "k1", "a0");
@@ -83,9 +86,21 @@ public class ConcurrentFailureTests
         h.Broker.Append("in", 0, "k2", "b0");
 
         await h.StartAsync();
-        await Until(() => h.Broker.GroupOffset(P0) == 3, "everything commits", 30);
+        await Until(() => h.Script.TimesSeen("a0") == 1 && h.Script.TimesSeen("b0") == 1, "a0 running, b0 handled");
 
-        h.Broker.EventsSnapshot().Should().Contain("abort", "the first batch overran its bound with a1 in flight");
+        // a0 is slow (1.2 s) but ends before the bound (1.6 s: the 2 s timeout less a fifth); a1 starts only then.
+        clock.Advance(TimeSpan.FromMilliseconds(1200));
+        a0Done.SetResult();
+        await Until(() => h.Script.TimesSeen("a1") == 1, "a1 starts once a0 has ended");
+
+        // Past the bound, a1 is still running, though it has run 0.5 s, not half the timeout: the batch was too long, not a1.
+        clock.Advance(TimeSpan.FromMilliseconds(500));
+        await Until(() => h.Broker.EventsSnapshot().Contains("abort"), "the overrun aborts the batch");
+        h.Broker.EventsSnapshot().First(e => e is "abort" or "commit").Should().Be("abort", "the first batch ends in the overrun's abort");
+
+        // From here the clock runs (the batches after the overrun are due by time); every call now ends at once.
+        await Until(() => { clock.Advance(TimeSpan.FromMilliseconds(20)); return h.Broker.GroupOffset(P0) == 3; }, "everything commits", 30);
+        h.Script.Cancelled.Should().Equal(["a1"], "the overrun cancelled the call still running");
         h.CommittedTo("in.DLT").Select(r => r.ValueText).Should().BeEmpty("a1 was in flight at the bound only because it waited behind a0");
         h.CommittedOutput.Should().BeEquivalentTo(["a0", "a1", "b0"], "the batches after the overrun are shorter, and each record commits once");
     }
