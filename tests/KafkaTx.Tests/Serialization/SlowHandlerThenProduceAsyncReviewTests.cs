@@ -31,7 +31,9 @@ public class SlowHandlerThenProduceAsyncReviewTests
         var kafka = builder.Services.AddKafkaTransactions(o =>
             {
                 o.TransactionalId = "copier-0";
-                o.TransactionTimeout = TimeSpan.FromSeconds(8); // commit margin 0.8 s: the handler ends inside it, before the broker times the transaction out
+                // Commit margin 2 s: the handler ends inside it (18.5 s), 1.5 s before the broker would time the transaction
+                // out and fence the producer (an 8 s timeout, 0.6 s from the broker's, was once too tight on a loaded CI).
+                o.TransactionTimeout = TimeSpan.FromSeconds(20);
             })
             .UseInMemoryKafka(_kafka)
             .AddSerializer<Text>(new ScriptedAsyncSerde());
@@ -57,7 +59,7 @@ public class SlowHandlerThenProduceAsyncReviewTests
         await host.StartAsync();
         try
         {
-            await ProcessorHarness.Until(() => _kafka.ReadTopic("in.DLT", IsolationLevel.ReadUncommitted).Count > 0, "the record that always outlives its transaction is dead-lettered (Retry.MaxAttempts 1)", seconds: 40);
+            await ProcessorHarness.Until(() => _kafka.ReadTopic("in.DLT", IsolationLevel.ReadUncommitted).Count > 0, "the record that always outlives its transaction is dead-lettered (Retry.MaxAttempts 1)", seconds: 60);
         }
         finally
         {
@@ -72,7 +74,7 @@ public class SlowHandlerThenProduceAsyncReviewTests
     {
         public async ValueTask HandleAsync(ConsumeResult<string, string> record, ITransactionScope transaction, CancellationToken cancellationToken)
         {
-            await Task.Delay(TimeSpan.FromSeconds(7.4), cancellationToken); // its own work, past TransactionTimeout less its commit margin
+            await Task.Delay(TimeSpan.FromSeconds(18.5), cancellationToken); // its own work, past TransactionTimeout less its commit margin
             await transaction.ProduceAsync("out", Copy(record), cancellationToken);
         }
     }
@@ -81,7 +83,7 @@ public class SlowHandlerThenProduceAsyncReviewTests
     {
         public async ValueTask HandleAsync(IReadOnlyList<ConsumeResult<string, string>> records, ITransactionScope transaction, CancellationToken cancellationToken)
         {
-            await Task.Delay(TimeSpan.FromSeconds(7.4), cancellationToken);
+            await Task.Delay(TimeSpan.FromSeconds(18.5), cancellationToken);
             foreach (var record in records)
             {
                 await transaction.ProduceAsync("out", Copy(record), cancellationToken);

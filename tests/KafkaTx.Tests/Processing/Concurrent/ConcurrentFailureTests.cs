@@ -1,4 +1,3 @@
-using KafkaTx.Testing.Shared;
 using static KafkaTx.Tests.Processing.Concurrent.ConcurrentOrderingTests;
 using static KafkaTx.Tests.Processing.ProcessorHarness;
 
