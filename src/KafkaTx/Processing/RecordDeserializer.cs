@@ -73,16 +73,9 @@ internal sealed class RecordDeserializer<TKey, TValue>(DeserializerRegistry dese
     }
 
     /// <summary>What the open transaction has left before the unit would refuse to commit it (never below zero); no bound without one.</summary>
-    private TimeSpan TimeLeft(long? transactionStartedAt)
-    {
-        if (transactionStartedAt is not { } startedAt)
-        {
-            return Timeout.InfiniteTimeSpan;
-        }
-
-        var left = transactionTimeout - UnitOfWork.OpenTransaction.CommitMargin(transactionTimeout) - time.GetElapsedTime(startedAt);
-        return left > TimeSpan.Zero ? left : TimeSpan.Zero;
-    }
+    private TimeSpan TimeLeft(long? transactionStartedAt) => transactionStartedAt is { } startedAt
+        ? UnitOfWork.OpenTransaction.TimeLeftBeforeCommitMargin(transactionTimeout, time.GetElapsedTime(startedAt))
+        : Timeout.InfiniteTimeSpan;
 
     private static ConsumeResult<TKey, TValue> Typed(ConsumeResult<byte[]?, byte[]?> result, TKey key, TValue value) => new()
     {

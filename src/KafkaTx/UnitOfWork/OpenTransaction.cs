@@ -58,9 +58,15 @@ internal sealed class OpenTransaction(KafkaTransactionsOptions options, TimeProv
     }
 
     /// <summary>The time left for ProduceAsync's serializers: until the commit margin begins (zero when it has).</summary>
-    public TimeSpan TimeLeftToSerialize()
+    public TimeSpan TimeLeftToSerialize() => TimeLeftBeforeCommitMargin(options.TransactionTimeout, Age);
+
+    /// <summary>
+    /// What a transaction of <paramref name="age"/> has left before its <see cref="CommitMargin(TimeSpan)"/> begins
+    /// (zero when it has): as long as a serde of the transaction is waited for.
+    /// </summary>
+    public static TimeSpan TimeLeftBeforeCommitMargin(TimeSpan transactionTimeout, TimeSpan age)
     {
-        var left = options.TransactionTimeout - CommitMargin(options.TransactionTimeout) - Age;
+        var left = transactionTimeout - CommitMargin(transactionTimeout) - age;
         return left > TimeSpan.Zero ? left : TimeSpan.Zero;
     }
 
