@@ -92,12 +92,12 @@ internal sealed class DeserializerRegistry
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            Abandon(call);
+            AbandonedSerdeCall.Observe(call);
             throw;
         }
         catch (TimeoutException) when (call is { IsCompleted: false })
         {
-            Abandon(call);
+            AbandonedSerdeCall.Observe(call);
             throw DeserializationFailed<T>(record, context.Component, new TimeoutException(
                 $"The deserializer had not answered after {limit.TotalSeconds:0.###} s, all the open transaction had left before its TransactionTimeout (less the margin its commit needs); a schema registry that slow is treated as unavailable"));
         }
@@ -106,10 +106,6 @@ internal sealed class DeserializerRegistry
             throw DeserializationFailed<T>(record, context.Component, e);
         }
     }
-
-    /// <summary>Observes an abandoned call's failure, so that it is not reported as an unobserved task exception.</summary>
-    private static void Abandon(Task? call) =>
-        call?.ContinueWith(static c => _ = c.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
     /// <summary>
     /// The failure of a deserializer, as the processor sees it: the record's own (a <see cref="ConsumeException"/>,

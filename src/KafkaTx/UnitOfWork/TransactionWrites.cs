@@ -156,8 +156,7 @@ internal sealed class TransactionWrites(UnitParts unit, TransactionOrchestrator 
         }
         catch (Exception e) when (!task.IsCompleted && e is TimeoutException or OperationCanceledException)
         {
-            // Given up: the serialization goes on without a caller. Its failure, if any, is observed here, not left unobserved.
-            _ = task.ContinueWith(static t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            AbandonedSerdeCall.Observe(task); // given up: the serialization goes on without a caller
             if (e is TimeoutException)
             {
                 var timeout = unit.Options.TransactionTimeout;
