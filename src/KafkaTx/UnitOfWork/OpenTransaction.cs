@@ -99,14 +99,15 @@ internal sealed class OpenTransaction(KafkaTransactionsOptions options, TimeProv
 
     /// <summary>
     /// Counts a ProduceAsync begun in the open transaction, until <see cref="EndWrite"/> or <see cref="RefuseWrite"/>:
-    /// a transaction with one in flight does not commit. False when the transaction takes no more writes.
+    /// a transaction with one in flight does not commit. False when the transaction takes no more writes, or is not
+    /// <paramref name="onlyIn"/> (a handler call's write late enough to meet the next transaction: never counted in it).
     /// </summary>
-    public bool TryStartWrite(out long transaction)
+    public bool TryStartWrite(long? onlyIn, out long transaction)
     {
         lock (_writesLock)
         {
             transaction = _number;
-            if (!_open)
+            if (!_open || (onlyIn is { } expected && expected != _number))
             {
                 return false;
             }

@@ -63,14 +63,8 @@ internal sealed class TransactionWrites(UnitParts unit, TransactionOrchestrator 
     public async ValueTask<SerializedRecord> SerializeAsync<TKey, TValue>(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken, long? onlyIn = null)
     {
         ThrowIfBroken(nameof(ITransactionScope.ProduceAsync));
-        if (!unit.Transaction.TryStartWrite(out var transaction))
+        if (!unit.Transaction.TryStartWrite(onlyIn, out var transaction))
         {
-            throw Refused(topic, unit.State);
-        }
-
-        if (onlyIn is { } expected && expected != transaction)
-        {
-            unit.Transaction.EndWrite(transaction); // a call's write late enough to meet the next transaction: never counted in it
             throw Refused(topic, unit.State);
         }
 
