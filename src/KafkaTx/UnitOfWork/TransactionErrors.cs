@@ -23,17 +23,17 @@ internal sealed class TransactionErrors(string transactionalId, KafkaTransaction
     public KafkaTransactionException ProduceRefused(TransactionErrorKind kind, string topic, KafkaException e) =>
         Failure(kind, e, $"Produce to '{topic}' in the transaction of '{transactionalId}' was refused by the client: {e.Error.Code} ({e.Error.Reason}). " + Advice(kind));
 
-    /// <summary>A serializer of ProduceAsync failed because the schema registry could not be reached or failed: the record is not at fault.</summary>
-    public KafkaTransactionException RegistryUnavailable(string topic, MessageComponentType component, Exception e, string operation = nameof(ITransactionScope.ProduceAsync)) => Failure(TransactionErrorKind.Retriable,
-        new Error(component == MessageComponentType.Key ? ErrorCode.Local_KeySerialization : ErrorCode.Local_ValueSerialization, $"schema registry unavailable: {e.Message}"), e,
-        $"{operation} to '{topic}' in the transaction of '{transactionalId}' failed: the {(component == MessageComponentType.Key ? "key" : "value")} serializer could not reach the schema registry ({e.GetType().Name}: {e.Message}). The record was not written. Abort the transaction and run it again (ExecuteAsync does so per Retry).");
+    /// <summary>A serializer failed because the schema registry could not be reached or failed: the record is not at fault.</summary>
+    public KafkaTransactionException RegistryUnavailable(string operation, string topic, MessageComponentType component, Exception e) => Failure(TransactionErrorKind.Retriable,
+        new Error(SerializationCode(component), $"schema registry unavailable: {e.Message}"), e,
+        $"{operation} to '{topic}' in the transaction of '{transactionalId}' failed: the {Part(component)} serializer could not reach the schema registry ({e.GetType().Name}: {e.Message}). The record was not written. Abort the transaction and run it again (ExecuteAsync does so per Retry).");
 
     /// <summary>
     /// A serializer refused the record itself (a value its schema does not allow, a schema change its subject's
     /// compatibility refuses): retrying cannot help. Nothing of the record was written.
     /// </summary>
     public KafkaTransactionException SerializationRejected(string operation, string topic, MessageComponentType component, Exception e) => Failure(TransactionErrorKind.Rejected,
-        new Error(component == MessageComponentType.Key ? ErrorCode.Local_KeySerialization : ErrorCode.Local_ValueSerialization, $"{Part(component)} serializer refused the record: {e.Message}"), e,
+        new Error(SerializationCode(component), $"{Part(component)} serializer refused the record: {e.Message}"), e,
         $"{operation} to '{topic}' in the transaction of '{transactionalId}' failed: the {Part(component)} serializer refused the record ({e.GetType().Name}: {e.Message}). The record was not written. Fix the record or its schema; retrying will not help.");
 
     /// <summary>Whether a commit failed because ProduceAsync calls were not awaited (<see cref="WritesNotFinishedAtCommit"/>): the handler's doing.</summary>
@@ -144,6 +144,9 @@ internal sealed class TransactionErrors(string transactionalId, KafkaTransaction
     };
 
     private static string Part(MessageComponentType component) => component == MessageComponentType.Key ? "key" : "value";
+
+    private static ErrorCode SerializationCode(MessageComponentType component) =>
+        component == MessageComponentType.Key ? ErrorCode.Local_KeySerialization : ErrorCode.Local_ValueSerialization;
 
     private static Error TimedOut => new(ErrorCode.Local_TimedOut, "transaction older than transaction.timeout.ms");
 

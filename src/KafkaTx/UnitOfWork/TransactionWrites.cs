@@ -173,7 +173,7 @@ internal sealed class TransactionWrites(UnitParts unit, TransactionOrchestrator 
     /// </summary>
     private KafkaTransactionException SerializationFailed(string operation, string topic, MessageComponentType component, Exception e) =>
         unit.Telemetry.Failed(SerdeFailureClassifier.IsRegistryUnavailable(e)
-            ? unit.Errors.RegistryUnavailable(topic, component, e, operation)
+            ? unit.Errors.RegistryUnavailable(operation, topic, component, e)
             : unit.Errors.SerializationRejected(operation, topic, component, e));
 
     private void ProduceSerialized(string topic, TopicPartition? topicPartition, byte[]? key, byte[]? value, Headers? headers, Timestamp timestamp)
