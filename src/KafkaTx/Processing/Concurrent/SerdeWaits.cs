@@ -9,11 +9,8 @@ internal sealed class SerdeWaits
 {
     private int _pending;
 
-    /// <summary>The serdes of the slot's call being awaited.</summary>
-    public int Pending => Volatile.Read(ref _pending);
-
-    /// <summary>Whether a serde of the slot's call is being awaited.</summary>
-    public bool Any => Pending > 0;
+    /// <summary>Whether a deserializer of the slot's call is being awaited.</summary>
+    public bool Any => Volatile.Read(ref _pending) > 0;
 
     /// <summary>Awaits a serde's result, counted as pending meanwhile.</summary>
     public async ValueTask<T> AwaitAsync<T>(ValueTask<T> serde)
