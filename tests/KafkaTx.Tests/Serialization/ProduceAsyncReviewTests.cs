@@ -8,7 +8,8 @@ namespace KafkaTx.Tests.Serialization;
 /// <summary>
 /// ProduceAsync on the in-memory Kafka, where a serializer is slow or refuses: a ProduceAsync not awaited never goes
 /// missing from a committed transaction, a cancelled caller returns at once, a registry slower than the transaction's
-/// remaining time fails it in time, and a record its serializer refuses is Rejected.
+/// remaining time fails it in time, a record its serializer refuses is Rejected, and one finishing after the unit
+/// was disposed is refused.
 /// </summary>
 public class ProduceAsyncReviewTests
 {
@@ -17,24 +18,8 @@ public class ProduceAsyncReviewTests
     private readonly InMemoryKafkaCluster _kafka = new();
     private readonly ScriptedAsyncSerde _serde = new();
 
-    private ServiceProvider Services(int maxAttempts = 3, TimeSpan? transactionTimeout = null, Action<IKafkaTransactionsBuilder>? serializers = null)
-    {
-        var services = new ServiceCollection();
-        var kafka = services.AddKafkaTransactions(o =>
-        {
-            o.BootstrapServers = "in-memory";
-            o.TransactionalIdPrefix = "orders-api";
-            o.InstanceId = "0";
-            o.Retry.MaxAttempts = maxAttempts;
-            o.Retry.BaseDelay = TimeSpan.FromMilliseconds(1);
-            if (transactionTimeout is { } timeout)
-            {
-                o.TransactionTimeout = timeout;
-            }
-        }).UseInMemoryKafka(_kafka).AddSerializer<Text>(_serde);
-        serializers?.Invoke(kafka);
-        return services.BuildServiceProvider();
-    }
+    private ServiceProvider Services(int maxAttempts = 3, TimeSpan? transactionTimeout = null, Action<IKafkaTransactionsBuilder>? serializers = null) =>
+        ScriptedSerdeUnit.Services(_kafka, _serde, maxAttempts, transactionTimeout, serializers);
 
     private static Message<string, Text> Order(string value) => new() { Key = "o-1", Value = new Text(value) };
 
@@ -194,5 +179,33 @@ public class ProduceAsyncReviewTests
     {
         public byte[] Serialize(OrderKey data, SerializationContext context) =>
             data.Id.Length == 0 ? throw new ArgumentException("an order key is never empty", nameof(data)) : Encoding.UTF8.GetBytes(data.Id);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_ProduceAsync_finishing_after_the_unit_was_disposed_is_refused(bool asynchronously)
+    {
+        // Dispose (not only DisposeAsync) stops the writes: the late record is refused, never handed to the disposed producer.
+        await using var provider = Services();
+        var unit = provider.GetRequiredService<ITransactionalUnitOfWork>();
+        await unit.InitializeAsync();
+        unit.BeginTransaction();
+        _serde.Gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var write = unit.ProduceAsync("orders", Order("late")).AsTask();
+
+        if (asynchronously)
+        {
+            await unit.DisposeAsync();
+        }
+        else
+        {
+            unit.Dispose();
+        }
+
+        _serde.Gate.SetResult();
+        var thrown = await write.Awaiting(w => w.WaitAsync(Bound)).Should().ThrowAsync<Exception>();
+        thrown.Which.Should().BeOfType<InvalidOperationException>("the record's transaction ended with the unit: " + thrown.Which);
+        _kafka.ReadTopic("orders", IsolationLevel.ReadUncommitted).Should().BeEmpty();
     }
 }

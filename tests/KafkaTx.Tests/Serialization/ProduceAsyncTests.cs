@@ -10,19 +10,7 @@ public class ProduceAsyncTests
     private readonly InMemoryKafkaCluster _kafka = new();
     private readonly ScriptedAsyncSerde _serde = new();
 
-    private ServiceProvider Services(int maxAttempts = 3)
-    {
-        var services = new ServiceCollection();
-        services.AddKafkaTransactions(o =>
-        {
-            o.BootstrapServers = "in-memory";
-            o.TransactionalIdPrefix = "orders-api";
-            o.InstanceId = "0";
-            o.Retry.MaxAttempts = maxAttempts;
-            o.Retry.BaseDelay = TimeSpan.FromMilliseconds(1);
-        }).UseInMemoryKafka(_kafka).AddSerializer<Text>(_serde);
-        return services.BuildServiceProvider();
-    }
+    private ServiceProvider Services(int maxAttempts = 3) => ScriptedSerdeUnit.Services(_kafka, _serde, maxAttempts);
 
     [Fact]
     public async Task Records_with_async_serializers_are_written_atomically_to_two_topics_and_read_back_committed()
