@@ -7,10 +7,10 @@ using Microsoft.Extensions.Hosting;
 namespace KafkaTx.Tests.Serialization;
 
 /// <summary>
-/// Review of issue 20: a handler that alone outlives its transaction (its own slow work), then writes with ProduceAsync
-/// through an asynchronous serializer. The serializer is given TimeLeftToSerialize() = 0, fails with TimeoutException,
-/// which is classified as a registry outage; ChargesNoRecord exempts outages from the "batch outlived" rule, so the
-/// record is never charged: retried for ever, never dead-lettered, its partition stuck. The registry is perfectly fine.
+/// A handler that alone outlives its transaction (its own slow work), then writes with ProduceAsync through an
+/// asynchronous serializer: the write is refused as too late (TooLateToSerialize), so the record is charged like any
+/// handler too slow for its transaction and dead-lettered. Had the serializer been given no time instead, its timeout
+/// would have looked like a registry outage, which is never charged: the record retried for ever, its partition stuck.
 /// </summary>
 public class SlowHandlerThenProduceAsyncReviewTests
 {
